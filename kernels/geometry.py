@@ -1,0 +1,151 @@
+"""Great-circle distance and the neighbourhood of every town (CSR).
+
+Notes
+-----
+Haversine, ``R = 6371.0088 km`` (MODEL.md, "Travel time")::
+
+    d_ij = 2 R asin( sqrt( sin²(Δφ/2) + cos φ_i cos φ_j sin²(Δλ/2) ) )
+
+The neighbourhood holds, for every town, every other town within ``radius_km``,
+sorted by distance then town index. A scenario whose reach radius is smaller
+uses a prefix of each row, so one neighbourhood serves a whole sweep.
+Candidates come from a uniform grid of cubes over the unit vectors: memory grows
+with the number of pairs, never with N².
+"""
+
+import numpy as np
+
+from kernels.jit import parallel, prange, serial
+
+EARTH_RADIUS_KM = 6371.0088
+DEG = np.pi / 180.0
+
+
+@serial
+def haversine_km(lat_i, lon_i, lat_j, lon_j):
+    """Haversine distance in km between points given in degrees."""
+    phi_i = lat_i * DEG
+    phi_j = lat_j * DEG
+    half_dphi = np.sin((phi_j - phi_i) / 2.0)
+    half_dlam = np.sin((lon_j * DEG - lon_i * DEG) / 2.0)
+    h = half_dphi * half_dphi + np.cos(phi_i) * np.cos(phi_j) * half_dlam * half_dlam
+    h = min(max(h, 0.0), 1.0)
+    return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(h))
+
+
+@serial
+def _cell_keys(xyz, cell, n_cells):
+    keys = np.empty(xyz.shape[0], dtype=np.int64)
+    for i in range(xyz.shape[0]):
+        cx = np.int64((xyz[i, 0] + 1.0) / cell)
+        cy = np.int64((xyz[i, 1] + 1.0) / cell)
+        cz = np.int64((xyz[i, 2] + 1.0) / cell)
+        keys[i] = (cx * n_cells + cy) * n_cells + cz
+    return keys
+
+
+@serial
+def _search(sorted_keys, key):
+    lo = np.searchsorted(sorted_keys, key, side="left")
+    hi = np.searchsorted(sorted_keys, key, side="right")
+    return lo, hi
+
+
+@serial
+def _row_candidates(i, lat, lon, xyz, order, sorted_keys, cell, n_cells, chord_max,
+                    radius_km, out_j, out_d):
+    """Fill out_j/out_d with the neighbours of i; return how many."""
+    cx = np.int64((xyz[i, 0] + 1.0) / cell)
+    cy = np.int64((xyz[i, 1] + 1.0) / cell)
+    cz = np.int64((xyz[i, 2] + 1.0) / cell)
+    count = 0
+    for dx in range(-1, 2):
+        for dy in range(-1, 2):
+            for dz in range(-1, 2):
+                ax, ay, az = cx + dx, cy + dy, cz + dz
+                if ax < 0 or ay < 0 or az < 0 or ax >= n_cells or ay >= n_cells or az >= n_cells:
+                    continue
+                lo, hi = _search(sorted_keys, (ax * n_cells + ay) * n_cells + az)
+                for q in range(lo, hi):
+                    j = order[q]
+                    if j == i:
+                        continue
+                    ex = xyz[i, 0] - xyz[j, 0]
+                    ey = xyz[i, 1] - xyz[j, 1]
+                    ez = xyz[i, 2] - xyz[j, 2]
+                    if ex * ex + ey * ey + ez * ez > chord_max:
+                        continue
+                    d = haversine_km(lat[i], lon[i], lat[j], lon[j])
+                    if d <= radius_km:
+                        if out_j.shape[0] > 0:
+                            out_j[count] = j
+                            out_d[count] = d
+                        count += 1
+    return count
+
+
+@parallel
+def _count_rows(lat, lon, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km):
+    n = lat.shape[0]
+    counts = np.zeros(n, dtype=np.int64)
+    empty_j = np.empty(0, dtype=np.int32)
+    empty_d = np.empty(0, dtype=np.float64)
+    for i in prange(n):
+        counts[i] = _row_candidates(i, lat, lon, xyz, order, sorted_keys, cell, n_cells,
+                                    chord_max, radius_km, empty_j, empty_d)
+    return counts
+
+
+@parallel
+def _fill_rows(lat, lon, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km,
+               offsets, neighbour, dist_km):
+    n = lat.shape[0]
+    for i in prange(n):
+        start = offsets[i]
+        stop = offsets[i + 1]
+        if stop == start:
+            continue
+        row_j = np.empty(stop - start, dtype=np.int32)
+        row_d = np.empty(stop - start, dtype=np.float64)
+        _row_candidates(i, lat, lon, xyz, order, sorted_keys, cell, n_cells, chord_max,
+                        radius_km, row_j, row_d)
+        # Order by (distance, town index): sort by index, then a stable sort by distance.
+        by_index = np.argsort(row_j, kind="mergesort")
+        row_j = row_j[by_index]
+        row_d = row_d[by_index]
+        by_dist = np.argsort(row_d, kind="mergesort")
+        for p in range(stop - start):
+            neighbour[start + p] = row_j[by_dist[p]]
+            dist_km[start + p] = row_d[by_dist[p]]
+
+
+def build_neighbourhood(lat, lon, radius_km):
+    """Every pair of towns within ``radius_km`` of each other, as CSR arrays.
+
+    Returns ``offsets`` (int64, N+1), ``neighbour`` (int32) and ``dist_km``
+    (float64): the neighbours of town ``i`` are ``neighbour[offsets[i]:offsets[i+1]]``,
+    sorted by distance, ties by index.
+    """
+    lat = np.ascontiguousarray(lat, dtype=np.float64)
+    lon = np.ascontiguousarray(lon, dtype=np.float64)
+    n = lat.shape[0]
+    radius_km = float(radius_km)
+    phi, lam = np.radians(lat), np.radians(lon)
+    xyz = np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], axis=1)
+    angle = min(radius_km / EARTH_RADIUS_KM, np.pi)
+    chord = 2.0 * np.sin(angle / 2.0)
+    # The chord test is only a pre-filter: widen it so rounding never drops a pair.
+    chord = chord * (1.0 + 1e-9) + 1e-12
+    cell = max(chord, 1e-6)
+    n_cells = int(2.0 / cell) + 2
+    keys = _cell_keys(xyz, cell, n_cells)
+    order = np.argsort(keys, kind="mergesort").astype(np.int64)
+    sorted_keys = keys[order]
+    counts = _count_rows(lat, lon, xyz, order, sorted_keys, cell, n_cells, chord * chord, radius_km)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    neighbour = np.empty(offsets[-1], dtype=np.int32)
+    dist_km = np.empty(offsets[-1], dtype=np.float64)
+    _fill_rows(lat, lon, xyz, order, sorted_keys, cell, n_cells, chord * chord, radius_km,
+               offsets, neighbour, dist_km)
+    return offsets, neighbour, dist_km
