@@ -15,7 +15,7 @@ import numpy as np
 from engine.config import MODES, AggloConfig
 from engine.errors import UserError
 from engine.towns import Towns
-from kernels import DECAY_CODES, assign_batch, build_neighbourhood, inflow_pass, origin_pass
+from kernels import DECAY_CODES, assign_batch, build_neighbourhood, inflow_pass, origin_pass, pair_shares
 
 N_CHUNKS = 256  # town ranges of about equal pair count; fixed so results never depend on threads
 
@@ -172,3 +172,37 @@ def compute_batch(network: Network, params: dict) -> dict:
         out[name] = np.stack([m[name] for m in per_mode], axis=1)
     assert out["core"].shape[0] == n_scen
     return out
+
+
+def scenario_pairs(network: Network, params: dict, mode: str, scenario: int = 0) -> dict:
+    """Every neighbourhood pair of one scenario and mode: origin, destination, travel_min,
+    share, flow, reachable; and the home share per town (for flow export and checks)."""
+    p = {k: v[scenario : scenario + 1] for k, v in params[mode].items()}
+    closed = params["closed"][scenario : scenario + 1]
+    is_core = np.ascontiguousarray(
+        (network.population >= params["core_min_population"][scenario]) | network.forced_core
+    )[None, :]
+    _, shift, denominator, _, _ = origin_pass(
+        network.chunks, network.offsets, network.neighbour, network.dist_km, network.log_dist,
+        network.log_pop, network.region, closed, is_core, p["circuity"], p["speed"], p["cap"],
+        p["decay"], p["beta"], p["gamma"], p["self_time"], p["min_time"],
+    )
+    share, travel, home = pair_shares(
+        network.chunks, network.offsets, network.neighbour, network.dist_km, network.log_dist,
+        network.log_pop, network.region, bool(closed[0]), p["circuity"][0], p["speed"][0], p["cap"][0],
+        int(p["decay"][0]), p["beta"][0], p["gamma"][0], p["self_time"][0], p["min_time"][0],
+        shift[0], denominator[0],
+    )
+    origin = np.repeat(np.arange(network.n_towns, dtype=np.int64), np.diff(network.offsets))
+    reachable = travel <= p["cap"][0]
+    if closed[0]:
+        reachable &= network.region[origin] == network.region[network.neighbour]
+    return {
+        "origin": origin,
+        "destination": network.neighbour.astype(np.int64),
+        "travel_min": travel,
+        "share": share,
+        "flow": network.population[origin] * share,
+        "reachable": reachable,
+        "home_share": home,
+    }

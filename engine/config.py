@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from engine.errors import UserError
 
@@ -234,8 +234,9 @@ def resolve(overrides: list[str] | tuple[str, ...] = ()) -> tuple[AggloConfig, A
     for the same key)."""
     plain, cli_grid = split_overrides(list(overrides))
     cfg = _compose(plain)
-    for key, values in cli_grid.items():
-        cfg.sweep.grid[key] = values
+    with open_dict(cfg.sweep.grid):
+        for key, values in cli_grid.items():
+            cfg.sweep.grid[key] = values
     checked = to_object(cfg)
     check_sweep(cfg)
     return checked, cfg

@@ -61,6 +61,8 @@ class Towns:
 
 
 def _fail(where: str, column: str, value, allowed: str) -> UserError:
+    if isinstance(value, np.generic):
+        value = value.item()
     return UserError(f"{where}: column '{column}' has {value!r}; allowed: {allowed}")
 
 

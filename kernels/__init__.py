@@ -5,7 +5,7 @@ Imports NumPy and Numba only. ``shared/MODEL.md`` fixes what every function comp
 
 from kernels.assignment import assign_batch
 from kernels.geometry import EARTH_RADIUS_KM, build_neighbourhood, haversine_km
-from kernels.gravity import DECAY_CODES, MODEL_CODES, inflow_pass, origin_pass
+from kernels.gravity import DECAY_CODES, MODEL_CODES, inflow_pass, origin_pass, pair_shares
 
 __all__ = [
     "DECAY_CODES",
@@ -16,4 +16,5 @@ __all__ = [
     "haversine_km",
     "inflow_pass",
     "origin_pass",
+    "pair_shares",
 ]

@@ -154,3 +154,36 @@ def inflow_pass(chunks, offsets, neighbour, dist_km, log_dist, log_pop, populati
                     acc += population[i] * (np.exp(lw - shift[s, i]) / denominator[s, i])
                 inflow[s, j] = acc
     return inflow
+
+
+@parallel
+def pair_shares(chunks, offsets, neighbour, dist_km, log_dist, log_pop, region, closed,
+                circuity, speed, cap, decay, beta, gamma, self_time, min_time, shift, denominator):
+    """One scenario's shares ``s_ij`` for every neighbourhood pair (0 where j is not in
+    R(i)), travel times, and the home shares ``s_ii`` (0 without a self term, NaN for a
+    town with no reach and no self term). Scalars are this scenario's parameters;
+    ``shift``/``denominator`` come from :func:`origin_pass`."""
+    n_towns = log_pop.shape[0]
+    share = np.zeros(neighbour.shape[0], dtype=np.float64)
+    travel = np.empty(neighbour.shape[0], dtype=np.float64)
+    home = np.zeros(n_towns, dtype=np.float64)
+    minutes_scale = 60.0 * circuity
+    log_scale = np.log(minutes_scale / speed)
+    for c in prange(chunks.shape[0] - 1):
+        for i in range(chunks[c], chunks[c + 1]):
+            if denominator[i] == 0.0:
+                home[i] = np.nan
+            elif not np.isnan(self_time):
+                home[i] = np.exp(_self_log_weight(log_pop[i], self_time, decay, beta, gamma, min_time)
+                                 - shift[i]) / denominator[i]
+            for p in range(offsets[i], offsets[i + 1]):
+                t = minutes_scale * dist_km[p] / speed
+                travel[p] = t
+                if t > cap:
+                    continue
+                j = neighbour[p]
+                if closed and region[j] != region[i]:
+                    continue
+                lw = gamma * log_pop[j] + _log_deterrence(t, log_dist[p] + log_scale, decay, beta, min_time)
+                share[p] = np.exp(lw - shift[i]) / denominator[i]
+    return share, travel, home

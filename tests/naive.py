@@ -1,7 +1,8 @@
 """Plain NumPy twin of the kernels, written from shared/MODEL.md alone.
 
-Dense N x N, float64, no neighbourhood, no log-space: the formulas as the model
-states them. Slow on purpose; the kernels must agree with it.
+Dense rows (all N destinations of a block of origins), float64, no neighbourhood,
+no log-space: the formulas as the model states them. Slow on purpose; the kernels
+must agree with it.
 """
 
 import numpy as np
@@ -9,14 +10,14 @@ import numpy as np
 R_KM = 6371.0088
 
 
-def travel_min(lat, lon, circuity, speed_kmh):
+def haversine_rows(lat, lon, rows):
+    """d_ij for origins ``rows`` and every destination j (km)."""
     phi = np.radians(lat)
     lam = np.radians(lon)
-    dphi = phi[None, :] - phi[:, None]
-    dlam = lam[None, :] - lam[:, None]
-    h = np.sin(dphi / 2) ** 2 + np.cos(phi)[:, None] * np.cos(phi)[None, :] * np.sin(dlam / 2) ** 2
-    d = 2 * R_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
-    return 60 * circuity * d / speed_kmh
+    dphi = phi[None, :] - phi[rows, None]
+    dlam = lam[None, :] - lam[rows, None]
+    h = np.sin(dphi / 2) ** 2 + np.cos(phi[rows])[:, None] * np.cos(phi)[None, :] * np.sin(dlam / 2) ** 2
+    return 2 * R_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
 
 
 def deterrence(t, decay, beta, min_time):
@@ -26,53 +27,78 @@ def deterrence(t, decay, beta, min_time):
     return np.exp(-beta * t)
 
 
-def scenario(lat, lon, population, region, is_core, mode: dict, closed: bool):
-    """One mode of one scenario. ``mode`` holds MODEL.md's keys (speed_kmh, cap_min, ...)."""
-    n = len(population)
-    t = travel_min(lat, lon, mode["circuity"], mode["speed_kmh"])
-    reach = (t <= mode["cap_min"]) & ~np.eye(n, dtype=bool)
-    if closed:
-        reach &= region[:, None] == region[None, :]
-    w = np.where(reach, population[None, :] ** mode["gamma"] * deterrence(t, mode["decay"], mode["beta"], mode["min_time_min"]), 0.0)
-    if mode["self_time_min"] is None:
-        w_self = np.zeros(n)
-    else:
-        w_self = population ** mode["gamma"] * deterrence(mode["self_time_min"], mode["decay"], mode["beta"], mode["min_time_min"])
-    denom = w_self + w.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        s = np.where(reach, w / denom[:, None], 0.0)
-    inflow = (population[:, None] * s).sum(axis=0)
+def scenario(lat, lon, population, region, is_core, mode: dict, closed: bool, block: int = 512, keep_pairs: bool = False):
+    """One mode of one scenario. ``mode`` holds MODEL.md's keys (speed_kmh, cap_min, ...).
 
+    Returns MODEL.md's per-town results plus, for checks, ``s_home``, the runner-up core
+    share ``second`` and the smallest ``|t_ij - cap|`` per origin ``cap_gap``.
+    """
+    n = len(population)
     core = np.full(n, -1, dtype=np.int64)
     share = np.full(n, np.nan)
-    for i in range(n):
-        if is_core[i]:
-            core[i] = i
-            share[i] = 1.0
-            continue
-        candidates = np.flatnonzero(reach[i] & is_core)
-        if candidates.size == 0:
-            continue
-        best = candidates[np.argmax(s[i, candidates])]  # argmax: first (lowest index) of ties
-        share[i] = s[i, best]
-        if s[i, best] >= mode["threshold"]:
-            core[i] = best
+    second = np.full(n, np.nan)
+    n_reachable = np.zeros(n, dtype=np.int64)
+    inflow = np.zeros(n)
+    s_home = np.full(n, np.nan)
+    cap_gap = np.full(n, np.inf)
+    pairs = []
+    for start in range(0, n, block):
+        rows = np.arange(start, min(start + block, n))
+        t = 60 * mode["circuity"] * haversine_rows(lat, lon, rows) / mode["speed_kmh"]
+        reach = t <= mode["cap_min"]
+        reach[np.arange(len(rows)), rows] = False
+        if closed:
+            reach &= region[rows, None] == region[None, :]
+        gap = np.abs(t - mode["cap_min"])
+        gap[np.arange(len(rows)), rows] = np.inf
+        cap_gap[rows] = gap.min(axis=1)
+        w = np.where(reach, population[None, :] ** mode["gamma"] * deterrence(t, mode["decay"], mode["beta"], mode["min_time_min"]), 0.0)
+        if mode["self_time_min"] is None:
+            w_self = np.zeros(len(rows))
+        else:
+            w_self = population[rows] ** mode["gamma"] * deterrence(mode["self_time_min"], mode["decay"], mode["beta"], mode["min_time_min"])
+        denom = w_self + w.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s = np.where(reach, w / denom[:, None], 0.0)
+            s_home[rows] = np.where(denom > 0, w_self / denom, np.nan)
+        inflow += (population[rows, None] * s).sum(axis=0)
+        n_reachable[rows] = reach.sum(axis=1)
+        if keep_pairs:
+            pairs.append((rows, t, s, reach))
+        for k, i in enumerate(rows):
+            if is_core[i]:
+                core[i] = i
+                share[i] = 1.0
+                continue
+            candidates = np.flatnonzero(reach[k] & is_core)
+            if candidates.size == 0:
+                continue
+            order = np.argsort(-s[k, candidates], kind="stable")  # ties: lower index first
+            best = candidates[order[0]]
+            share[i] = s[k, best]
+            if candidates.size > 1:
+                second[i] = s[k, candidates[order[1]]]
+            if s[k, best] >= mode["threshold"]:
+                core[i] = best
     agglo = np.zeros(n)
+    members = (core >= 0) & ~is_core
     for c in np.flatnonzero(is_core):
-        agglo[c] = population[c] + population[(core == c) & ~is_core].sum()
+        agglo[c] = population[c] + population[members & (core == c)].sum()
     small = ~is_core
-    covered = small & (core >= 0)
-    coverage = population[covered].sum() / population[small].sum() if small.any() else np.nan
-    n_agg = sum(1 for c in np.flatnonzero(is_core) if ((core == c) & ~is_core).any())
-    return {
+    coverage = population[members].sum() / population[small].sum() if small.any() else np.nan
+    n_agg = sum(1 for c in np.flatnonzero(is_core) if (members & (core == c)).any())
+    out = {
         "core": core,
         "share": share,
-        "n_reachable": reach.sum(axis=1),
+        "n_reachable": n_reachable,
         "inflow": inflow,
         "agglo_population": agglo,
         "coverage": coverage,
         "n_agglomerations": n_agg,
-        "s": s,
-        "s_self": np.where(denom > 0, w_self / np.where(denom > 0, denom, 1.0), np.nan),
-        "travel_min": t,
+        "s_home": s_home,
+        "second": second,
+        "cap_gap": cap_gap,
     }
+    if keep_pairs:
+        out["pairs"] = pairs
+    return out
