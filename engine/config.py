@@ -100,7 +100,7 @@ class ModeConfig:
 class SweepConfig:
     grid: Dict[str, List[Any]] = field(default_factory=dict)
     sampler: Optional[str] = None
-    bounds: Dict[str, List[float]] = field(default_factory=dict)
+    bounds: Dict[str, List[Any]] = field(default_factory=dict)
     n: int = 64
     seed: int = 0
 
@@ -193,6 +193,14 @@ def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, list[Any
     plain: list[str] = []
     grid: dict[str, list[Any]] = {}
     for ov in parsed:
+        key = ov.key_or_group
+        if key in ("sweep.grid", "sweep.bounds") and not ov.is_sweep_override():
+            # Keys of these maps are dotted config keys, which Hydra's merge would read as paths.
+            value = ov.value()
+            if not isinstance(value, dict):
+                raise UserError(f"{key} = {value!r}; allowed: a mapping such as {{commute.cap_min:[30,60]}}")
+            grid[key] = value
+            continue
         if ov.is_sweep_override():
             if type(ov.value()).__name__ == "IntervalSweep":
                 raise UserError(
@@ -211,7 +219,8 @@ def _compose(overrides: list[str]):
         with initialize_config_module(config_module="configs", version_base="1.3"):
             return compose(config_name="config", overrides=overrides)
     except Exception as exc:  # noqa: BLE001 - composition errors are the user's overrides
-        raise UserError(f"configuration: {_first_line(exc)}") from None
+        hint = "; allowed: the keys that 'agglo config' prints" if "not in" in _first_line(exc) else ""
+        raise UserError(f"configuration: {_first_line(exc)}{hint}") from None
 
 
 def to_object(cfg) -> AggloConfig:
@@ -234,6 +243,13 @@ def resolve(overrides: list[str] | tuple[str, ...] = ()) -> tuple[AggloConfig, A
     for the same key)."""
     plain, cli_grid = split_overrides(list(overrides))
     cfg = _compose(plain)
+    for mapping in ("sweep.grid", "sweep.bounds"):
+        if mapping in cli_grid:
+            node = cfg.sweep.grid if mapping == "sweep.grid" else cfg.sweep.bounds
+            with open_dict(node):
+                node.clear()
+                for k, v in cli_grid.pop(mapping).items():
+                    node[k] = v
     with open_dict(cfg.sweep.grid):
         for key, values in cli_grid.items():
             cfg.sweep.grid[key] = values

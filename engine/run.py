@@ -79,6 +79,10 @@ def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
     params_all = batch_parameters(cfg, plan.scenario_values(None), plan.n_scenarios)
     if params_all["closed"].any() and towns.region is None:
         raise UserError(f"borders = 'closed' needs a 'region' column, and {towns.source} has none; allowed: borders=open, or a table with regions")
+    if cfg.executor.kind == "address":
+        from engine.executors.dask import check_address
+
+        check_address(cfg.executor)
     sha = towns.sha256()
     create, done = _decide_store(cfg, cfg_omega, sha)
     path = cfg.store.path

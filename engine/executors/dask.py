@@ -34,6 +34,14 @@ def _client(cfg):
     return Client(cluster), cluster
 
 
+def check_address(cfg) -> None:
+    """Fail early (before any store is written) when the scheduler cannot be reached."""
+    if cfg.kind != "address":
+        return
+    client, _ = _client(cfg)
+    client.close()
+
+
 def run_batches(network, job, batches, progress, executor_config):
     from dataclasses import replace
 

@@ -1,0 +1,34 @@
+# agglo: two commands for a newcomer.
+#   make run    set up .venv on first use and run the main job (Oaxaca, GeoNames towns)
+#   make test   set up .venv on first use and pass the tests
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-all bench lint clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11" >&2; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/agglo run $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_kernels.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check engine kernels tests benchmarks experiments
+
+clean:
+	rm -rf $(VENV) results outputs .pytest_cache .hypothesis

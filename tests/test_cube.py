@@ -1,0 +1,97 @@
+"""The result cube: MODEL.md's names, dims and attributes; sweeps; determinism across executors."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from engine import open_results
+from engine.store import VARIABLES
+from tests.conftest import SMALL
+
+
+def _arrays(path):
+    ds = xr.open_zarr(path)
+    return {name: ds[name].values for name in VARIABLES}
+
+
+def test_cube_names_dims_attrs(tmp_path, run_cli):
+    store = tmp_path / "cube.zarr"
+    code, out, err = run_cli("run", *SMALL, "commute.cap_min=30,60,90", "commute.beta=range(1.5,3.0,0.5)",
+                             "borders=choice(open,closed)", f"store.path={store}")
+    assert code == 0, err
+    ds = xr.open_zarr(store)
+    assert set(VARIABLES) <= set(ds.data_vars)
+    dims = ("commute.cap_min", "commute.beta", "borders")
+    assert ds.core.dims == dims + ("mode", "town")
+    assert ds.coverage.dims == dims + ("mode",)
+    assert ds["commute.beta"].values.tolist() == [1.5, 2.0, 2.5]
+    assert ds["borders"].values.tolist() == ["open", "closed"]
+    assert ds.mode.values.tolist() == ["commute", "freight"]
+    for coord in ("town_id", "name", "lat", "lon", "population", "region"):
+        assert ds[coord].dims == ("town",)
+    for name, (dtype, *_rest) in VARIABLES.items():
+        assert ds[name].dtype == dtype, name
+        assert ds[name].attrs["units"] and ds[name].attrs["description"], name
+    assert len(ds.attrs["input_sha256"]) == 64 and ds.attrs["engine_version"]
+    assert "cap_min" in ds.attrs["config"]
+    # The table answers the study's question per scenario and mode.
+    assert out.count("commute") >= 18 and "coverage" in out
+    # A scenario selected by parameter value equals a single run with that value.
+    single = tmp_path / "single.zarr"
+    code, _, err = run_cli("run", *SMALL, "commute.cap_min=60", "commute.beta=2.0", "borders=closed", f"store.path={single}")
+    assert code == 0, err
+    one = open_results(single)
+    picked = open_results(store).sel({"commute.cap_min": 60.0, "commute.beta": 2.0, "borders": "closed"})
+    for name in VARIABLES:
+        np.testing.assert_array_equal(picked[name].values, one[name].values)
+
+
+def test_same_config_same_cube_whatever_batch_and_executor(tmp_path, run_cli):
+    sweep = ["commute.cap_min=20,45,60,90,120", "freight.cap_min=120,240,360", "borders=open,closed"]
+    cubes = {}
+    for label, extra in {
+        "sync-1": ["executor.batch_size=1"],
+        "sync-7": ["executor.batch_size=7"],
+        "local-2x1": ["executor.kind=local", "executor.n_workers=2", "executor.threads_per_worker=1", "executor.batch_size=4"],
+        "local-1x2": ["executor.kind=local", "executor.n_workers=1", "executor.threads_per_worker=2", "executor.batch_size=16"],
+    }.items():
+        store = tmp_path / f"{label}.zarr"
+        code, _, err = run_cli("run", *SMALL, *sweep, *extra, f"store.path={store}", "--quiet")
+        assert code == 0, err
+        cubes[label] = _arrays(store)
+    ref = cubes.pop("sync-1")
+    for label, cube in cubes.items():
+        for name in VARIABLES:
+            assert np.array_equal(cube[name], ref[name], equal_nan=True), (label, name)
+
+
+def test_sobol_sample_equals_salib(tmp_path, run_cli):
+    from SALib.sample import sobol
+
+    store = tmp_path / "sobol.zarr"
+    code, _, err = run_cli("run", *SMALL, "sweep.grid={}", "sweep.sampler=sobol", "sweep.n=8", "sweep.seed=3",
+                           "sweep.bounds={commute.cap_min:[20,90],freight.beta:[0.5,2.0]}", f"store.path={store}", "--quiet")
+    assert code == 0, err
+    ds = open_results(store)
+    problem = {"num_vars": 2, "names": ["commute.cap_min", "freight.beta"], "bounds": [[20, 90], [0.5, 2.0]]}
+    want = sobol.sample(problem, 8, calc_second_order=True, seed=3)
+    assert ds.coverage.dims == ("sample", "mode")
+    np.testing.assert_array_equal(ds["commute.cap_min"].values, want[:, 0])
+    np.testing.assert_array_equal(ds["freight.beta"].values, want[:, 1])
+
+
+def test_config_and_info_commands(tmp_path, run_cli):
+    code, out, _ = run_cli("config", "commute.cap_min=45")
+    assert code == 0 and "cap_min: 45" in out and "country: MX" in out and "3522507" in out
+    store = tmp_path / "cube.zarr"
+    assert run_cli("run", *SMALL, f"store.path={store}", "--quiet")[0] == 0
+    code, out, _ = run_cli("info", str(store))
+    assert code == 0 and "batches written: 1/1" in out and "mode" in out
+    code, _, err = run_cli("info", str(tmp_path / "nothing.zarr"))
+    assert code == 2 and "no such store" in err
+
+
+@pytest.mark.parametrize("experiment", ["oaxaca", "synthetic", "mexico"])
+def test_experiments_compose(experiment, run_cli):
+    code, out, err = run_cli("config", f"experiment={experiment}")
+    assert code == 0, err
