@@ -1,0 +1,143 @@
+"""Kernel speed against the dense NumPy reference, measured in the same run.
+
+Prints, per case (default caps, both modes): the neighbourhood build, the first call (JIT
+compile or cache load, reported apart), the kernels' time per scenario alone and in a batch,
+the dense NumPy reference's time per scenario (tests/naive.py; on large cases timed on a
+sample of origin rows and scaled, as it says), the speed-up, pairs per second per core and
+the peak memory of the process.
+
+    python benchmarks/bench_kernels.py                     # oaxaca, mexico, us
+    python benchmarks/bench_kernels.py --cases oaxaca --batch 16 --repeat 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine.compute import batch_parameters, compute_batch, forced_cores, prepare, reach_radius_km  # noqa: E402
+from engine.config import AggloConfig  # noqa: E402
+from engine.towns import load_geonames, synthetic  # noqa: E402
+from tests.naive import scenario  # noqa: E402
+
+CASES = {
+    "oaxaca": lambda: load_geonames("MX", ["20"], 500),
+    "mexico": lambda: load_geonames("MX", None, 500),
+    "us": lambda: load_geonames("US", None, 500),
+    "synthetic": lambda: synthetic(300, 0),
+}
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def best_of(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def reference_seconds(towns, cfg, max_rows: int) -> tuple[float, str]:
+    """Dense NumPy time for one scenario (both modes); sampled rows scaled up when large."""
+    n = len(towns)
+    is_core = (towns.population >= cfg.cores.min_population) | towns.core
+    rows = n if n <= max_rows else max_rows
+    lat, lon, pop = towns.lat[:rows], towns.lon[:rows], towns.population[:rows]
+    # The reference's cost is rows x N; time `rows` origins against all N destinations.
+    t = time.perf_counter()
+    for mode in ("commute", "freight"):
+        _dense_rows(towns, rows, vars(cfg.mode(mode)), is_core)
+    seconds = time.perf_counter() - t
+    del lat, lon, pop
+    if rows == n:
+        return seconds, "measured"
+    return seconds * n / rows, f"{rows} of {n} origin rows timed, scaled"
+
+
+def _dense_rows(towns, rows, mode, is_core):
+    # tests/naive.scenario over all towns, restricted to the first `rows` origins' work.
+    from tests.naive import deterrence, haversine_rows
+
+    idx = np.arange(rows)
+    t = 60 * mode["circuity"] * haversine_rows(towns.lat, towns.lon, idx) / mode["speed_kmh"]
+    reach = t <= mode["cap_min"]
+    reach[idx, idx] = False
+    w = np.where(reach, towns.population[None, :] ** mode["gamma"] * deterrence(t, mode["decay"], mode["beta"], mode["min_time_min"]), 0.0)
+    w_self = towns.population[idx] ** mode["gamma"] * deterrence(mode["self_time_min"], mode["decay"], mode["beta"], mode["min_time_min"])
+    s = w / (w_self + w.sum(axis=1))[:, None]
+    s_core = np.where(reach & is_core[None, :], s, -1.0)
+    best = s_core.argmax(axis=1)
+    _ = (towns.population[idx, None] * s).sum(axis=0), best
+
+
+def run_case(name: str, batch: int, repeat: int, max_rows: int, check: bool) -> dict:
+    towns = CASES[name]()
+    cfg = AggloConfig()
+    cfg.cores.ids = []
+    forced = forced_cores(towns, [])
+    one = batch_parameters(cfg, {}, 1)
+    t = time.perf_counter()
+    network = prepare(towns, forced, reach_radius_km(one))
+    t_build = time.perf_counter() - t
+    t = time.perf_counter()
+    out_one = compute_batch(network, one)
+    t_first = time.perf_counter() - t
+    t_one = best_of(lambda: compute_batch(network, one), repeat)
+    betas = {"commute.beta": np.linspace(1.5, 2.5, batch), "freight.beta": np.linspace(0.5, 1.5, batch)}
+    many = batch_parameters(cfg, betas, batch)
+    compute_batch(network, many)
+    t_batch = best_of(lambda: compute_batch(network, many), repeat) / batch
+    t_ref, how = reference_seconds(towns, cfg, max_rows)
+    if check and len(towns) <= max_rows:
+        is_core = towns.population >= cfg.cores.min_population
+        for m, mode in enumerate(("commute", "freight")):
+            ref = scenario(towns.lat, towns.lon, towns.population, towns.region_code, is_core, vars(cfg.mode(mode)), False)
+            assert np.array_equal(ref["core"], out_one["core"][0, m]), "kernels disagree with the reference"
+    cores = os.cpu_count() or 1
+    pairs = network.n_pairs
+    return {
+        "case": name, "towns": len(towns), "pairs": pairs, "build_s": t_build, "first_call_s": t_first,
+        "one_ms": 1e3 * t_one, "batch_ms": 1e3 * t_batch, "ref_ms": 1e3 * t_ref, "ref_how": how,
+        "speedup_one": t_ref / t_one, "speedup_batch": t_ref / t_batch,
+        "pairs_per_s_core": 2 * pairs / t_batch / cores, "peak_mib": peak_mib(),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default="oaxaca,mexico,us")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--max-reference-rows", type=int, default=2000,
+                        help="time the dense reference on at most this many origin rows (scaled to all)")
+    parser.add_argument("--check", action="store_true", help="also compare cores with the reference where it ran whole")
+    args = parser.parse_args(argv)
+    print(f"agglo kernel benchmark: {os.cpu_count()} cores, default caps (commute 60 min, freight 240 min), "
+          f"batch {args.batch}; times are best of {args.repeat}")
+    header = f"{'case':10} {'towns':>7} {'pairs':>11} {'build s':>8} {'1st call s':>10} {'alone ms':>9} {'batch ms':>9} {'NumPy ms':>10} {'x alone':>8} {'x batch':>8} {'Mpairs/s/core':>13} {'peak MiB':>9}"
+    print(header)
+    for name in args.cases.split(","):
+        r = run_case(name.strip(), args.batch, args.repeat, args.max_reference_rows, args.check)
+        print(f"{r['case']:10} {r['towns']:>7} {r['pairs']:>11} {r['build_s']:>8.2f} {r['first_call_s']:>10.2f} "
+              f"{r['one_ms']:>9.2f} {r['batch_ms']:>9.2f} {r['ref_ms']:>10.0f} {r['speedup_one']:>8.0f} "
+              f"{r['speedup_batch']:>8.0f} {r['pairs_per_s_core'] / 1e6:>13.0f} {r['peak_mib']:>9.0f}"
+              + ("" if r["ref_how"] == "measured" else f"   (NumPy: {r['ref_how']})"), flush=True)
+    print("pairs = neighbour pairs within the largest reach radius (both directions); "
+          "'x' = NumPy dense reference time / kernel time; peak = process max RSS so far")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

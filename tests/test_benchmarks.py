@@ -1,0 +1,10 @@
+"""Smoke test: the benchmark script runs on a small case, so it cannot rot."""
+
+from benchmarks.bench_kernels import main, run_case
+
+
+def test_benchmark_smoke(capsys):
+    r = run_case("synthetic", batch=4, repeat=1, max_rows=2000, check=True)
+    assert r["one_ms"] > 0 and r["ref_ms"] > 0 and r["pairs"] > 0
+    assert main(["--cases", "synthetic", "--batch", "2", "--repeat", "1"]) == 0
+    assert "synthetic" in capsys.readouterr().out
