@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hydra import compose, initialize_config_module
@@ -99,6 +100,7 @@ class ModeConfig:
 @dataclass
 class SweepConfig:
     grid: Dict[str, List[Any]] = field(default_factory=dict)
+    table: Optional[str] = None
     sampler: Optional[str] = None
     bounds: Dict[str, List[Any]] = field(default_factory=dict)
     n: int = 64
@@ -116,6 +118,25 @@ class StoreConfig:
 
 
 @dataclass
+class SecurityConfig:
+    """TLS files for ``executor.kind=address`` (Dask's tls_ca_file / tls_client_cert / tls_client_key)."""
+
+    ca_file: Optional[str] = None
+    cert_file: Optional[str] = None
+    key_file: Optional[str] = None
+
+    def check(self) -> None:
+        given = [k for k in ("ca_file", "cert_file", "key_file") if getattr(self, k)]
+        if given and len(given) != 3:
+            missing = sorted({"ca_file", "cert_file", "key_file"} - set(given))[0]
+            raise UserError(f"executor.security.{missing} = None; allowed: all three of ca_file, cert_file, key_file, or none")
+        for k in given:
+            path = getattr(self, k)
+            if not Path(path).is_file():
+                raise UserError(f"executor.security.{k} = {path!r}: no such file; allowed: an existing PEM file")
+
+
+@dataclass
 class ExecutorConfig:
     kind: str = "local"
     n_workers: Optional[int] = None
@@ -123,8 +144,10 @@ class ExecutorConfig:
     memory_limit: str = "auto"
     address: Optional[str] = None
     batch_size: int = 16
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def check(self) -> None:
+        self.security.check()
         _need(self.kind in ("synchronous", "local", "address"), "executor.kind", self.kind,
               "synchronous, local, address")
         _need(self.n_workers is None or self.n_workers >= 1, "executor.n_workers", self.n_workers,
@@ -261,9 +284,22 @@ def resolve(overrides: list[str] | tuple[str, ...] = ()) -> tuple[AggloConfig, A
 def check_sweep(cfg) -> None:
     """Every swept key exists and is sweepable; every swept value passes the checks."""
     sweep = cfg.sweep
+    kinds = [name for name, on in (("sweep.grid", len(sweep.grid) > 0), ("sweep.table", sweep.table is not None),
+                                   ("sweep.sampler", sweep.sampler is not None)) if on]
+    if len(kinds) > 1:
+        raise UserError(f"{kinds[1]} is set together with {kinds[0]}; allowed: one kind of sweep at a time "
+                        f"(set the other to null or {{}})")
+    if sweep.table is not None:
+        from engine.plan import read_scenario_table
+
+        for key, values in read_scenario_table(sweep.table).items():
+            if key not in SWEEPABLE:
+                raise UserError(f"{sweep.table}: column '{key}' cannot be swept; allowed: {', '.join(SWEEPABLE)}")
+            for v in dict.fromkeys(values.tolist()):
+                _check_value(cfg, key, None if (isinstance(v, float) and math.isnan(v)) else v)
+        return
     if sweep.sampler is not None:
         _need(sweep.sampler in ("sobol", "morris", "lhs"), "sweep.sampler", sweep.sampler, "null, sobol, morris, lhs")
-        _need(len(sweep.grid) == 0, "sweep.grid", dict(sweep.grid), "empty when sweep.sampler is set (one kind of sweep at a time)")
         _need(len(sweep.bounds) > 0, "sweep.bounds", dict(sweep.bounds), "key -> [low, high] for every sampled key")
         _need(sweep.n >= 1, "sweep.n", sweep.n, "an integer >= 1")
         keys = list(sweep.bounds.keys())

@@ -8,7 +8,6 @@ never write the same chunk.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -28,7 +27,7 @@ class Plan:
     sample, one value per sample. ``chunks`` is the batch block along each dimension.
     """
 
-    kind: str  # "single" | "grid" | "sample"
+    kind: str  # "single" | "grid" | "sample" | "table"
     keys: tuple
     dims: tuple
     shape: tuple
@@ -60,7 +59,7 @@ class Plan:
         if self.kind == "single":
             return {}
         region = self.region(batch) if batch is not None else tuple(slice(0, n) for n in self.shape)
-        if self.kind == "sample":
+        if self.kind in ("sample", "table"):
             return {k: np.asarray(v)[region[0]] for k, v in self.values.items()}
         axes = [np.asarray(self.values[k])[r] for k, r in zip(self.keys, region)]
         mesh = np.meshgrid(*axes, indexing="ij")
@@ -103,9 +102,54 @@ def sample(sampler: str, bounds: dict, n: int, seed: int) -> np.ndarray:
     return latin.sample(problem, n, seed=seed)
 
 
-def make_plan(cfg, batch_size: int) -> Plan:
-    """The plan of a resolved OmegaConf config (``sweep.grid`` or ``sweep.sampler``)."""
+def read_scenario_table(path: str) -> dict:
+    """An explicit scenario table: a CSV with one column per swept key, one row per scenario."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise UserError(f"sweep.table = {path!r}: no such file; allowed: a CSV with one column per key") from None
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
+        raise UserError(f"sweep.table = {path!r}: cannot be read as CSV ({str(exc).splitlines()[0]})") from None
+    if len(frame) == 0 or len(frame.columns) == 0:
+        raise UserError(f"{path}: no scenarios; allowed: a header of keys and at least one row")
+    from engine.config import SWEEPABLE
+
+    for key in frame.columns:
+        if key not in SWEEPABLE:
+            raise UserError(f"{path}: column '{key}' cannot be swept; allowed: {', '.join(SWEEPABLE)}")
+    out = {}
+    for key in frame.columns:
+        column = frame[key]
+        if key in STRING_KEYS:
+            out[key] = column.astype(str).to_numpy(dtype=object)
+        else:
+            values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+            bad = np.isnan(values) & column.notna().to_numpy()
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
+                raise UserError(f"{path}, row {k + 2}: column '{key}' has {column.iloc[k]!r}; allowed: a number")
+            out[key] = values
+    return out
+
+
+def make_plan(cfg, batch_size: int, chunks: tuple | None = None) -> Plan:
+    """The plan of a resolved OmegaConf config (``sweep.grid``, ``sweep.table`` or
+    ``sweep.sampler``); ``chunks`` (from an existing store) overrides ``batch_size``."""
+    plan = _plan(cfg, batch_size)
+    if chunks is not None and plan.shape:
+        plan = Plan(plan.kind, plan.keys, plan.dims, plan.shape, tuple(chunks), plan.values, plan.sampler)
+    return plan
+
+
+def _plan(cfg, batch_size: int) -> Plan:
     sweep = cfg.sweep
+    if sweep.table is not None:
+        values = read_scenario_table(sweep.table)
+        keys = tuple(values)
+        shape = (len(next(iter(values.values()))),)
+        return Plan("table", keys, ("scenario",), shape, block_chunks(shape, batch_size), values)
     if sweep.sampler is not None:
         bounds = {k: list(v) for k, v in OmegaConf.to_container(sweep.bounds).items()}
         for key in bounds:
@@ -131,11 +175,8 @@ def label(plan: Plan, flat_index: int) -> dict:
     """The swept values of one scenario, by its flat (C order) index."""
     if plan.kind == "single":
         return {}
-    if plan.kind == "sample":
-        return {"sample": flat_index} | {k: float(plan.values[k][flat_index]) for k in plan.keys}
+    if plan.kind in ("sample", "table"):
+        return {plan.dims[0]: flat_index} | {k: float(plan.values[k][flat_index]) for k in plan.keys}
     index = np.unravel_index(flat_index, plan.shape)
     return {k: plan.values[k][i] for k, i in zip(plan.keys, index)}
 
-
-def all_regions(plan: Plan):
-    return itertools.product(*(range(n) for n in plan.shape))

@@ -86,10 +86,8 @@ def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
     sha = towns.sha256()
     create, done = _decide_store(cfg, cfg_omega, sha)
     path = cfg.store.path
-    if done is not None:
-        existing = json.loads(store.read_attrs(path)["plan_chunks"])
-        plan = make_plan(cfg_omega, 1)
-        plan = Plan(plan.kind, plan.keys, plan.dims, plan.shape, tuple(existing), plan.values, plan.sampler)
+    if done is not None and done.size:
+        plan = make_plan(cfg_omega, 1, chunks=json.loads(store.read_attrs(path)["plan_chunks"]))
     if create:
         if store.exists(path):
             store.remove(path)

@@ -97,10 +97,12 @@ def template(plan: Plan, towns: Towns, attrs: dict) -> xr.Dataset:
         for key in plan.keys:
             values = plan.values[key]
             coords[key] = (key, values, {"description": f"swept configuration key {key}"})
-    elif plan.kind == "sample":
-        coords["sample"] = ("sample", np.arange(plan.shape[0], dtype=np.int64), {"description": f"{plan.sampler['sampler']} sample index"})
+    elif plan.kind in ("sample", "table"):
+        dim = plan.dims[0]
+        what = f"{plan.sampler['sampler']} sample index" if plan.kind == "sample" else "row of the scenario table"
+        coords[dim] = (dim, np.arange(plan.shape[0], dtype=np.int64), {"description": what})
         for key in plan.keys:
-            coords[key] = ("sample", plan.values[key], {"description": f"sampled configuration key {key}"})
+            coords[key] = (dim, plan.values[key], {"description": f"configuration key {key} per {dim}"})
     data_vars = {}
     for name, (dtype, per_town, units, text) in VARIABLES.items():
         dims = plan.dims + (("mode", "town") if per_town else ("mode",))

@@ -27,9 +27,10 @@ def scenario_rows(ds: xr.Dataset):
     for flat in range(int(np.prod(shape))):
         index = np.unravel_index(flat, shape)
         sel = dict(zip(dims, (int(i) for i in index)))
-        if dims == ["sample"]:
-            labels = {k: float(ds[k].values[sel["sample"]]) for k in ds.coverage.coords if k not in ("mode", "sample")}
-            labels = {"sample": sel["sample"]} | labels
+        if len(dims) == 1 and dims[0] in ("sample", "scenario"):
+            dim = dims[0]
+            labels = {k: ds[k].values[sel[dim]] for k in ds.coverage.coords if k not in ("mode", dim)}
+            labels = {dim: sel[dim]} | labels
         else:
             labels = {d: ds[d].values[sel[d]] for d in dims}
         yield labels, sel
