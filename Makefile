@@ -19,6 +19,7 @@ run: $(STAMP)
 	$(BIN)/agglo run $(ARGS)
 
 test: $(STAMP)
+	$(BIN)/ruff check engine kernels tests benchmarks
 	$(BIN)/python -m pytest -q
 
 test-all: $(STAMP)
@@ -26,6 +27,7 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_kernels.py
+	$(BIN)/python benchmarks/bench_sweep.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine kernels tests benchmarks experiments

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
@@ -38,9 +38,9 @@ def _finite(x: Any) -> bool:
 class DataConfig:
     source: str = "geonames"
     country: str = "MX"
-    admin1: Optional[List[str]] = field(default_factory=lambda: ["20"])
+    admin1: list[str] | None = field(default_factory=lambda: ["20"])
     min_population: float = 500.0
-    path: Optional[str] = None
+    path: str | None = None
     n: int = 1000
     seed: int = 0
 
@@ -59,7 +59,7 @@ class DataConfig:
 @dataclass
 class CoresConfig:
     min_population: float = 100000.0
-    ids: List[Any] = field(default_factory=list)
+    ids: list[Any] = field(default_factory=list)
 
     def check(self) -> None:
         _need(_finite(self.min_population) and self.min_population >= 0, "cores.min_population",
@@ -77,7 +77,7 @@ class ModeConfig:
     alpha: float = 1.0
     gamma: float = 1.0
     threshold: float = 0.15
-    self_time_min: Optional[float] = 10.0
+    self_time_min: float | None = 10.0
     min_time_min: float = 1.0
 
     def check(self, mode: str) -> None:
@@ -99,10 +99,10 @@ class ModeConfig:
 
 @dataclass
 class SweepConfig:
-    grid: Dict[str, List[Any]] = field(default_factory=dict)
-    table: Optional[str] = None
-    sampler: Optional[str] = None
-    bounds: Dict[str, List[Any]] = field(default_factory=dict)
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    table: str | None = None
+    sampler: str | None = None
+    bounds: dict[str, list[Any]] = field(default_factory=dict)
     n: int = 64
     seed: int = 0
 
@@ -121,9 +121,9 @@ class StoreConfig:
 class SecurityConfig:
     """TLS files for ``executor.kind=address`` (Dask's tls_ca_file / tls_client_cert / tls_client_key)."""
 
-    ca_file: Optional[str] = None
-    cert_file: Optional[str] = None
-    key_file: Optional[str] = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
 
     def check(self) -> None:
         given = [k for k in ("ca_file", "cert_file", "key_file") if getattr(self, k)]
@@ -139,10 +139,10 @@ class SecurityConfig:
 @dataclass
 class ExecutorConfig:
     kind: str = "local"
-    n_workers: Optional[int] = None
+    n_workers: int | None = None
     threads_per_worker: int = 1
     memory_limit: str = "auto"
-    address: Optional[str] = None
+    address: str | None = None
     batch_size: int = 16
     security: SecurityConfig = field(default_factory=SecurityConfig)
 

@@ -8,3 +8,10 @@ def test_benchmark_smoke(capsys):
     assert r["one_ms"] > 0 and r["ref_ms"] > 0 and r["pairs"] > 0
     assert main(["--cases", "synthetic", "--batch", "2", "--repeat", "1"]) == 0
     assert "synthetic" in capsys.readouterr().out
+
+
+def test_sweep_benchmark_smoke(capsys):
+    from benchmarks.bench_sweep import main as sweep_main
+
+    assert sweep_main(["--experiment", "synthetic", "--grid", "commute.cap_min=30,60", "--kinds", "synchronous"]) == 0
+    assert "scenarios/s" in capsys.readouterr().out

@@ -1,9 +1,6 @@
 """Kernels against the NumPy reference on every town of real regions of different shape."""
 
-import numpy as np
-import pytest
 
-from engine.towns import from_frame
 from tests.real_towns import mexico_geonames, oaxaca_geonames, oaxaca_inegi_frame, russia
 from tests.strategies import compare, kernels_one, reference_one
 
