@@ -57,6 +57,7 @@ def cmd_info(args) -> int:
     from engine import store
     from engine.summary import header, table
 
+    args.store = store.local_path(args.store)
     if not store.exists(args.store):
         raise UserError(f"{args.store}: no such store; allowed: the path of a cube written by 'agglo run'")
     ds = store.open_results(args.store)

@@ -115,6 +115,8 @@ class StoreConfig:
     def check(self) -> None:
         _need(self.mode in ("resume", "overwrite", "fail"), "store.mode", self.mode, "resume, overwrite, fail")
         _need(bool(self.path), "store.path", self.path, "a path or URL")
+        if str(self.path).startswith("file://"):
+            self.path = str(self.path)[len("file://"):]
 
 
 @dataclass

@@ -46,6 +46,12 @@ MODE_TEXT = {
 }
 
 
+def local_path(path: str) -> str:
+    """``file://`` URLs become plain paths (zarr's local store creates folders as it writes)."""
+    text = str(path)
+    return text[len("file://"):] if text.startswith("file://") else text
+
+
 def _is_remote(path: str) -> bool:
     return "://" in str(path)
 

@@ -95,3 +95,11 @@ def test_config_and_info_commands(tmp_path, run_cli):
 def test_experiments_compose(experiment, run_cli):
     code, out, err = run_cli("config", f"experiment={experiment}")
     assert code == 0, err
+
+
+def test_store_path_as_file_url(tmp_path, run_cli):
+    url = f"file://{tmp_path / 'url.zarr'}"
+    code, _, err = run_cli("run", *SMALL, "commute.cap_min=30,60", f"store.path={url}", "--quiet")
+    assert code == 0, err
+    assert (tmp_path / "url.zarr" / "zarr.json").exists()
+    assert run_cli("info", url)[0] == 0
