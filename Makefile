@@ -20,6 +20,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check engine kernels tests benchmarks
+	$(BIN)/ruff format --check engine kernels tests benchmarks
 	$(BIN)/python -m pytest -q
 
 test-all: $(STAMP)

@@ -74,8 +74,14 @@ def _dense_rows(towns, rows, mode, is_core):
     t = 60 * mode["circuity"] * haversine_rows(towns.lat, towns.lon, idx) / mode["speed_kmh"]
     reach = t <= mode["cap_min"]
     reach[idx, idx] = False
-    w = np.where(reach, towns.population[None, :] ** mode["gamma"] * deterrence(t, mode["decay"], mode["beta"], mode["min_time_min"]), 0.0)
-    w_self = towns.population[idx] ** mode["gamma"] * deterrence(mode["self_time_min"], mode["decay"], mode["beta"], mode["min_time_min"])
+    w = np.where(
+        reach,
+        towns.population[None, :] ** mode["gamma"] * deterrence(t, mode["decay"], mode["beta"], mode["min_time_min"]),
+        0.0,
+    )
+    w_self = towns.population[idx] ** mode["gamma"] * deterrence(
+        mode["self_time_min"], mode["decay"], mode["beta"], mode["min_time_min"]
+    )
     s = w / (w_self + w.sum(axis=1))[:, None]
     s_core = np.where(reach & is_core[None, :], s, -1.0)
     best = s_core.argmax(axis=1)
@@ -103,15 +109,26 @@ def run_case(name: str, batch: int, repeat: int, max_rows: int, check: bool) -> 
     if check and len(towns) <= max_rows:
         is_core = towns.population >= cfg.cores.min_population
         for m, mode in enumerate(("commute", "freight")):
-            ref = scenario(towns.lat, towns.lon, towns.population, towns.region_code, is_core, vars(cfg.mode(mode)), False)
+            ref = scenario(
+                towns.lat, towns.lon, towns.population, towns.region_code, is_core, vars(cfg.mode(mode)), False
+            )
             assert np.array_equal(ref["core"], out_one["core"][0, m]), "kernels disagree with the reference"
     cores = os.cpu_count() or 1
     pairs = network.n_pairs
     return {
-        "case": name, "towns": len(towns), "pairs": pairs, "build_s": t_build, "first_call_s": t_first,
-        "one_ms": 1e3 * t_one, "batch_ms": 1e3 * t_batch, "ref_ms": 1e3 * t_ref, "ref_how": how,
-        "speedup_one": t_ref / t_one, "speedup_batch": t_ref / t_batch,
-        "pairs_per_s_core": 2 * pairs / t_batch / cores, "peak_mib": peak_mib(),
+        "case": name,
+        "towns": len(towns),
+        "pairs": pairs,
+        "build_s": t_build,
+        "first_call_s": t_first,
+        "one_ms": 1e3 * t_one,
+        "batch_ms": 1e3 * t_batch,
+        "ref_ms": 1e3 * t_ref,
+        "ref_how": how,
+        "speedup_one": t_ref / t_one,
+        "speedup_batch": t_ref / t_batch,
+        "pairs_per_s_core": 2 * pairs / t_batch / cores,
+        "peak_mib": peak_mib(),
     }
 
 
@@ -120,22 +137,33 @@ def main(argv=None) -> int:
     parser.add_argument("--cases", default="oaxaca,mexico,us")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--max-reference-rows", type=int, default=2000,
-                        help="time the dense reference on at most this many origin rows (scaled to all)")
+    parser.add_argument(
+        "--max-reference-rows",
+        type=int,
+        default=2000,
+        help="time the dense reference on at most this many origin rows (scaled to all)",
+    )
     parser.add_argument("--check", action="store_true", help="also compare cores with the reference where it ran whole")
     args = parser.parse_args(argv)
-    print(f"agglo kernel benchmark: {os.cpu_count()} cores, default caps (commute 60 min, freight 240 min), "
-          f"batch {args.batch}; times are best of {args.repeat}")
+    print(
+        f"agglo kernel benchmark: {os.cpu_count()} cores, default caps (commute 60 min, freight 240 min), "
+        f"batch {args.batch}; times are best of {args.repeat}"
+    )
     header = f"{'case':10} {'towns':>7} {'pairs':>11} {'build s':>8} {'1st call s':>10} {'alone ms':>9} {'batch ms':>9} {'NumPy ms':>10} {'x alone':>8} {'x batch':>8} {'Mpairs/s/core':>13} {'peak MiB':>9}"
     print(header)
     for name in args.cases.split(","):
         r = run_case(name.strip(), args.batch, args.repeat, args.max_reference_rows, args.check)
-        print(f"{r['case']:10} {r['towns']:>7} {r['pairs']:>11} {r['build_s']:>8.2f} {r['first_call_s']:>10.2f} "
-              f"{r['one_ms']:>9.2f} {r['batch_ms']:>9.2f} {r['ref_ms']:>10.0f} {r['speedup_one']:>8.0f} "
-              f"{r['speedup_batch']:>8.0f} {r['pairs_per_s_core'] / 1e6:>13.0f} {r['peak_mib']:>9.0f}"
-              + ("" if r["ref_how"] == "measured" else f"   (NumPy: {r['ref_how']})"), flush=True)
-    print("pairs = neighbour pairs within the largest reach radius (both directions); "
-          "'x' = NumPy dense reference time / kernel time; peak = process max RSS so far")
+        print(
+            f"{r['case']:10} {r['towns']:>7} {r['pairs']:>11} {r['build_s']:>8.2f} {r['first_call_s']:>10.2f} "
+            f"{r['one_ms']:>9.2f} {r['batch_ms']:>9.2f} {r['ref_ms']:>10.0f} {r['speedup_one']:>8.0f} "
+            f"{r['speedup_batch']:>8.0f} {r['pairs_per_s_core'] / 1e6:>13.0f} {r['peak_mib']:>9.0f}"
+            + ("" if r["ref_how"] == "measured" else f"   (NumPy: {r['ref_how']})"),
+            flush=True,
+        )
+    print(
+        "pairs = neighbour pairs within the largest reach radius (both directions); "
+        "'x' = NumPy dense reference time / kernel time; peak = process max RSS so far"
+    )
     return 0
 
 

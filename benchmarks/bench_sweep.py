@@ -40,13 +40,22 @@ def main(argv=None) -> int:
     try:
         base = [f"experiment={args.experiment}", *args.grid, f"executor.batch_size={args.batch_size}"]
         # Warm-up: compile or load the kernels' cache once, outside the timings.
-        timed([f"experiment={args.experiment}", "sweep.grid={}", "executor.kind=synchronous", f"store.path={work / 'warm.zarr'}"])
+        timed(
+            [
+                f"experiment={args.experiment}",
+                "sweep.grid={}",
+                "executor.kind=synchronous",
+                f"store.path={work / 'warm.zarr'}",
+            ]
+        )
         print(f"sweep benchmark: experiment={args.experiment}, grid {' '.join(args.grid)}, batch {args.batch_size}")
         rates = {}
         for kind in args.kinds.split(","):
             seconds, n = timed([*base, f"executor.kind={kind}", f"store.path={work / (kind + '.zarr')}"])
             rates[kind] = n / seconds
-            print(f"{kind:12} {n:6d} scenarios in {seconds:7.2f} s  = {rates[kind]:8.1f} scenarios/s (cube written, cluster start included)")
+            print(
+                f"{kind:12} {n:6d} scenarios in {seconds:7.2f} s  = {rates[kind]:8.1f} scenarios/s (cube written, cluster start included)"
+            )
         if "synchronous" in rates:
             for kind, rate in rates.items():
                 if kind != "synchronous":

@@ -62,9 +62,14 @@ def cmd_info(args) -> int:
         raise UserError(f"{args.store}: no such store; allowed: the path of a cube written by 'agglo run'")
     ds = store.open_results(args.store)
     done = store.batch_done(args.store)
-    print(f"{args.store}: engine {ds.attrs.get('engine_version')}, input SHA-256 {ds.attrs.get('input_sha256', '')[:16]}…")
+    print(
+        f"{args.store}: engine {ds.attrs.get('engine_version')}, input SHA-256 {ds.attrs.get('input_sha256', '')[:16]}…"
+    )
     print("dims: " + ", ".join(f"{d}={n}" for d, n in ds.sizes.items()))
-    print(f"batches written: {int(done.sum())}/{done.size}" + ("" if done.all() else " (incomplete: 'agglo run' with the same config resumes it)"))
+    print(
+        f"batches written: {int(done.sum())}/{done.size}"
+        + ("" if done.all() else " (incomplete: 'agglo run' with the same config resumes it)")
+    )
     print(header(ds))
     print(table(ds))
     return 0

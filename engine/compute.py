@@ -59,7 +59,9 @@ def forced_cores(towns: Towns, ids: list) -> np.ndarray:
         keys = {str(t): i for i, t in enumerate(towns.town_id)}
         for wanted in ids:
             if str(wanted) not in keys:
-                raise UserError(f"cores.ids: town_id {wanted!r} is not in {towns.source}; allowed: town_ids of the table")
+                raise UserError(
+                    f"cores.ids: town_id {wanted!r} is not in {towns.source}; allowed: town_ids of the table"
+                )
             forced[keys[str(wanted)]] = True
     return forced
 
@@ -128,7 +130,9 @@ def batch_parameters(cfg: AggloConfig, swept: dict, n_scenarios: int) -> dict:
         params[mode] = p
     borders = column("borders", cfg.borders, object)
     params["closed"] = np.asarray([str(b) == "closed" for b in borders], dtype=np.bool_)
-    params["core_min_population"] = column("cores.min_population", float(cfg.cores.min_population), np.float64).astype(np.float64)
+    params["core_min_population"] = column("cores.min_population", float(cfg.cores.min_population), np.float64).astype(
+        np.float64
+    )
     return params
 
 
@@ -145,14 +149,43 @@ def compute_batch(network: Network, params: dict) -> dict:
     for mode in MODES:
         p = params[mode]
         n_reachable, shift, denominator, best_core, best_weight = origin_pass(
-            network.chunks, network.offsets, network.neighbour, network.dist_km, network.log_dist,
-            network.log_pop, network.region, params["closed"], is_core, p["circuity"], p["speed"],
-            p["cap"], p["decay"], p["beta"], p["gamma"], p["self_time"], p["min_time"],
+            network.chunks,
+            network.offsets,
+            network.neighbour,
+            network.dist_km,
+            network.log_dist,
+            network.log_pop,
+            network.region,
+            params["closed"],
+            is_core,
+            p["circuity"],
+            p["speed"],
+            p["cap"],
+            p["decay"],
+            p["beta"],
+            p["gamma"],
+            p["self_time"],
+            p["min_time"],
         )
         inflow = inflow_pass(
-            network.chunks, network.offsets, network.neighbour, network.dist_km, network.log_dist,
-            network.log_pop, network.population, network.region, params["closed"], p["circuity"],
-            p["speed"], p["cap"], p["decay"], p["beta"], p["gamma"], p["min_time"], shift, denominator,
+            network.chunks,
+            network.offsets,
+            network.neighbour,
+            network.dist_km,
+            network.log_dist,
+            network.log_pop,
+            network.population,
+            network.region,
+            params["closed"],
+            p["circuity"],
+            p["speed"],
+            p["cap"],
+            p["decay"],
+            p["beta"],
+            p["gamma"],
+            p["min_time"],
+            shift,
+            denominator,
         )
         core, share, agglo_population, coverage, n_agglomerations = assign_batch(
             network.population, is_core, best_core, best_weight, denominator, p["threshold"]
@@ -183,15 +216,43 @@ def scenario_pairs(network: Network, params: dict, mode: str, scenario: int = 0)
         (network.population >= params["core_min_population"][scenario]) | network.forced_core
     )[None, :]
     _, shift, denominator, _, _ = origin_pass(
-        network.chunks, network.offsets, network.neighbour, network.dist_km, network.log_dist,
-        network.log_pop, network.region, closed, is_core, p["circuity"], p["speed"], p["cap"],
-        p["decay"], p["beta"], p["gamma"], p["self_time"], p["min_time"],
+        network.chunks,
+        network.offsets,
+        network.neighbour,
+        network.dist_km,
+        network.log_dist,
+        network.log_pop,
+        network.region,
+        closed,
+        is_core,
+        p["circuity"],
+        p["speed"],
+        p["cap"],
+        p["decay"],
+        p["beta"],
+        p["gamma"],
+        p["self_time"],
+        p["min_time"],
     )
     share, travel, home = pair_shares(
-        network.chunks, network.offsets, network.neighbour, network.dist_km, network.log_dist,
-        network.log_pop, network.region, bool(closed[0]), p["circuity"][0], p["speed"][0], p["cap"][0],
-        int(p["decay"][0]), p["beta"][0], p["gamma"][0], p["self_time"][0], p["min_time"][0],
-        shift[0], denominator[0],
+        network.chunks,
+        network.offsets,
+        network.neighbour,
+        network.dist_km,
+        network.log_dist,
+        network.log_pop,
+        network.region,
+        bool(closed[0]),
+        p["circuity"][0],
+        p["speed"][0],
+        p["cap"][0],
+        int(p["decay"][0]),
+        p["beta"][0],
+        p["gamma"][0],
+        p["self_time"][0],
+        p["min_time"][0],
+        shift[0],
+        denominator[0],
     )
     origin = np.repeat(np.arange(network.n_towns, dtype=np.int64), np.diff(network.offsets))
     reachable = travel <= p["cap"][0]

@@ -45,15 +45,24 @@ class DataConfig:
     seed: int = 0
 
     def check(self) -> None:
-        _need(self.source in ("geonames", "table", "synthetic"), "data.source", self.source,
-              "geonames, table, synthetic")
-        _need(_finite(self.min_population) and self.min_population >= 0, "data.min_population",
-              self.min_population, "a finite number >= 0")
+        _need(
+            self.source in ("geonames", "table", "synthetic"), "data.source", self.source, "geonames, table, synthetic"
+        )
+        _need(
+            _finite(self.min_population) and self.min_population >= 0,
+            "data.min_population",
+            self.min_population,
+            "a finite number >= 0",
+        )
         if self.source == "table":
             _need(bool(self.path), "data.path", self.path, "a CSV or Parquet file when data.source=table")
         _need(self.n >= 1, "data.n", self.n, "an integer >= 1")
-        _need(isinstance(self.country, str) and len(self.country) == 2, "data.country", self.country,
-              "an ISO 3166-1 alpha-2 code such as MX")
+        _need(
+            isinstance(self.country, str) and len(self.country) == 2,
+            "data.country",
+            self.country,
+            "an ISO 3166-1 alpha-2 code such as MX",
+        )
 
 
 @dataclass
@@ -62,8 +71,12 @@ class CoresConfig:
     ids: list[Any] = field(default_factory=list)
 
     def check(self) -> None:
-        _need(_finite(self.min_population) and self.min_population >= 0, "cores.min_population",
-              self.min_population, "a finite number >= 0")
+        _need(
+            _finite(self.min_population) and self.min_population >= 0,
+            "cores.min_population",
+            self.min_population,
+            "a finite number >= 0",
+        )
 
 
 @dataclass
@@ -86,15 +99,27 @@ class ModeConfig:
         _need(self.decay in DECAYS, k + "decay", self.decay, ", ".join(DECAYS))
         _need(_finite(self.speed_kmh) and self.speed_kmh > 0, k + "speed_kmh", self.speed_kmh, "a finite number > 0")
         _need(_finite(self.circuity) and self.circuity >= 1, k + "circuity", self.circuity, "a finite number >= 1")
-        _need(_finite(self.cap_min) and self.cap_min >= 0, k + "cap_min", self.cap_min, "a finite number >= 0 (minutes)")
+        _need(
+            _finite(self.cap_min) and self.cap_min >= 0, k + "cap_min", self.cap_min, "a finite number >= 0 (minutes)"
+        )
         _need(_finite(self.beta) and self.beta >= 0, k + "beta", self.beta, "a finite number >= 0")
         _need(_finite(self.alpha), k + "alpha", self.alpha, "a finite number")
         _need(_finite(self.gamma), k + "gamma", self.gamma, "a finite number")
-        _need(_finite(self.threshold) and 0 <= self.threshold <= 1, k + "threshold", self.threshold, "a number in [0, 1]")
-        _need(_finite(self.min_time_min) and self.min_time_min > 0, k + "min_time_min", self.min_time_min,
-              "a finite number > 0 (minutes)")
-        _need(self.self_time_min is None or (_finite(self.self_time_min) and self.self_time_min > 0),
-              k + "self_time_min", self.self_time_min, "null or a finite number > 0 (minutes)")
+        _need(
+            _finite(self.threshold) and 0 <= self.threshold <= 1, k + "threshold", self.threshold, "a number in [0, 1]"
+        )
+        _need(
+            _finite(self.min_time_min) and self.min_time_min > 0,
+            k + "min_time_min",
+            self.min_time_min,
+            "a finite number > 0 (minutes)",
+        )
+        _need(
+            self.self_time_min is None or (_finite(self.self_time_min) and self.self_time_min > 0),
+            k + "self_time_min",
+            self.self_time_min,
+            "null or a finite number > 0 (minutes)",
+        )
 
 
 @dataclass
@@ -116,7 +141,7 @@ class StoreConfig:
         _need(self.mode in ("resume", "overwrite", "fail"), "store.mode", self.mode, "resume, overwrite, fail")
         _need(bool(self.path), "store.path", self.path, "a path or URL")
         if str(self.path).startswith("file://"):
-            self.path = str(self.path)[len("file://"):]
+            self.path = str(self.path)[len("file://") :]
 
 
 @dataclass
@@ -131,7 +156,9 @@ class SecurityConfig:
         given = [k for k in ("ca_file", "cert_file", "key_file") if getattr(self, k)]
         if given and len(given) != 3:
             missing = sorted({"ca_file", "cert_file", "key_file"} - set(given))[0]
-            raise UserError(f"executor.security.{missing} = None; allowed: all three of ca_file, cert_file, key_file, or none")
+            raise UserError(
+                f"executor.security.{missing} = None; allowed: all three of ca_file, cert_file, key_file, or none"
+            )
         for k in given:
             path = getattr(self, k)
             if not Path(path).is_file():
@@ -150,15 +177,24 @@ class ExecutorConfig:
 
     def check(self) -> None:
         self.security.check()
-        _need(self.kind in ("synchronous", "local", "address"), "executor.kind", self.kind,
-              "synchronous, local, address")
-        _need(self.n_workers is None or self.n_workers >= 1, "executor.n_workers", self.n_workers,
-              "null (one per core) or an integer >= 1")
+        _need(
+            self.kind in ("synchronous", "local", "address"), "executor.kind", self.kind, "synchronous, local, address"
+        )
+        _need(
+            self.n_workers is None or self.n_workers >= 1,
+            "executor.n_workers",
+            self.n_workers,
+            "null (one per core) or an integer >= 1",
+        )
         _need(self.threads_per_worker >= 1, "executor.threads_per_worker", self.threads_per_worker, "an integer >= 1")
         _need(self.batch_size >= 1, "executor.batch_size", self.batch_size, "an integer >= 1")
         if self.kind == "address":
-            _need(bool(self.address), "executor.address", self.address,
-                  "a scheduler address such as tcp://127.0.0.1:8786 when executor.kind=address")
+            _need(
+                bool(self.address),
+                "executor.address",
+                self.address,
+                "a scheduler address such as tcp://127.0.0.1:8786 when executor.kind=address",
+            )
 
 
 @dataclass
@@ -286,11 +322,20 @@ def resolve(overrides: list[str] | tuple[str, ...] = ()) -> tuple[AggloConfig, A
 def check_sweep(cfg) -> None:
     """Every swept key exists and is sweepable; every swept value passes the checks."""
     sweep = cfg.sweep
-    kinds = [name for name, on in (("sweep.grid", len(sweep.grid) > 0), ("sweep.table", sweep.table is not None),
-                                   ("sweep.sampler", sweep.sampler is not None)) if on]
+    kinds = [
+        name
+        for name, on in (
+            ("sweep.grid", len(sweep.grid) > 0),
+            ("sweep.table", sweep.table is not None),
+            ("sweep.sampler", sweep.sampler is not None),
+        )
+        if on
+    ]
     if len(kinds) > 1:
-        raise UserError(f"{kinds[1]} is set together with {kinds[0]}; allowed: one kind of sweep at a time "
-                        f"(set the other to null or {{}})")
+        raise UserError(
+            f"{kinds[1]} is set together with {kinds[0]}; allowed: one kind of sweep at a time "
+            f"(set the other to null or {{}})"
+        )
     if sweep.table is not None:
         from engine.plan import read_scenario_table
 

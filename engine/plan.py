@@ -159,8 +159,13 @@ def _plan(cfg, batch_size: int) -> Plan:
         keys = tuple(bounds)
         values = {k: rows[:, q].astype(np.float64) for q, k in enumerate(keys)}
         shape = (rows.shape[0],)
-        info = {"sampler": sweep.sampler, "names": list(keys), "bounds": list(bounds.values()),
-                "n": int(sweep.n), "seed": int(sweep.seed)}
+        info = {
+            "sampler": sweep.sampler,
+            "names": list(keys),
+            "bounds": list(bounds.values()),
+            "n": int(sweep.n),
+            "seed": int(sweep.seed),
+        }
         return Plan("sample", keys, ("sample",), shape, block_chunks(shape, batch_size), values, info)
     grid = OmegaConf.to_container(sweep.grid)
     if not grid:
@@ -169,14 +174,3 @@ def _plan(cfg, batch_size: int) -> Plan:
     values = {k: _as_array(k, list(v) if isinstance(v, list) else [v]) for k, v in grid.items()}
     shape = tuple(len(values[k]) for k in keys)
     return Plan("grid", keys, keys, shape, block_chunks(shape, batch_size), values)
-
-
-def label(plan: Plan, flat_index: int) -> dict:
-    """The swept values of one scenario, by its flat (C order) index."""
-    if plan.kind == "single":
-        return {}
-    if plan.kind in ("sample", "table"):
-        return {plan.dims[0]: flat_index} | {k: float(plan.values[k][flat_index]) for k in plan.keys}
-    index = np.unravel_index(flat_index, plan.shape)
-    return {k: plan.values[k][i] for k, i in zip(plan.keys, index)}
-

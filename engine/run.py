@@ -35,7 +35,9 @@ def load_towns(cfg: AggloConfig) -> Towns:
         if towns.region is None:
             frame = frame.drop(columns="region")
         if len(frame) == 0:
-            raise UserError(f"data.min_population = {d.min_population}: no town of {towns.source} is that large; allowed: a smaller number")
+            raise UserError(
+                f"data.min_population = {d.min_population}: no town of {towns.source} is that large; allowed: a smaller number"
+            )
         towns = from_frame(frame.reset_index(drop=True), towns.source)
     return towns
 
@@ -56,7 +58,9 @@ def _decide_store(cfg: AggloConfig, cfg_omega, sha: str) -> tuple[bool, np.ndarr
         return True, None
     attrs = store.read_attrs(path)
     if attrs is None:
-        raise UserError(f"store.path = {path!r} exists and is not an agglo cube; allowed: a new path or an agglo cube (it is left untouched)")
+        raise UserError(
+            f"store.path = {path!r} exists and is not an agglo cube; allowed: a new path or an agglo cube (it is left untouched)"
+        )
     if cfg.store.mode == "fail":
         store.require_new(path)
     if cfg.store.mode == "overwrite":
@@ -78,7 +82,9 @@ def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
     plan = make_plan(cfg_omega, cfg.executor.batch_size)
     params_all = batch_parameters(cfg, plan.scenario_values(None), plan.n_scenarios)
     if params_all["closed"].any() and towns.region is None:
-        raise UserError(f"borders = 'closed' needs a 'region' column, and {towns.source} has none; allowed: borders=open, or a table with regions")
+        raise UserError(
+            f"borders = 'closed' needs a 'region' column, and {towns.source} has none; allowed: borders=open, or a table with regions"
+        )
     if cfg.executor.kind == "address":
         from engine.executors.dask import check_address
 
@@ -117,15 +123,9 @@ def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
                 file=sys.stderr,
             )
         total = sum(plan.batch_size(b) for b in todo)
-        progress = Progress(total, stream=sys.stderr if not quiet else open_null())
+        progress = Progress(total, stream=sys.stderr, quiet=quiet)
         job = Job(config=cfg, plan=plan, store_path=path)
         get_executor(cfg.executor.kind)(network, job, todo, progress, cfg.executor)
     elif not quiet:
         print(f"{path}: already complete for this configuration; nothing to compute", file=sys.stderr)
     return Outcome(path=path, computed_batches=len(todo), reused=not create, plan=plan, towns=towns)
-
-
-def open_null():
-    import os
-
-    return open(os.devnull, "w")

@@ -32,11 +32,26 @@ warnings.filterwarnings("ignore", message="Consolidated metadata", category=User
 VARIABLES = {
     # name: (dtype, per town?, units, description)
     "core": (np.int32, True, "1", "index (along town) of the town's core; itself for a core; -1 for none"),
-    "share": (np.float32, True, "1", "share s_ij* of the town's trips to its best reachable core; NaN: no core reachable; 1 for a core"),
+    "share": (
+        np.float32,
+        True,
+        "1",
+        "share s_ij* of the town's trips to its best reachable core; NaN: no core reachable; 1 for a core",
+    ),
     "n_reachable": (np.int32, True, "1", "number of towns reachable within the mode's cap, |R_m(i)|"),
     "inflow": (np.float32, True, "persons", "gravity inflow of trips into the town from the towns that reach it"),
-    "agglo_population": (np.float64, True, "persons", "for a core: its population plus its members'; 0 for other towns"),
-    "coverage": (np.float64, False, "1", "population of non-core towns in an agglomeration / population of all non-core towns"),
+    "agglo_population": (
+        np.float64,
+        True,
+        "persons",
+        "for a core: its population plus its members'; 0 for other towns",
+    ),
+    "coverage": (
+        np.float64,
+        False,
+        "1",
+        "population of non-core towns in an agglomeration / population of all non-core towns",
+    ),
     "n_agglomerations": (np.int32, False, "1", "number of cores with at least one member"),
 }
 
@@ -49,7 +64,7 @@ MODE_TEXT = {
 def local_path(path: str) -> str:
     """``file://`` URLs become plain paths (zarr's local store creates folders as it writes)."""
     text = str(path)
-    return text[len("file://"):] if text.startswith("file://") else text
+    return text[len("file://") :] if text.startswith("file://") else text
 
 
 def _is_remote(path: str) -> bool:
@@ -90,14 +105,26 @@ def template(plan: Plan, towns: Towns, attrs: dict) -> xr.Dataset:
     scen_shape = plan.shape
     n = len(towns)
     coords: dict = {
-        "mode": ("mode", np.array(MODES, dtype=object), {"description": "; ".join(f"{m}: {t}" for m, t in MODE_TEXT.items())}),
-        "town": ("town", np.arange(n, dtype=np.int64), {"description": "row of the town table (the index used by 'core')"}),
+        "mode": (
+            "mode",
+            np.array(MODES, dtype=object),
+            {"description": "; ".join(f"{m}: {t}" for m, t in MODE_TEXT.items())},
+        ),
+        "town": (
+            "town",
+            np.arange(n, dtype=np.int64),
+            {"description": "row of the town table (the index used by 'core')"},
+        ),
         "town_id": ("town", towns.town_id, {"description": "unique town key (GeoNames geonameid for GeoNames input)"}),
         "name": ("town", towns.name.astype(object), {"description": "display name"}),
         "lat": ("town", towns.lat, {"units": "degrees_north", "description": "latitude, WGS84"}),
         "lon": ("town", towns.lon, {"units": "degrees_east", "description": "longitude, WGS84"}),
         "population": ("town", towns.population, {"units": "persons", "description": "population"}),
-        "region": ("town", (towns.region if towns.region is not None else np.full(n, "", dtype=object)).astype(object), {"description": "first-level division (closed borders act on it)"}),
+        "region": (
+            "town",
+            (towns.region if towns.region is not None else np.full(n, "", dtype=object)).astype(object),
+            {"description": "first-level division (closed borders act on it)"},
+        ),
     }
     if plan.kind == "grid":
         for key in plan.keys:
@@ -173,4 +200,6 @@ def stored_config(attrs: dict) -> dict:
 
 def require_new(path: str) -> None:
     if exists(path):
-        raise UserError(f"store.path = {path!r} exists and store.mode=fail; allowed: a new path, or store.mode=resume|overwrite")
+        raise UserError(
+            f"store.path = {path!r} exists and store.mode=fail; allowed: a new path, or store.mode=resume|overwrite"
+        )

@@ -61,14 +61,24 @@ def table(ds: xr.Dataset, top: int = 3) -> str:
             is_core = c == np.arange(c.shape[0])
             member = (c >= 0) & ~is_core
             counts = np.bincount(c[member], minlength=c.shape[0])
-            sizes = np.bincount(c[member], weights=population[member], minlength=c.shape[0]) + np.where(is_core, population, 0.0)
+            sizes = np.bincount(c[member], weights=population[member], minlength=c.shape[0]) + np.where(
+                is_core, population, 0.0
+            )
             agglos = np.flatnonzero(is_core & (counts > 0))
             agglos = agglos[np.argsort(-sizes[agglos], kind="stable")]
             small = population[~is_core].sum()
             coverage = population[member].sum() / small if small > 0 else np.nan
             largest = ", ".join(f"{names[a]} {_people(sizes[a])}/{counts[a]}" for a in agglos[:top])
-            rows.append([_fmt(labels[key]) for key in header_keys] + [str(mode), f"{100 * coverage:.1f} %", str(len(agglos)), largest or "-"])
-    header = (header_keys or []) + ["mode", "coverage", "agglos", f"largest agglomerations (population/member towns, top {top})"]
+            rows.append(
+                [_fmt(labels[key]) for key in header_keys]
+                + [str(mode), f"{100 * coverage:.1f} %", str(len(agglos)), largest or "-"]
+            )
+    header = (header_keys or []) + [
+        "mode",
+        "coverage",
+        "agglos",
+        f"largest agglomerations (population/member towns, top {top})",
+    ]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     fmt = lambda r: "  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip()  # noqa: E731
     lines.append(fmt(header))

@@ -75,9 +75,7 @@ def from_frame(frame: pd.DataFrame, where: str) -> Towns:
         raise UserError(f"{where}: no rows; allowed: a table with at least one town")
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
-        raise UserError(
-            f"{where}: missing column '{missing[0]}'; required columns: {', '.join(REQUIRED)}"
-        )
+        raise UserError(f"{where}: missing column '{missing[0]}'; required columns: {', '.join(REQUIRED)}")
 
     def row(k: int) -> str:
         return f"{where}, row {k + 2}"
@@ -190,8 +188,7 @@ def load_geonames(country: str, admin1: list[str] | None, min_population: float)
         unknown = [a for a in wanted if a not in known]
         if unknown:
             raise UserError(
-                f"data.admin1 = {unknown[0]!r}: no such first-level division of {country}; "
-                f"allowed: {', '.join(known)}"
+                f"data.admin1 = {unknown[0]!r}: no such first-level division of {country}; allowed: {', '.join(known)}"
             )
         places = [c for c in places if c["admin1code"] in wanted]
     places = [c for c in places if c["population"] > 0 and c["population"] >= min_population]

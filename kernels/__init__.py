@@ -5,12 +5,11 @@ Imports NumPy and Numba only. ``shared/MODEL.md`` fixes what every function comp
 
 from kernels.assignment import assign_batch
 from kernels.geometry import EARTH_RADIUS_KM, build_neighbourhood, haversine_km
-from kernels.gravity import DECAY_CODES, MODEL_CODES, inflow_pass, origin_pass, pair_shares
+from kernels.gravity import DECAY_CODES, inflow_pass, origin_pass, pair_shares
 
 __all__ = [
     "DECAY_CODES",
     "EARTH_RADIUS_KM",
-    "MODEL_CODES",
     "assign_batch",
     "build_neighbourhood",
     "haversine_km",

@@ -52,8 +52,7 @@ def _search(sorted_keys, key):
 
 
 @serial
-def _row_candidates(i, lat, lon, xyz, order, sorted_keys, cell, n_cells, chord_max,
-                    radius_km, out_j, out_d):
+def _row_candidates(i, lat, lon, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km, out_j, out_d):
     """Fill out_j/out_d with the neighbours of i; return how many."""
     cx = np.int64((xyz[i, 0] + 1.0) / cell)
     cy = np.int64((xyz[i, 1] + 1.0) / cell)
@@ -91,14 +90,14 @@ def _count_rows(lat, lon, xyz, order, sorted_keys, cell, n_cells, chord_max, rad
     empty_j = np.empty(0, dtype=np.int32)
     empty_d = np.empty(0, dtype=np.float64)
     for i in prange(n):
-        counts[i] = _row_candidates(i, lat, lon, xyz, order, sorted_keys, cell, n_cells,
-                                    chord_max, radius_km, empty_j, empty_d)
+        counts[i] = _row_candidates(
+            i, lat, lon, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km, empty_j, empty_d
+        )
     return counts
 
 
 @parallel
-def _fill_rows(lat, lon, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km,
-               offsets, neighbour, dist_km):
+def _fill_rows(lat, lon, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km, offsets, neighbour, dist_km):
     n = lat.shape[0]
     for i in prange(n):
         start = offsets[i]
@@ -107,8 +106,7 @@ def _fill_rows(lat, lon, xyz, order, sorted_keys, cell, n_cells, chord_max, radi
             continue
         row_j = np.empty(stop - start, dtype=np.int32)
         row_d = np.empty(stop - start, dtype=np.float64)
-        _row_candidates(i, lat, lon, xyz, order, sorted_keys, cell, n_cells, chord_max,
-                        radius_km, row_j, row_d)
+        _row_candidates(i, lat, lon, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km, row_j, row_d)
         # Order by (distance, town index): sort by index, then a stable sort by distance.
         by_index = np.argsort(row_j, kind="mergesort")
         row_j = row_j[by_index]
@@ -146,6 +144,5 @@ def build_neighbourhood(lat, lon, radius_km):
     np.cumsum(counts, out=offsets[1:])
     neighbour = np.empty(offsets[-1], dtype=np.int32)
     dist_km = np.empty(offsets[-1], dtype=np.float64)
-    _fill_rows(lat, lon, xyz, order, sorted_keys, cell, n_cells, chord * chord, radius_km,
-               offsets, neighbour, dist_km)
+    _fill_rows(lat, lon, xyz, order, sorted_keys, cell, n_cells, chord * chord, radius_km, offsets, neighbour, dist_km)
     return offsets, neighbour, dist_km

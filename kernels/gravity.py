@@ -24,7 +24,6 @@ import numpy as np
 from kernels.jit import parallel, prange, serial
 
 DECAY_CODES = {"power": 0, "exponential": 1}
-MODEL_CODES = {"gravity": 0}
 
 
 @serial
@@ -43,8 +42,25 @@ def _self_log_weight(log_pop_i, self_time, decay, beta, gamma, min_time):
 
 
 @parallel
-def origin_pass(chunks, offsets, neighbour, dist_km, log_dist, log_pop, region,
-                closed, is_core, circuity, speed, cap, decay, beta, gamma, self_time, min_time):
+def origin_pass(
+    chunks,
+    offsets,
+    neighbour,
+    dist_km,
+    log_dist,
+    log_pop,
+    region,
+    closed,
+    is_core,
+    circuity,
+    speed,
+    cap,
+    decay,
+    beta,
+    gamma,
+    self_time,
+    min_time,
+):
     """Per origin town and scenario: reach count, log-shift, denominator, best core.
 
     Parameters are per scenario (length S) except the town and neighbourhood arrays;
@@ -77,8 +93,7 @@ def origin_pass(chunks, offsets, neighbour, dist_km, log_dist, log_pop, region,
                 has_self = not np.isnan(self_time[s])
                 top = -np.inf
                 if has_self:
-                    top = _self_log_weight(log_pop[i], self_time[s], decay[s], beta[s],
-                                           gamma[s], min_time[s])
+                    top = _self_log_weight(log_pop[i], self_time[s], decay[s], beta[s], gamma[s], min_time[s])
                 count = 0
                 end = start
                 while end < stop:
@@ -92,7 +107,8 @@ def origin_pass(chunks, offsets, neighbour, dist_km, log_dist, log_pop, region,
                     else:
                         inside[q] = True
                         lw = gamma[s] * log_pop[j] + _log_deterrence(
-                            t, log_dist[end] + log_scale, decay[s], beta[s], min_time[s])
+                            t, log_dist[end] + log_scale, decay[s], beta[s], min_time[s]
+                        )
                         log_w[q] = lw
                         top = max(top, lw)
                         count += 1
@@ -102,8 +118,9 @@ def origin_pass(chunks, offsets, neighbour, dist_km, log_dist, log_pop, region,
                     continue
                 total = 0.0
                 if has_self:
-                    total = np.exp(_self_log_weight(log_pop[i], self_time[s], decay[s], beta[s],
-                                                    gamma[s], min_time[s]) - top)
+                    total = np.exp(
+                        _self_log_weight(log_pop[i], self_time[s], decay[s], beta[s], gamma[s], min_time[s]) - top
+                    )
                 best = -1
                 best_w = -1.0
                 for q in range(end - start):
@@ -124,8 +141,26 @@ def origin_pass(chunks, offsets, neighbour, dist_km, log_dist, log_pop, region,
 
 
 @parallel
-def inflow_pass(chunks, offsets, neighbour, dist_km, log_dist, log_pop, population, region,
-                closed, circuity, speed, cap, decay, beta, gamma, min_time, shift, denominator):
+def inflow_pass(
+    chunks,
+    offsets,
+    neighbour,
+    dist_km,
+    log_dist,
+    log_pop,
+    population,
+    region,
+    closed,
+    circuity,
+    speed,
+    cap,
+    decay,
+    beta,
+    gamma,
+    min_time,
+    shift,
+    denominator,
+):
     """inflow_j = Σ_{i: j in R(i)} population_i · s_ij, per scenario (S, N) float64.
 
     Reachability is symmetric (t_ij = t_ji, same region), so town j gathers from its
@@ -150,15 +185,34 @@ def inflow_pass(chunks, offsets, neighbour, dist_km, log_dist, log_pop, populati
                     if closed[s] and region[j] != region[i]:
                         continue
                     lw = gamma[s] * log_pop[j] + _log_deterrence(
-                        t, log_dist[p] + log_scale, decay[s], beta[s], min_time[s])
+                        t, log_dist[p] + log_scale, decay[s], beta[s], min_time[s]
+                    )
                     acc += population[i] * (np.exp(lw - shift[s, i]) / denominator[s, i])
                 inflow[s, j] = acc
     return inflow
 
 
 @parallel
-def pair_shares(chunks, offsets, neighbour, dist_km, log_dist, log_pop, region, closed,
-                circuity, speed, cap, decay, beta, gamma, self_time, min_time, shift, denominator):
+def pair_shares(
+    chunks,
+    offsets,
+    neighbour,
+    dist_km,
+    log_dist,
+    log_pop,
+    region,
+    closed,
+    circuity,
+    speed,
+    cap,
+    decay,
+    beta,
+    gamma,
+    self_time,
+    min_time,
+    shift,
+    denominator,
+):
     """One scenario's shares ``s_ij`` for every neighbourhood pair (0 where j is not in
     R(i)), travel times, and the home shares ``s_ii`` (0 without a self term, NaN for a
     town with no reach and no self term). Scalars are this scenario's parameters;
@@ -174,8 +228,10 @@ def pair_shares(chunks, offsets, neighbour, dist_km, log_dist, log_pop, region, 
             if denominator[i] == 0.0:
                 home[i] = np.nan
             elif not np.isnan(self_time):
-                home[i] = np.exp(_self_log_weight(log_pop[i], self_time, decay, beta, gamma, min_time)
-                                 - shift[i]) / denominator[i]
+                home[i] = (
+                    np.exp(_self_log_weight(log_pop[i], self_time, decay, beta, gamma, min_time) - shift[i])
+                    / denominator[i]
+                )
             for p in range(offsets[i], offsets[i + 1]):
                 t = minutes_scale * dist_km[p] / speed
                 travel[p] = t

@@ -27,7 +27,9 @@ def deterrence(t, decay, beta, min_time):
     return np.exp(-beta * t)
 
 
-def scenario(lat, lon, population, region, is_core, mode: dict, closed: bool, block: int = 512, keep_pairs: bool = False):
+def scenario(
+    lat, lon, population, region, is_core, mode: dict, closed: bool, block: int = 512, keep_pairs: bool = False
+):
     """One mode of one scenario. ``mode`` holds MODEL.md's keys (speed_kmh, cap_min, ...).
 
     Returns MODEL.md's per-town results plus, for checks, ``s_home``, the runner-up core
@@ -52,11 +54,17 @@ def scenario(lat, lon, population, region, is_core, mode: dict, closed: bool, bl
         gap = np.abs(t - mode["cap_min"])
         gap[np.arange(len(rows)), rows] = np.inf
         cap_gap[rows] = gap.min(axis=1)
-        w = np.where(reach, population[None, :] ** mode["gamma"] * deterrence(t, mode["decay"], mode["beta"], mode["min_time_min"]), 0.0)
+        w = np.where(
+            reach,
+            population[None, :] ** mode["gamma"] * deterrence(t, mode["decay"], mode["beta"], mode["min_time_min"]),
+            0.0,
+        )
         if mode["self_time_min"] is None:
             w_self = np.zeros(len(rows))
         else:
-            w_self = population[rows] ** mode["gamma"] * deterrence(mode["self_time_min"], mode["decay"], mode["beta"], mode["min_time_min"])
+            w_self = population[rows] ** mode["gamma"] * deterrence(
+                mode["self_time_min"], mode["decay"], mode["beta"], mode["min_time_min"]
+            )
         denom = w_self + w.sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             s = np.where(reach, w / denom[:, None], 0.0)

@@ -11,27 +11,31 @@ DATA = Path(__file__).parent / "data"
 
 def russia() -> Towns:
     raw = pd.read_csv(DATA / "ru_towns" / "towns.csv")
-    frame = pd.DataFrame({
-        "town_id": raw.index.to_numpy() + 1,  # okato/oktmo repeat for a few towns
-        "name": raw["city"],
-        "lat": raw["lat"],
-        "lon": raw["lon"],
-        "population": raw["population"] * 1000.0,
-        "region": raw["region_iso_code"],
-    })
+    frame = pd.DataFrame(
+        {
+            "town_id": raw.index.to_numpy() + 1,  # okato/oktmo repeat for a few towns
+            "name": raw["city"],
+            "lat": raw["lat"],
+            "lon": raw["lon"],
+            "population": raw["population"] * 1000.0,
+            "region": raw["region_iso_code"],
+        }
+    )
     return from_frame(frame, "ru_towns")
 
 
 def oaxaca_inegi_frame() -> pd.DataFrame:
     raw = pd.read_csv(DATA / "oaxaca" / "oaxaca_localidades_1000plus_2020.csv", dtype={"cve_municipio": str})
-    return pd.DataFrame({
-        "town_id": raw["cvegeo"].astype("int64"),
-        "name": raw["nom_localidad"],
-        "lat": raw["latitud"],
-        "lon": raw["longitud"],
-        "population": raw["poblacion_total"].astype(float),
-        "region": raw["cve_municipio"],
-    })
+    return pd.DataFrame(
+        {
+            "town_id": raw["cvegeo"].astype("int64"),
+            "name": raw["nom_localidad"],
+            "lat": raw["latitud"],
+            "lon": raw["longitud"],
+            "population": raw["poblacion_total"].astype(float),
+            "region": raw["cve_municipio"],
+        }
+    )
 
 
 def oaxaca_geonames() -> Towns:

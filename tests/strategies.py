@@ -29,8 +29,17 @@ def town_tables(draw, max_towns: int = 40):
     core = draw(st.lists(st.booleans(), min_size=n, max_size=n))
     lat = [site_lat[w] + j for w, j in zip(which, jitter)]
     lon = [site_lon[w] - j for w, j in zip(which, jitter)]
-    frame = pd.DataFrame({"town_id": np.arange(n) + 1, "name": [f"t{k}" for k in range(n)], "lat": lat,
-                          "lon": lon, "population": population, "region": region, "core": core})
+    frame = pd.DataFrame(
+        {
+            "town_id": np.arange(n) + 1,
+            "name": [f"t{k}" for k in range(n)],
+            "lat": lat,
+            "lon": lon,
+            "population": population,
+            "region": region,
+            "core": core,
+        }
+    )
     return from_frame(frame, "hypothesis")
 
 
@@ -54,8 +63,12 @@ def modes(draw):
 
 
 def make_config(commute: dict, freight: dict, borders: str = "open", core_min: float = 100000.0) -> AggloConfig:
-    return AggloConfig(commute=ModeConfig(**commute), freight=ModeConfig(**freight), borders=borders,
-                       cores=CoresConfig(min_population=core_min))
+    return AggloConfig(
+        commute=ModeConfig(**commute),
+        freight=ModeConfig(**freight),
+        borders=borders,
+        cores=CoresConfig(min_population=core_min),
+    )
 
 
 def kernels_one(towns: Towns, cfg: AggloConfig) -> dict:
@@ -68,8 +81,16 @@ def kernels_one(towns: Towns, cfg: AggloConfig) -> dict:
 
 def reference_one(towns: Towns, cfg: AggloConfig, mode: str, **kw) -> dict:
     is_core = (towns.population >= cfg.cores.min_population) | towns.core
-    return scenario(towns.lat, towns.lon, towns.population, towns.region_code, is_core,
-                    vars(cfg.mode(mode)), cfg.borders == "closed", **kw)
+    return scenario(
+        towns.lat,
+        towns.lon,
+        towns.population,
+        towns.region_code,
+        is_core,
+        vars(cfg.mode(mode)),
+        cfg.borders == "closed",
+        **kw,
+    )
 
 
 def compare(kernel: dict, ref: dict, mode_index: int, mode_cfg) -> dict:

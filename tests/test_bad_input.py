@@ -10,8 +10,15 @@ import pytest
 
 from tests.conftest import SMALL
 
-GOOD = pd.DataFrame({"town_id": [1, 2, 3], "name": ["a", "b", "c"], "lat": [17.0, 17.1, 17.2],
-                     "lon": [-96.0, -96.1, -96.2], "population": [200000.0, 3000.0, 900.0]})
+GOOD = pd.DataFrame(
+    {
+        "town_id": [1, 2, 3],
+        "name": ["a", "b", "c"],
+        "lat": [17.0, 17.1, 17.2],
+        "lon": [-96.0, -96.1, -96.2],
+        "population": [200000.0, 3000.0, 900.0],
+    }
+)
 
 
 def _table(tmp_path, frame, name="towns.csv"):
@@ -48,7 +55,9 @@ def test_bad_table(case, suffix, tmp_path, run_cli):
     frame, needles = TABLE_CASES[case]
     path = _table(tmp_path, frame, "towns" + suffix)
     store = tmp_path / "cube.zarr"
-    code, out, err = run_cli("run", "data.source=table", f"data.path={path}", f"store.path={store}", "executor.kind=synchronous")
+    code, out, err = run_cli(
+        "run", "data.source=table", f"data.path={path}", f"store.path={store}", "executor.kind=synchronous"
+    )
     assert code == 2
     line = err.strip()
     assert "\n" not in line and "Traceback" not in err
@@ -95,8 +104,13 @@ def test_bad_config(case, tmp_path, run_cli):
 
 def test_cli_subprocess_exit_code_and_no_traceback(tmp_path):
     store = tmp_path / "cube.zarr"
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", "run", "commute.cap_min=-1", f"store.path={store}"],
-                          capture_output=True, text=True, env=dict(os.environ), timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "run", "commute.cap_min=-1", f"store.path={store}"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("agglo: error: commute.cap_min = -1.0")
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1

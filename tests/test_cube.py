@@ -16,8 +16,14 @@ def _arrays(path):
 
 def test_cube_names_dims_attrs(tmp_path, run_cli):
     store = tmp_path / "cube.zarr"
-    code, out, err = run_cli("run", *SMALL, "commute.cap_min=30,60,90", "commute.beta=range(1.5,3.0,0.5)",
-                             "borders=choice(open,closed)", f"store.path={store}")
+    code, out, err = run_cli(
+        "run",
+        *SMALL,
+        "commute.cap_min=30,60,90",
+        "commute.beta=range(1.5,3.0,0.5)",
+        "borders=choice(open,closed)",
+        f"store.path={store}",
+    )
     assert code == 0, err
     ds = xr.open_zarr(store)
     assert set(VARIABLES) <= set(ds.data_vars)
@@ -38,7 +44,9 @@ def test_cube_names_dims_attrs(tmp_path, run_cli):
     assert out.count("commute") >= 18 and "coverage" in out
     # A scenario selected by parameter value equals a single run with that value.
     single = tmp_path / "single.zarr"
-    code, _, err = run_cli("run", *SMALL, "commute.cap_min=60", "commute.beta=2.0", "borders=closed", f"store.path={single}")
+    code, _, err = run_cli(
+        "run", *SMALL, "commute.cap_min=60", "commute.beta=2.0", "borders=closed", f"store.path={single}"
+    )
     assert code == 0, err
     one = open_results(single)
     picked = open_results(store).sel({"commute.cap_min": 60.0, "commute.beta": 2.0, "borders": "closed"})
@@ -52,8 +60,18 @@ def test_same_config_same_cube_whatever_batch_and_executor(tmp_path, run_cli):
     for label, extra in {
         "sync-1": ["executor.batch_size=1"],
         "sync-7": ["executor.batch_size=7"],
-        "local-2x1": ["executor.kind=local", "executor.n_workers=2", "executor.threads_per_worker=1", "executor.batch_size=4"],
-        "local-1x2": ["executor.kind=local", "executor.n_workers=1", "executor.threads_per_worker=2", "executor.batch_size=16"],
+        "local-2x1": [
+            "executor.kind=local",
+            "executor.n_workers=2",
+            "executor.threads_per_worker=1",
+            "executor.batch_size=4",
+        ],
+        "local-1x2": [
+            "executor.kind=local",
+            "executor.n_workers=1",
+            "executor.threads_per_worker=2",
+            "executor.batch_size=16",
+        ],
     }.items():
         store = tmp_path / f"{label}.zarr"
         code, _, err = run_cli("run", *SMALL, *sweep, *extra, f"store.path={store}", "--quiet")
@@ -69,8 +87,17 @@ def test_sobol_sample_equals_salib(tmp_path, run_cli):
     from SALib.sample import sobol
 
     store = tmp_path / "sobol.zarr"
-    code, _, err = run_cli("run", *SMALL, "sweep.grid={}", "sweep.sampler=sobol", "sweep.n=8", "sweep.seed=3",
-                           "sweep.bounds={commute.cap_min:[20,90],freight.beta:[0.5,2.0]}", f"store.path={store}", "--quiet")
+    code, _, err = run_cli(
+        "run",
+        *SMALL,
+        "sweep.grid={}",
+        "sweep.sampler=sobol",
+        "sweep.n=8",
+        "sweep.seed=3",
+        "sweep.bounds={commute.cap_min:[20,90],freight.beta:[0.5,2.0]}",
+        f"store.path={store}",
+        "--quiet",
+    )
     assert code == 0, err
     ds = open_results(store)
     problem = {"num_vars": 2, "names": ["commute.cap_min", "freight.beta"], "bounds": [[20, 90], [0.5, 2.0]]}

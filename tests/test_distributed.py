@@ -27,16 +27,48 @@ def start_cluster(tmp_path, tls: list[str] | None = None, security=None):
     env = dict(os.environ)
     tls = tls or []
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True, "env": env}
-    procs = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                               "--scheduler-file", str(file), *tls], **quiet)]
+    procs = [
+        subprocess.Popen(
+            [
+                DASK,
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(file),
+                *tls,
+            ],
+            **quiet,
+        )
+    ]
     try:
         deadline = time.time() + 60
         while not file.exists() and time.time() < deadline:
             time.sleep(0.2)
         address = json.loads(file.read_text())["address"]
         for _ in range(2):
-            procs.append(subprocess.Popen([DASK, "worker", "--scheduler-file", str(file), "--nthreads", "1",
-                                           "--nworkers", "1", "--no-dashboard", "--host", "127.0.0.1", *tls], **quiet))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        DASK,
+                        "worker",
+                        "--scheduler-file",
+                        str(file),
+                        "--nthreads",
+                        "1",
+                        "--nworkers",
+                        "1",
+                        "--no-dashboard",
+                        "--host",
+                        "127.0.0.1",
+                        *tls,
+                    ],
+                    **quiet,
+                )
+            )
         from distributed import Client
 
         with Client(address, timeout="30s", security=security) as client:
@@ -73,8 +105,15 @@ def test_address_executor_equals_synchronous(scheduler, tmp_path, run_cli):
     sweep = ["commute.cap_min=20,45,60,90", "freight.beta=0.5,1.0,2.0", "executor.batch_size=3"]
     remote = tmp_path / "remote.zarr"
     local = tmp_path / "sync.zarr"
-    code, _, err = run_cli("run", *SMALL, *sweep, "executor.kind=address", f"executor.address={scheduler}",
-                           f"store.path={remote}", "--quiet")
+    code, _, err = run_cli(
+        "run",
+        *SMALL,
+        *sweep,
+        "executor.kind=address",
+        f"executor.address={scheduler}",
+        f"store.path={remote}",
+        "--quiet",
+    )
     assert code == 0, err
     code, _, err = run_cli("run", *SMALL, *sweep, f"store.path={local}", "--quiet")
     assert code == 0, err
@@ -84,8 +123,14 @@ def test_address_executor_equals_synchronous(scheduler, tmp_path, run_cli):
 
 
 def test_unreachable_scheduler_is_a_user_error(tmp_path, run_cli):
-    code, _, err = run_cli("run", *SMALL, "executor.kind=address", "executor.address=tcp://127.0.0.1:9",
-                           f"store.path={tmp_path / 'x.zarr'}", "--quiet")
+    code, _, err = run_cli(
+        "run",
+        *SMALL,
+        "executor.kind=address",
+        "executor.address=tcp://127.0.0.1:9",
+        f"store.path={tmp_path / 'x.zarr'}",
+        "--quiet",
+    )
     assert code == 2 and "executor.address" in err
     assert not (tmp_path / "x.zarr").exists()
 
@@ -97,24 +142,71 @@ def test_tls_scheduler_with_executor_security(tmp_path, run_cli):
 
     ca_key, ca, key, csr, cert = (tmp_path / n for n in ("ca.key", "ca.pem", "node.key", "node.csr", "node.pem"))
     ssl = lambda *a: subprocess.run(["openssl", *map(str, a)], check=True, capture_output=True)  # noqa: E731
-    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=agglo-test-ca")
+    ssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        ca_key,
+        "-out",
+        ca,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=agglo-test-ca",
+    )
     ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
     ext = tmp_path / "ext.cnf"
     ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    ssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", ext)
+    ssl(
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        ca,
+        "-CAkey",
+        ca_key,
+        "-CAcreateserial",
+        "-out",
+        cert,
+        "-days",
+        "2",
+        "-extfile",
+        ext,
+    )
     tls = ["--protocol", "tls", "--tls-ca-file", str(ca), "--tls-cert", str(cert), "--tls-key", str(key)]
-    security = Security(tls_ca_file=str(ca), tls_client_cert=str(cert), tls_client_key=str(key), require_encryption=True)
+    security = Security(
+        tls_ca_file=str(ca), tls_client_cert=str(cert), tls_client_key=str(key), require_encryption=True
+    )
     address, procs = start_cluster(tmp_path, tls, security)
     try:
         assert address.startswith("tls://")
         store = tmp_path / "tls.zarr"
-        code, _, err = run_cli("run", *SMALL, "commute.cap_min=30,60", "executor.kind=address", f"executor.address={address}",
-                               f"executor.security.ca_file={ca}", f"executor.security.cert_file={cert}",
-                               f"executor.security.key_file={key}", f"store.path={store}", "--quiet")
+        code, _, err = run_cli(
+            "run",
+            *SMALL,
+            "commute.cap_min=30,60",
+            "executor.kind=address",
+            f"executor.address={address}",
+            f"executor.security.ca_file={ca}",
+            f"executor.security.cert_file={cert}",
+            f"executor.security.key_file={key}",
+            f"store.path={store}",
+            "--quiet",
+        )
         assert code == 0, err
         assert batch_done(str(store)).all()
-        code, _, err = run_cli("run", *SMALL, "executor.kind=address", f"executor.address={address}",
-                               f"executor.security.ca_file={ca}", f"store.path={tmp_path / 'no.zarr'}")
+        code, _, err = run_cli(
+            "run",
+            *SMALL,
+            "executor.kind=address",
+            f"executor.address={address}",
+            f"executor.security.ca_file={ca}",
+            f"store.path={tmp_path / 'no.zarr'}",
+        )
         assert code == 2 and "executor.security.cert_file" in err
     finally:
         stop_cluster(procs)

@@ -14,8 +14,13 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 
 
 @SETTINGS
-@given(towns=town_tables(), commute=modes(), freight=modes(), closed=st.booleans(),
-       core_min=st.sampled_from([0.0, 1000.0, 100000.0, 1e9]))
+@given(
+    towns=town_tables(),
+    commute=modes(),
+    freight=modes(),
+    closed=st.booleans(),
+    core_min=st.sampled_from([0.0, 1000.0, 100000.0, 1e9]),
+)
 def test_kernels_equal_reference(towns, commute, freight, closed, core_min):
     cfg = make_config(commute, freight, "closed" if closed else "open", core_min)
     kernel = kernels_one(towns, cfg)
@@ -57,7 +62,7 @@ def test_neighbourhood_is_every_pair_within_radius(towns, radius):
     np.testing.assert_array_equal(got, want)
     np.testing.assert_allclose(dist, d[origin, neighbour], rtol=1e-12, atol=1e-9)
     for i in range(n):  # rows sorted by distance, ties by index
-        row = list(zip(dist[offsets[i]:offsets[i + 1]], neighbour[offsets[i]:offsets[i + 1]]))
+        row = list(zip(dist[offsets[i] : offsets[i + 1]], neighbour[offsets[i] : offsets[i + 1]]))
         assert row == sorted(row)
 
 
@@ -102,13 +107,28 @@ def test_single_town_and_all_cores():
 
     from engine.towns import from_frame
 
-    one = from_frame(pd.DataFrame({"town_id": [1], "name": ["a"], "lat": [17.0], "lon": [-96.0], "population": [900.0]}), "one")
-    base = {"model": "gravity", "speed_kmh": 60.0, "circuity": 1.3, "cap_min": 60.0, "decay": "power", "beta": 2.0,
-            "alpha": 1.0, "gamma": 1.0, "threshold": 0.15, "self_time_min": None, "min_time_min": 1.0}
+    one = from_frame(
+        pd.DataFrame({"town_id": [1], "name": ["a"], "lat": [17.0], "lon": [-96.0], "population": [900.0]}), "one"
+    )
+    base = {
+        "model": "gravity",
+        "speed_kmh": 60.0,
+        "circuity": 1.3,
+        "cap_min": 60.0,
+        "decay": "power",
+        "beta": 2.0,
+        "alpha": 1.0,
+        "gamma": 1.0,
+        "threshold": 0.15,
+        "self_time_min": None,
+        "min_time_min": 1.0,
+    }
     out = kernels_one(one, make_config(base, base))
     assert out["core"].tolist() == [[-1], [-1]] and np.isnan(out["share"]).all() and (out["coverage"] == 0).all()
     out = kernels_one(one, make_config(base, base, core_min=0.0))
-    assert out["core"].tolist() == [[0], [0]] and (out["share"] == 1).all() and out["n_agglomerations"].tolist() == [0, 0]
+    assert (
+        out["core"].tolist() == [[0], [0]] and (out["share"] == 1).all() and out["n_agglomerations"].tolist() == [0, 0]
+    )
     assert np.isnan(out["coverage"]).all()  # no non-core town: coverage undefined
 
 
@@ -119,11 +139,29 @@ def test_exact_tie_goes_to_lower_index():
 
     # Two equal cores at exactly the same distance east and west of a small town (lon ±0.25 is
     # symmetric in floating point, so the shares tie to the last bit).
-    frame = pd.DataFrame({"town_id": [10, 20, 30], "name": ["east", "mid", "west"], "lat": [17.0, 17.0, 17.0],
-                          "lon": [0.25, 0.0, -0.25], "population": [200000.0, 1000.0, 200000.0]})
+    frame = pd.DataFrame(
+        {
+            "town_id": [10, 20, 30],
+            "name": ["east", "mid", "west"],
+            "lat": [17.0, 17.0, 17.0],
+            "lon": [0.25, 0.0, -0.25],
+            "population": [200000.0, 1000.0, 200000.0],
+        }
+    )
     towns = from_frame(frame, "tie")
-    base = {"model": "gravity", "speed_kmh": 60.0, "circuity": 1.3, "cap_min": 120.0, "decay": "power", "beta": 2.0,
-            "alpha": 1.0, "gamma": 1.0, "threshold": 0.0, "self_time_min": 10.0, "min_time_min": 1.0}
+    base = {
+        "model": "gravity",
+        "speed_kmh": 60.0,
+        "circuity": 1.3,
+        "cap_min": 120.0,
+        "decay": "power",
+        "beta": 2.0,
+        "alpha": 1.0,
+        "gamma": 1.0,
+        "threshold": 0.0,
+        "self_time_min": 10.0,
+        "min_time_min": 1.0,
+    }
     out = kernels_one(towns, make_config(base, base))
     ref = reference_one(towns, make_config(base, base), "commute")
     assert ref["share"][1] == ref["second"][1]
@@ -138,8 +176,19 @@ def test_batch_results_do_not_depend_on_batch_or_threads(batch):
     from engine.towns import synthetic
 
     towns = synthetic(400, 3)
-    base = {"model": "gravity", "speed_kmh": 60.0, "circuity": 1.3, "cap_min": 60.0, "decay": "power", "beta": 2.0,
-            "alpha": 1.0, "gamma": 1.0, "threshold": 0.15, "self_time_min": 10.0, "min_time_min": 1.0}
+    base = {
+        "model": "gravity",
+        "speed_kmh": 60.0,
+        "circuity": 1.3,
+        "cap_min": 60.0,
+        "decay": "power",
+        "beta": 2.0,
+        "alpha": 1.0,
+        "gamma": 1.0,
+        "threshold": 0.15,
+        "self_time_min": 10.0,
+        "min_time_min": 1.0,
+    }
     cfg = make_config(base, dict(base, cap_min=240.0, beta=1.0), core_min=20000.0)
     caps = np.array([20.0, 45.0, 60.0, 90.0, 120.0, 30.0, 75.0])
     swept = {"commute.cap_min": caps, "borders": np.array(["open", "closed"] * 3 + ["open"], dtype=object)}
@@ -150,9 +199,9 @@ def test_batch_results_do_not_depend_on_batch_or_threads(batch):
     try:
         numba.set_num_threads(1)
         for start in range(0, len(caps), batch):
-            part = {k: v[start:start + batch] for k, v in swept.items()}
+            part = {k: v[start : start + batch] for k, v in swept.items()}
             got = compute_batch(network, batch_parameters(cfg, part, len(part["borders"])))
             for name in whole:
-                assert np.array_equal(got[name], whole[name][start:start + batch], equal_nan=True), name
+                assert np.array_equal(got[name], whole[name][start : start + batch], equal_nan=True), name
     finally:
         numba.set_num_threads(saved)

@@ -13,8 +13,15 @@ import xarray as xr
 from engine.store import VARIABLES, batch_done
 from tests.conftest import SMALL
 
-SLOW_SWEEP = ["experiment=synthetic", "data.n=2500", "cores.min_population=20000", "commute.cap_min=range(10,130,2)",
-              "freight.beta=0.5,1.0", "executor.batch_size=2", "executor.kind=synchronous"]
+SLOW_SWEEP = [
+    "experiment=synthetic",
+    "data.n=2500",
+    "cores.min_population=20000",
+    "commute.cap_min=range(10,130,2)",
+    "freight.beta=0.5,1.0",
+    "executor.batch_size=2",
+    "executor.kind=synchronous",
+]
 
 
 def _cube(path):
@@ -42,8 +49,12 @@ def _wait_for_batches(store, at_least, proc, limit_s=180):
 
 def test_driver_sigkill_then_resume_equals_clean_run(tmp_path, run_cli):
     store = tmp_path / "killed.zarr"
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", *SLOW_SWEEP, f"store.path={store}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "run", *SLOW_SWEEP, f"store.path={store}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for_batches(store, 5, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -74,9 +85,21 @@ def test_worker_sigkill_mid_sweep_still_gives_the_clean_cube(tmp_path, run_cli):
     try:
         store = tmp_path / "worker-killed.zarr"
         args = [a for a in SLOW_SWEEP if not a.startswith("executor.kind")]
-        driver = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", *args, "executor.kind=address",
-                                   f"executor.address={address}", f"store.path={store}"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        driver = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "engine.cli",
+                "run",
+                *args,
+                "executor.kind=address",
+                f"executor.address={address}",
+                f"store.path={store}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         _wait_for_batches(store, 3, driver)
         os.killpg(procs[1].pid, signal.SIGKILL)  # one of the two workers
         out, err = driver.communicate(timeout=300)
@@ -96,13 +119,28 @@ def test_sobol_512_over_four_keys(tmp_path, run_cli):
 
     store = tmp_path / "sobol.zarr"
     bounds = "{commute.cap_min:[15,90],commute.beta:[1,3],freight.cap_min:[120,360],freight.threshold:[0.05,0.3]}"
-    code, _, err = run_cli("run", *SMALL, "data.n=60", "sweep.grid={}", "sweep.sampler=sobol", "sweep.n=512",
-                           "sweep.seed=7", f"sweep.bounds={bounds}", "executor.batch_size=512", f"store.path={store}", "--quiet")
+    code, _, err = run_cli(
+        "run",
+        *SMALL,
+        "data.n=60",
+        "sweep.grid={}",
+        "sweep.sampler=sobol",
+        "sweep.n=512",
+        "sweep.seed=7",
+        f"sweep.bounds={bounds}",
+        "executor.batch_size=512",
+        f"store.path={store}",
+        "--quiet",
+    )
     assert code == 0, err
     ds = xr.open_zarr(store)
     names = ["commute.cap_min", "commute.beta", "freight.cap_min", "freight.threshold"]
-    want = sobol.sample({"num_vars": 4, "names": names, "bounds": [[15, 90], [1, 3], [120, 360], [0.05, 0.3]]},
-                        512, calc_second_order=True, seed=7)
+    want = sobol.sample(
+        {"num_vars": 4, "names": names, "bounds": [[15, 90], [1, 3], [120, 360], [0.05, 0.3]]},
+        512,
+        calc_second_order=True,
+        seed=7,
+    )
     assert ds.sizes["sample"] == 512 * 10 and ds.coverage.dims == ("sample", "mode")
     for q, name in enumerate(names):
         assert ds[name].dims == ("sample",)
@@ -111,7 +149,9 @@ def test_sobol_512_over_four_keys(tmp_path, run_cli):
 
 def test_scenario_table(tmp_path, run_cli):
     table = tmp_path / "scenarios.csv"
-    table.write_text("commute.cap_min,borders,freight.decay,freight.beta\n30,open,power,1.0\n60,closed,exponential,0.02\n")
+    table.write_text(
+        "commute.cap_min,borders,freight.decay,freight.beta\n30,open,power,1.0\n60,closed,exponential,0.02\n"
+    )
     store = tmp_path / "table.zarr"
     code, out, err = run_cli("run", *SMALL, "sweep.grid={}", f"sweep.table={table}", f"store.path={store}", "--quiet")
     assert code == 0, err
@@ -119,8 +159,16 @@ def test_scenario_table(tmp_path, run_cli):
     assert ds.coverage.dims == ("scenario", "mode")
     assert ds["borders"].values.tolist() == ["open", "closed"]
     grid = tmp_path / "grid.zarr"
-    code, _, err = run_cli("run", *SMALL, "commute.cap_min=60", "borders=closed", "freight.decay=exponential",
-                           "freight.beta=0.02", f"store.path={grid}", "--quiet")
+    code, _, err = run_cli(
+        "run",
+        *SMALL,
+        "commute.cap_min=60",
+        "borders=closed",
+        "freight.decay=exponential",
+        "freight.beta=0.02",
+        f"store.path={grid}",
+        "--quiet",
+    )
     assert code == 0, err
     np.testing.assert_array_equal(ds.core.isel(scenario=1).values, xr.open_zarr(grid).core.values)
     bad = tmp_path / "bad.csv"

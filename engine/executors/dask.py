@@ -22,12 +22,18 @@ def _client(cfg):
         if cfg.security.ca_file:
             from distributed.security import Security
 
-            security = Security(tls_ca_file=cfg.security.ca_file, tls_client_cert=cfg.security.cert_file,
-                                tls_client_key=cfg.security.key_file, require_encryption=True)
+            security = Security(
+                tls_ca_file=cfg.security.ca_file,
+                tls_client_cert=cfg.security.cert_file,
+                tls_client_key=cfg.security.key_file,
+                require_encryption=True,
+            )
         try:
             return Client(cfg.address, timeout="10s", security=security), None
         except Exception as exc:  # noqa: BLE001 - unreachable or refused scheduler
-            raise UserError(f"executor.address = {cfg.address!r}: cannot connect ({exc}); allowed: a running scheduler's address") from None
+            raise UserError(
+                f"executor.address = {cfg.address!r}: cannot connect ({exc}); allowed: a running scheduler's address"
+            ) from None
     n_workers = cfg.n_workers or max(1, os.cpu_count() or 1)
     cluster = LocalCluster(
         n_workers=n_workers,
