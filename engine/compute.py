@@ -136,6 +136,29 @@ def batch_parameters(cfg: AggloConfig, swept: dict, n_scenarios: int) -> dict:
     return params
 
 
+def _origin(network: Network, p: dict, closed: np.ndarray, is_core: np.ndarray):
+    """:func:`kernels.origin_pass` for one mode's parameter arrays ``p``."""
+    return origin_pass(
+        network.chunks,
+        network.offsets,
+        network.neighbour,
+        network.dist_km,
+        network.log_dist,
+        network.log_pop,
+        network.region,
+        closed,
+        is_core,
+        p["circuity"],
+        p["speed"],
+        p["cap"],
+        p["decay"],
+        p["beta"],
+        p["gamma"],
+        p["self_time"],
+        p["min_time"],
+    )
+
+
 def compute_batch(network: Network, params: dict) -> dict:
     """Both modes for a batch of S scenarios: MODEL.md's cube variables, scenario first.
 
@@ -148,25 +171,7 @@ def compute_batch(network: Network, params: dict) -> dict:
     per_mode = []
     for mode in MODES:
         p = params[mode]
-        n_reachable, shift, denominator, best_core, best_weight = origin_pass(
-            network.chunks,
-            network.offsets,
-            network.neighbour,
-            network.dist_km,
-            network.log_dist,
-            network.log_pop,
-            network.region,
-            params["closed"],
-            is_core,
-            p["circuity"],
-            p["speed"],
-            p["cap"],
-            p["decay"],
-            p["beta"],
-            p["gamma"],
-            p["self_time"],
-            p["min_time"],
-        )
+        n_reachable, shift, denominator, best_core, best_weight = _origin(network, p, params["closed"], is_core)
         inflow = inflow_pass(
             network.chunks,
             network.offsets,
@@ -215,25 +220,7 @@ def scenario_pairs(network: Network, params: dict, mode: str, scenario: int = 0)
     is_core = np.ascontiguousarray(
         (network.population >= params["core_min_population"][scenario]) | network.forced_core
     )[None, :]
-    _, shift, denominator, _, _ = origin_pass(
-        network.chunks,
-        network.offsets,
-        network.neighbour,
-        network.dist_km,
-        network.log_dist,
-        network.log_pop,
-        network.region,
-        closed,
-        is_core,
-        p["circuity"],
-        p["speed"],
-        p["cap"],
-        p["decay"],
-        p["beta"],
-        p["gamma"],
-        p["self_time"],
-        p["min_time"],
-    )
+    _, shift, denominator, _, _ = _origin(network, p, closed, is_core)
     share, travel, home = pair_shares(
         network.chunks,
         network.offsets,

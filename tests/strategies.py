@@ -13,6 +13,10 @@ from tests.naive import scenario
 
 NEAR = 1e-9  # relative gap under which two floats are an honest tie
 
+# MODEL.md's default parameters of each mode, as the schema holds them.
+DEFAULT_COMMUTE = vars(AggloConfig().commute).copy()
+DEFAULT_FREIGHT = vars(AggloConfig().freight).copy()
+
 
 @st.composite
 def town_tables(draw, max_towns: int = 40):

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from engine.compute import batch_parameters, prepare, reach_radius_km, scenario_pairs
 from kernels import build_neighbourhood
 from tests.naive import haversine_rows
-from tests.strategies import compare, kernels_one, make_config, modes, reference_one, town_tables
+from tests.strategies import DEFAULT_COMMUTE, compare, kernels_one, make_config, modes, reference_one, town_tables
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -110,19 +110,7 @@ def test_single_town_and_all_cores():
     one = from_frame(
         pd.DataFrame({"town_id": [1], "name": ["a"], "lat": [17.0], "lon": [-96.0], "population": [900.0]}), "one"
     )
-    base = {
-        "model": "gravity",
-        "speed_kmh": 60.0,
-        "circuity": 1.3,
-        "cap_min": 60.0,
-        "decay": "power",
-        "beta": 2.0,
-        "alpha": 1.0,
-        "gamma": 1.0,
-        "threshold": 0.15,
-        "self_time_min": None,
-        "min_time_min": 1.0,
-    }
+    base = dict(DEFAULT_COMMUTE, self_time_min=None)
     out = kernels_one(one, make_config(base, base))
     assert out["core"].tolist() == [[-1], [-1]] and np.isnan(out["share"]).all() and (out["coverage"] == 0).all()
     out = kernels_one(one, make_config(base, base, core_min=0.0))
@@ -149,19 +137,7 @@ def test_exact_tie_goes_to_lower_index():
         }
     )
     towns = from_frame(frame, "tie")
-    base = {
-        "model": "gravity",
-        "speed_kmh": 60.0,
-        "circuity": 1.3,
-        "cap_min": 120.0,
-        "decay": "power",
-        "beta": 2.0,
-        "alpha": 1.0,
-        "gamma": 1.0,
-        "threshold": 0.0,
-        "self_time_min": 10.0,
-        "min_time_min": 1.0,
-    }
+    base = dict(DEFAULT_COMMUTE, cap_min=120.0, threshold=0.0)
     out = kernels_one(towns, make_config(base, base))
     ref = reference_one(towns, make_config(base, base), "commute")
     assert ref["share"][1] == ref["second"][1]
@@ -176,19 +152,7 @@ def test_batch_results_do_not_depend_on_batch_or_threads(batch):
     from engine.towns import synthetic
 
     towns = synthetic(400, 3)
-    base = {
-        "model": "gravity",
-        "speed_kmh": 60.0,
-        "circuity": 1.3,
-        "cap_min": 60.0,
-        "decay": "power",
-        "beta": 2.0,
-        "alpha": 1.0,
-        "gamma": 1.0,
-        "threshold": 0.15,
-        "self_time_min": 10.0,
-        "min_time_min": 1.0,
-    }
+    base = dict(DEFAULT_COMMUTE)
     cfg = make_config(base, dict(base, cap_min=240.0, beta=1.0), core_min=20000.0)
     caps = np.array([20.0, 45.0, 60.0, 90.0, 120.0, 30.0, 75.0])
     swept = {"commute.cap_min": caps, "borders": np.array(["open", "closed"] * 3 + ["open"], dtype=object)}

@@ -1,22 +1,7 @@
 """Kernels against the NumPy reference on every town of real regions of different shape."""
 
 from tests.real_towns import mexico_geonames, oaxaca_geonames, oaxaca_inegi_frame, russia
-from tests.strategies import compare, kernels_one, reference_one
-
-DEFAULT_COMMUTE = {
-    "model": "gravity",
-    "speed_kmh": 60.0,
-    "circuity": 1.3,
-    "cap_min": 60.0,
-    "decay": "power",
-    "beta": 2.0,
-    "alpha": 1.0,
-    "gamma": 1.0,
-    "threshold": 0.15,
-    "self_time_min": 10.0,
-    "min_time_min": 1.0,
-}
-DEFAULT_FREIGHT = dict(DEFAULT_COMMUTE, speed_kmh=50.0, cap_min=240.0, beta=1.0)
+from tests.strategies import DEFAULT_COMMUTE, DEFAULT_FREIGHT, compare, kernels_one, reference_one
 
 
 def _check(towns, commute=DEFAULT_COMMUTE, freight=DEFAULT_FREIGHT, borders="open", core_min=100000.0):
