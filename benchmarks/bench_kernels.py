@@ -95,7 +95,7 @@ def run_case(name: str, batch: int, repeat: int, max_rows: int, check: bool) -> 
     forced = forced_cores(towns, [])
     one = batch_parameters(cfg, {}, 1)
     t = time.perf_counter()
-    network = prepare(towns, forced, reach_radius_km(one))
+    network = prepare(towns, forced, reach_radius_km(one), core_floor=cfg.cores.min_population)
     t_build = time.perf_counter() - t
     t = time.perf_counter()
     out_one = compute_batch(network, one)

@@ -15,21 +15,45 @@ import numpy as np
 from engine.config import MODES, AggloConfig
 from engine.errors import UserError
 from engine.towns import Towns
-from kernels import DECAY_CODES, assign_batch, build_neighbourhood, inflow_pass, origin_pass, pair_shares
+from kernels import (
+    DECAY_CODES,
+    assign_batch,
+    build_neighbourhood,
+    inflow_pass,
+    origin_pass,
+    pair_shares,
+    row_tables,
+)
 
 N_CHUNKS = 256  # town ranges of about equal pair count; fixed so results never depend on threads
 
 
 @dataclass(frozen=True)
 class Network:
+    """Towns and their neighbourhood, as every kernel reads them.
+
+    Per pair (CSR rows sorted by distance): ``neighbour`` (int32), ``log_dist``
+    (float32 log km) and ``lp_rel`` (float32, log population of the neighbour minus
+    ``lp_max`` of the row): 12 bytes a pair. ``cand_offsets``/``cand_pos``: the row
+    positions of the neighbours that are cores in at least one scenario of the run.
+    """
+
     population: np.ndarray
     log_pop: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
     region: np.ndarray
     forced_core: np.ndarray
     offsets: np.ndarray
     neighbour: np.ndarray
-    dist_km: np.ndarray
     log_dist: np.ndarray
+    lp_rel: np.ndarray
+    lp_max: np.ndarray
+    bucket: np.ndarray
+    cand_offsets: np.ndarray
+    cand_pos: np.ndarray
+    cand_logd: np.ndarray
+    cand_d: np.ndarray
     chunks: np.ndarray
     radius_km: float
 
@@ -40,6 +64,10 @@ class Network:
     @property
     def n_pairs(self) -> int:
         return int(self.neighbour.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
 
 
 def cost_chunks(offsets: np.ndarray, n_chunks: int = N_CHUNKS) -> np.ndarray:
@@ -79,20 +107,40 @@ def reach_radius_km(params: dict) -> float:
     return radius * (1.0 + 1e-9) + 1e-9
 
 
-def prepare(towns: Towns, forced: np.ndarray, radius_km: float) -> Network:
-    offsets, neighbour, dist_km = build_neighbourhood(towns.lat, towns.lon, radius_km)
-    with np.errstate(divide="ignore"):
-        log_dist = np.log(dist_km)
+def prepare(towns: Towns, forced: np.ndarray, radius_km: float, core_floor: float | None = None) -> Network:
+    """Build the neighbourhood once for a run whose scenarios reach at most ``radius_km``
+    and whose smallest ``cores.min_population`` is ``core_floor`` (None: no size rule
+    limits the candidates, every town may be a core)."""
+    offsets, neighbour, log_dist = build_neighbourhood(towns.lat, towns.lon, radius_km, log_float32=True)
     population = towns.population.astype(np.float64)
+    log_pop = np.log(population)
+    candidate = forced.copy() if core_floor is not None else np.ones(len(population), dtype=bool)
+    if core_floor is not None:
+        candidate |= population >= core_floor
+    lat = np.ascontiguousarray(towns.lat, dtype=np.float64)
+    lon = np.ascontiguousarray(towns.lon, dtype=np.float64)
+    lp_rel, lp_max, bucket, cand_offsets, cand_pos, cand_d = row_tables(
+        offsets, neighbour, log_dist, radius_km, log_pop, candidate, lat, lon
+    )
+    with np.errstate(divide="ignore"):
+        cand_logd = np.log(cand_d)
     return Network(
         population=population,
-        log_pop=np.log(population),
+        log_pop=log_pop,
+        lat=lat,
+        lon=lon,
         region=towns.region_code,
         forced_core=forced,
         offsets=offsets,
         neighbour=neighbour,
-        dist_km=dist_km,
         log_dist=log_dist,
+        lp_rel=lp_rel,
+        lp_max=lp_max,
+        bucket=bucket,
+        cand_offsets=cand_offsets,
+        cand_pos=cand_pos,
+        cand_logd=cand_logd,
+        cand_d=cand_d,
         chunks=cost_chunks(offsets),
         radius_km=radius_km,
     )
@@ -142,10 +190,19 @@ def _origin(network: Network, p: dict, closed: np.ndarray, is_core: np.ndarray):
         network.chunks,
         network.offsets,
         network.neighbour,
-        network.dist_km,
         network.log_dist,
+        network.lp_rel,
+        network.lp_max,
+        network.bucket,
+        network.radius_km,
         network.log_pop,
+        network.lat,
+        network.lon,
         network.region,
+        network.cand_offsets,
+        network.cand_pos,
+        network.cand_logd,
+        network.cand_d,
         closed,
         is_core,
         p["circuity"],
@@ -159,38 +216,40 @@ def _origin(network: Network, p: dict, closed: np.ndarray, is_core: np.ndarray):
     )
 
 
+def core_mask(network: Network, core_min_population: np.ndarray) -> np.ndarray:
+    """(S, N) bool: the cores of each scenario."""
+    is_core = (network.population[None, :] >= core_min_population[:, None]) | network.forced_core[None, :]
+    return np.ascontiguousarray(is_core)
+
+
 def compute_batch(network: Network, params: dict) -> dict:
     """Both modes for a batch of S scenarios: MODEL.md's cube variables, scenario first.
 
     Returns arrays of shape (S, 2, N) for the town variables and (S, 2) for the others.
     """
-    n_scen = params["closed"].shape[0]
-    is_core = (network.population[None, :] >= params["core_min_population"][:, None]) | network.forced_core[None, :]
-    is_core = np.ascontiguousarray(is_core)
-    out: dict = {}
+    is_core = core_mask(network, params["core_min_population"])
     per_mode = []
     for mode in MODES:
         p = params[mode]
-        n_reachable, shift, denominator, best_core, best_weight = _origin(network, p, params["closed"], is_core)
+        n_reachable, reach, shift, denominator, best_core, best_weight = _origin(network, p, params["closed"], is_core)
+        with np.errstate(divide="ignore"):
+            origin_term = (network.log_pop[None, :] - shift - np.log(denominator)).astype(np.float32)
         inflow = inflow_pass(
             network.chunks,
             network.offsets,
             network.neighbour,
-            network.dist_km,
             network.log_dist,
             network.log_pop,
-            network.population,
             network.region,
             params["closed"],
+            reach,
+            origin_term,
             p["circuity"],
             p["speed"],
-            p["cap"],
             p["decay"],
             p["beta"],
             p["gamma"],
             p["min_time"],
-            shift,
-            denominator,
         )
         core, share, agglo_population, coverage, n_agglomerations = assign_batch(
             network.population, is_core, best_core, best_weight, denominator, p["threshold"]
@@ -206,44 +265,36 @@ def compute_batch(network: Network, params: dict) -> dict:
                 "n_agglomerations": n_agglomerations,
             }
         )
-    for name in per_mode[0]:
-        out[name] = np.stack([m[name] for m in per_mode], axis=1)
-    assert out["core"].shape[0] == n_scen
-    return out
+    return {name: np.stack([m[name] for m in per_mode], axis=1) for name in per_mode[0]}
 
 
 def scenario_pairs(network: Network, params: dict, mode: str, scenario: int = 0) -> dict:
-    """Every neighbourhood pair of one scenario and mode: origin, destination, travel_min,
-    share, flow, reachable; and the home share per town (for flow export and checks)."""
-    p = {k: v[scenario : scenario + 1] for k, v in params[mode].items()}
-    closed = params["closed"][scenario : scenario + 1]
-    is_core = np.ascontiguousarray(
-        (network.population >= params["core_min_population"][scenario]) | network.forced_core
-    )[None, :]
-    _, shift, denominator, _, _ = _origin(network, p, closed, is_core)
+    """Every neighbourhood pair of one scenario and mode, in float64 from exact travel
+    times: origin, destination, travel_min, share, flow, reachable; and the home share
+    per town (for flow export and checks)."""
+    p = {k: v[scenario] for k, v in params[mode].items()}
+    closed = bool(params["closed"][scenario])
     share, travel, home = pair_shares(
         network.chunks,
         network.offsets,
         network.neighbour,
-        network.dist_km,
-        network.log_dist,
+        network.lat,
+        network.lon,
         network.log_pop,
         network.region,
-        bool(closed[0]),
-        p["circuity"][0],
-        p["speed"][0],
-        p["cap"][0],
-        int(p["decay"][0]),
-        p["beta"][0],
-        p["gamma"][0],
-        p["self_time"][0],
-        p["min_time"][0],
-        shift[0],
-        denominator[0],
+        closed,
+        p["circuity"],
+        p["speed"],
+        p["cap"],
+        int(p["decay"]),
+        p["beta"],
+        p["gamma"],
+        p["self_time"],
+        p["min_time"],
     )
     origin = np.repeat(np.arange(network.n_towns, dtype=np.int64), np.diff(network.offsets))
-    reachable = travel <= p["cap"][0]
-    if closed[0]:
+    reachable = travel <= p["cap"]
+    if closed:
         reachable &= network.region[origin] == network.region[network.neighbour]
     return {
         "origin": origin,

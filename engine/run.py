@@ -114,7 +114,9 @@ def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
         done = np.zeros(plan.n_batches, dtype=bool)
     todo = [b for b in range(plan.n_batches) if not done[b]]
     if todo:
-        network = prepare(towns, forced, reach_radius_km(params_all))
+        network = prepare(
+            towns, forced, reach_radius_km(params_all), core_floor=float(np.min(params_all["core_min_population"]))
+        )
         if not quiet:
             print(
                 f"{towns.source}: {len(towns)} towns, {network.n_pairs} neighbour pairs within "

@@ -15,13 +15,13 @@ with the number of pairs, never with N².
 
 import numpy as np
 
-from kernels.jit import parallel, prange, serial
+from kernels.jit import parallel, prange, serial, strict
 
 EARTH_RADIUS_KM = 6371.0088
 DEG = np.pi / 180.0
 
 
-@serial
+@strict
 def haversine_km(lat_i, lon_i, lat_j, lon_j):
     """Haversine distance in km between points given in degrees."""
     phi_i = lat_i * DEG
@@ -97,7 +97,9 @@ def _count_rows(lat, lon, xyz, order, sorted_keys, cell, n_cells, chord_max, rad
 
 
 @parallel
-def _fill_rows(lat, lon, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km, offsets, neighbour, dist_km):
+def _fill_rows(
+    lat, lon, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km, offsets, neighbour, dist_km, take_log
+):
     n = lat.shape[0]
     for i in prange(n):
         start = offsets[i]
@@ -114,15 +116,20 @@ def _fill_rows(lat, lon, xyz, order, sorted_keys, cell, n_cells, chord_max, radi
         by_dist = np.argsort(row_d, kind="mergesort")
         for p in range(stop - start):
             neighbour[start + p] = row_j[by_dist[p]]
-            dist_km[start + p] = row_d[by_dist[p]]
+            if take_log:
+                dist_km[start + p] = np.log(row_d[by_dist[p]])
+            else:
+                dist_km[start + p] = row_d[by_dist[p]]
 
 
-def build_neighbourhood(lat, lon, radius_km):
+def build_neighbourhood(lat, lon, radius_km, log_float32=False):
     """Every pair of towns within ``radius_km`` of each other, as CSR arrays.
 
     Returns ``offsets`` (int64, N+1), ``neighbour`` (int32) and ``dist_km``
     (float64): the neighbours of town ``i`` are ``neighbour[offsets[i]:offsets[i+1]]``,
-    sorted by distance, ties by index.
+    sorted by distance, ties by index. With ``log_float32`` the third array is
+    ``log(dist_km)`` rounded to float32 (-inf for a repeated place): 4 bytes a pair
+    instead of 8, and the only distance the scenario kernels read per pair.
     """
     lat = np.ascontiguousarray(lat, dtype=np.float64)
     lon = np.ascontiguousarray(lon, dtype=np.float64)
@@ -143,6 +150,95 @@ def build_neighbourhood(lat, lon, radius_km):
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     neighbour = np.empty(offsets[-1], dtype=np.int32)
-    dist_km = np.empty(offsets[-1], dtype=np.float64)
-    _fill_rows(lat, lon, xyz, order, sorted_keys, cell, n_cells, chord * chord, radius_km, offsets, neighbour, dist_km)
+    dist_km = np.empty(offsets[-1], dtype=np.float32 if log_float32 else np.float64)
+    _fill_rows(
+        lat,
+        lon,
+        xyz,
+        order,
+        sorted_keys,
+        cell,
+        n_cells,
+        chord * chord,
+        radius_km,
+        offsets,
+        neighbour,
+        dist_km,
+        log_float32,
+    )
     return offsets, neighbour, dist_km
+
+
+@parallel
+def _row_lp(offsets, neighbour, log_pop, lp_rel, lp_max):
+    for i in prange(offsets.shape[0] - 1):
+        top = log_pop[i]
+        for p in range(offsets[i], offsets[i + 1]):
+            top = max(top, log_pop[neighbour[p]])
+        lp_max[i] = top
+        for p in range(offsets[i], offsets[i + 1]):
+            lp_rel[p] = log_pop[neighbour[p]] - top
+
+
+@serial
+def _candidate_cores(offsets, neighbour, candidate, lat, lon):
+    n = offsets.shape[0] - 1
+    cand_offsets = np.zeros(n + 1, dtype=np.int64)
+    for i in range(n):
+        count = 0
+        for p in range(offsets[i], offsets[i + 1]):
+            if candidate[neighbour[p]]:
+                count += 1
+        cand_offsets[i + 1] = cand_offsets[i] + count
+    cand_pos = np.empty(cand_offsets[n], dtype=np.int32)
+    cand_d = np.empty(cand_offsets[n], dtype=np.float64)
+    for i in range(n):
+        k = cand_offsets[i]
+        for p in range(offsets[i], offsets[i + 1]):
+            j = neighbour[p]
+            if candidate[j]:
+                cand_pos[k] = p - offsets[i]
+                cand_d[k] = haversine_km(lat[i], lon[i], lat[j], lon[j])
+                k += 1
+    return cand_offsets, cand_pos, cand_d
+
+
+@parallel
+def _row_buckets(offsets, log_dist, radius_km, n_buckets):
+    n = offsets.shape[0] - 1
+    bucket = np.empty((n, n_buckets + 1), dtype=np.int32)
+    for i in prange(n):
+        start = offsets[i]
+        stop = offsets[i + 1]
+        q = 0
+        for k in range(n_buckets):
+            limit = np.log(radius_km * np.sqrt(k / n_buckets)) if k > 0 else -np.inf
+            while start + q < stop and np.float64(log_dist[start + q]) <= limit:
+                q += 1
+            bucket[i, k] = q
+        bucket[i, n_buckets] = stop - start
+    return bucket
+
+
+N_BUCKETS = 32
+
+
+def row_tables(offsets, neighbour, log_dist, radius_km, log_pop, candidate, lat, lon):
+    """Per-row tables the scenario kernels read besides the pairs.
+
+    ``lp_rel`` (float32, per pair): log population of the neighbour minus ``lp_max``,
+    the largest log population of the row and its town (so ``lp_rel <= 0``);
+    ``bucket`` (N, 33) int32: the first row position beyond ``radius_km · sqrt(k/32)``,
+    so that a reach limit is searched among about 1/32 of a row;
+    ``cand_offsets``/``cand_pos``/``cand_d``: CSR of the row positions (ascending) whose
+    neighbour is ``candidate`` (may be a core), with their float64 distance in km.
+    """
+    n = offsets.shape[0] - 1
+    lp_rel = np.empty(neighbour.shape[0], dtype=np.float32)
+    lp_max = np.empty(n, dtype=np.float64)
+    _row_lp(offsets, neighbour, np.ascontiguousarray(log_pop, dtype=np.float64), lp_rel, lp_max)
+    bucket = _row_buckets(offsets, log_dist, float(radius_km), N_BUCKETS)
+    cand_offsets, cand_pos, cand_d = _candidate_cores(
+        offsets, neighbour, np.ascontiguousarray(candidate, dtype=np.bool_), lat, lon
+    )
+    return lp_rel, lp_max, bucket, cand_offsets, cand_pos, cand_d

@@ -9,47 +9,376 @@ MODEL.md, "Shares" and "Deterrence"::
     s_ij = w_ij / (w_ii + Σ_k w_ik)
     power: f(t) = max(t, min_time_min) ^ -beta;  exponential: f(t) = exp(-beta t)
 
-Weights are handled as logarithms shifted by their row maximum, so that
-``s_ij = exp(lw_ij - max) / Σ exp(lw_ik - max)``: the same ratio, without the
+Weights are handled as logarithms shifted by a per-row reference, so that
+``s_ij = exp(lw_ij - shift) / Σ exp(lw_ik - shift)``: the same ratio, without the
 overflow of ``population ^ gamma`` or the underflow of ``exp(-beta t)``.
 
-Both passes walk a town's neighbourhood row, which is sorted by distance, and stop
-at the first town beyond the cap (``t`` grows with ``d``). The scenario loop is
-inside the town loop, so a row is loaded once for the whole batch. Every sum runs in
-row order, whatever the number of threads or the batch: results are bit-identical.
+How the work is laid out (issue #4):
+
+- A row of the neighbourhood is sorted by distance, so ``R(i)`` is a prefix of it
+  (:func:`reach_end`): found by bisection on the float32 log-distances inside a
+  per-row bucket, and settled with MODEL.md's float64 travel time whenever float32
+  could be in doubt. Reachability is exact, never an artefact of single precision.
+- A pair's log-weight, relative to the row (``lp_rel`` = log population minus the
+  row's largest), is one expression in float32 of two contiguous float32 loads::
+
+      x = ((g·lp + P·max(ld + c0, c2)) + K·d) - ref
+
+  with ``P = -beta, K = 0`` for power and ``P = 0, K = -beta·60·circuity/speed``
+  for exponential deterrence (``ld`` = log km, ``d = exp(ld)``, ``c0`` = log of the
+  minutes per km, ``c2 = log min_time``). ``exp`` is :func:`kernels.fastexp.exp32`,
+  which vectorises. ``ref`` bounds the row's log-weights from above (nearest town,
+  largest population, self term); if every term underflows (``gamma`` far above 1),
+  the row is redone with its exact maximum.
+- Two loop shapes, chosen by the batch size: few scenarios vectorise over the pairs
+  of a row (:func:`_pair_terms`), a batch of 8 or more vectorises over scenarios
+  (the scenario loop innermost, a pair loaded once for all). Both give the same bits:
+  every term is computed by the same IEEE operations (no fast-math flag here; the
+  polynomial's FMAs are explicit), and every row sum adds its terms into 8 lanes by
+  ``q mod 8`` in row order, combined as ((0+1)+(2+3))+((4+5)+(6+7)). So results are
+  bit-identical for any batch size and any number of threads.
+- The best core is taken among the row's candidate cores only, in float64 from their
+  stored distances; exact ties go to the lower town index.
 """
 
 import numpy as np
 
-from kernels.jit import parallel, prange, serial
+from kernels.fastexp import exp32
+from kernels.geometry import haversine_km
+from kernels.jit import prange, strict, strict_parallel
 
 DECAY_CODES = {"power": 0, "exponential": 1}
+LANES = 8
+INNER_MIN = 8  # batches at least this large loop over scenarios innermost
+_UNDERFLOW = 1e-30  # a row total below this means the reference overshot: redo the row exactly
+_DOUBT = 1e-6  # |log d - log limit| below which float32 cannot decide reachability
 
 
-@serial
-def _log_deterrence(t, log_t, decay, beta, min_time):
-    """log f(t); ``log_t`` is log(t) (may be -inf for t = 0)."""
+@strict
+def travel_minutes(lat, lon, i, j, circuity, speed):
+    """MODEL.md's t_ij, bit for bit: 60 · circuity · d_ij / speed."""
+    return 60 * circuity * haversine_km(lat[i], lon[i], lat[j], lon[j]) / speed
+
+
+@strict
+def reach_end(i, start, stop, neighbour, log_dist, bucket, radius_km, lat, lon, circuity, speed, cap):
+    """Length of the prefix of row ``i`` with t_ij <= cap, exactly as MODEL.md decides it.
+
+    ``bucket[i, k]`` is the first row position beyond ``radius_km · sqrt(k / K)``.
+    """
+    n = stop - start
+    if n == 0:
+        return 0
+    limit_km = cap * speed / (60 * circuity)
+    if not limit_km > 0:
+        # cap 0: only places at distance 0 (log -inf) are reachable.
+        end = 0
+        while end < n and log_dist[start + end] == -np.inf:
+            end += 1
+        return end
+    limit = np.log(limit_km)
+    n_buckets = bucket.shape[1] - 1
+    k = n_buckets
+    if limit_km < radius_km:
+        k = int(n_buckets * (limit_km / radius_km) ** 2)
+    lo = bucket[i, k - 1] if k > 0 else 0
+    hi = bucket[i, min(k + 2, n_buckets)]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if np.float64(log_dist[start + mid]) > limit:
+            hi = mid
+        else:
+            lo = mid + 1
+    end = lo
+    doubt = _DOUBT * max(1.0, abs(limit))
+    # The bucket may have missed (rounding at its edges) or float32 may be in doubt
+    # near the limit: walk with the exact travel time.
+    while end > 0 and (
+        np.float64(log_dist[start + end - 1]) > limit + doubt
+        or (
+            np.float64(log_dist[start + end - 1]) > limit - doubt
+            and travel_minutes(lat, lon, i, neighbour[start + end - 1], circuity, speed) > cap
+        )
+    ):
+        end -= 1
+    while end < n and (
+        np.float64(log_dist[start + end]) < limit - doubt
+        or (
+            np.float64(log_dist[start + end]) < limit + doubt
+            and travel_minutes(lat, lon, i, neighbour[start + end], circuity, speed) <= cap
+        )
+    ):
+        end += 1
+    return end
+
+
+@strict
+def log_deterrence(t, decay, beta, min_time):
+    """log f(t) in float64."""
     if decay == 0:
-        if t < min_time:
-            return -beta * np.log(min_time)
-        return -beta * log_t
+        return -beta * np.log(max(t, min_time))
     return -beta * t
 
 
-@serial
-def _self_log_weight(log_pop_i, self_time, decay, beta, gamma, min_time):
-    return gamma * log_pop_i + _log_deterrence(self_time, np.log(self_time), decay, beta, min_time)
+@strict
+def lane_total(lanes):
+    """The fixed combination of the 8 lane sums."""
+    return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
 
 
-@parallel
+@strict
+def _terms_power(ld, lp, n, g, p, c0, c2, ref, out):
+    for q in range(n):
+        out[q] = exp32((g * lp[q] + p * max(ld[q] + c0, c2)) - ref)
+
+
+@strict
+def _terms_exponential(ld, lp, n, g, k, ref, out):
+    for q in range(n):
+        out[q] = exp32((g * lp[q] + k * exp32(ld[q])) - ref)
+
+
+@strict
+def _keep_home(nb, region, home, n, out):
+    zero = np.float32(0.0)
+    for q in range(n):
+        out[q] = out[q] if region[nb[q]] == home else zero
+
+
+@strict
+def _pair_terms(ld, lp, nb, region, home, closed, n, decay, g, p, c0, c2, k, ref, out):
+    """out[q] = exp32(x_q - ref) for the first n pairs of a row (0 for a foreign pair
+    under closed borders), x = g·lp + P·max(ld + c0, c2) (power) or g·lp + K·exp(ld)
+    (exponential). ``lp`` is the row's lp_rel (origin pass) or the origin terms
+    gathered by ``nb`` (inflow pass: then ``g`` is 1 and ``ref`` is -a). Branches stay
+    outside the loops, which LLVM vectorises."""
+    if decay == 0:
+        _terms_power(ld, lp, n, g, p, c0, c2, ref, out)
+    else:
+        _terms_exponential(ld, lp, n, g, k, ref, out)
+    if closed:
+        _keep_home(nb, region, home, n, out)
+
+
+@strict
+def _lane_sum(terms, n, lanes):
+    """Σ terms[:n] by 8 lanes (q mod 8, in order), combined by :func:`lane_total`."""
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    full = n - n % LANES
+    for q in range(0, full, LANES):
+        a0 += np.float64(terms[q])
+        a1 += np.float64(terms[q + 1])
+        a2 += np.float64(terms[q + 2])
+        a3 += np.float64(terms[q + 3])
+        a4 += np.float64(terms[q + 4])
+        a5 += np.float64(terms[q + 5])
+        a6 += np.float64(terms[q + 6])
+        a7 += np.float64(terms[q + 7])
+    lanes[0] = a0
+    lanes[1] = a1
+    lanes[2] = a2
+    lanes[3] = a3
+    lanes[4] = a4
+    lanes[5] = a5
+    lanes[6] = a6
+    lanes[7] = a7
+    for q in range(full, n):
+        lanes[q - full] += np.float64(terms[q])
+    return lane_total(lanes)
+
+
+@strict
+def _count_same(nb, region, home, n):
+    count = 0
+    for q in range(n):
+        count += 1 if region[nb[q]] == home else 0
+    return count
+
+
+@strict
+def _exact_ref(ld, lp, nb, region, home, closed, n, decay, g, p, c0, c2, k, self_rel):
+    """The largest log-weight of the row, computed as the terms are (float32)."""
+    top = self_rel
+    for q in range(n):
+        if closed and region[nb[q]] != home:
+            continue
+        if decay == 0:
+            x = g * lp[q] + p * max(ld[q] + c0, c2)
+        else:
+            x = g * lp[q] + k * exp32(ld[q])
+        top = max(top, np.float64(x))
+    return top
+
+
+@strict
+def mode_arrays(circuity, speed, decay, beta, gamma, min_time):
+    """Per-scenario constants: float32 g, P, K, c0, c2 of the term expression, and
+    float64 minutes per km, its log and log min_time."""
+    n = circuity.shape[0]
+    g = np.empty(n, dtype=np.float32)
+    p = np.empty(n, dtype=np.float32)
+    k = np.empty(n, dtype=np.float32)
+    c0 = np.empty(n, dtype=np.float32)
+    c2 = np.empty(n, dtype=np.float32)
+    scale = np.empty(n, dtype=np.float64)
+    log_scale = np.empty(n, dtype=np.float64)
+    log_min = np.empty(n, dtype=np.float64)
+    for s in range(n):
+        scale[s] = 60 * circuity[s] / speed[s]
+        log_scale[s] = np.log(scale[s])
+        log_min[s] = np.log(min_time[s])
+        g[s] = np.float32(gamma[s])
+        p[s] = np.float32(-beta[s]) if decay[s] == 0 else np.float32(0.0)
+        k[s] = np.float32(-beta[s] * scale[s]) if decay[s] == 1 else np.float32(0.0)
+        c0[s] = np.float32(log_scale[s])
+        c2[s] = np.float32(log_min[s])
+    return g, p, k, c0, c2, scale, log_scale, log_min
+
+
+@strict
+def _any_exponential(decay):
+    for s in range(decay.shape[0]):
+        if decay[s] == 1:
+            return True
+    return False
+
+
+@strict
+def _longest_row(offsets):
+    longest = 0
+    for i in range(offsets.shape[0] - 1):
+        longest = max(longest, offsets[i + 1] - offsets[i])
+    return longest
+
+
+@strict
+def _best_core(
+    i,
+    s,
+    end,
+    nb,
+    cand_offsets,
+    cand_pos,
+    cand_logd,
+    cand_d,
+    is_core,
+    region,
+    closed,
+    decay,
+    beta,
+    gamma,
+    log_pop,
+    scale,
+    log_scale,
+    log_min,
+):
+    """argmax over the reachable candidate cores of their float64 log-weight (ties:
+    lower index); returns (-1, -inf) when none is reachable."""
+    best = -1
+    best_lw = -np.inf
+    for c in range(cand_offsets[i], cand_offsets[i + 1]):
+        q = cand_pos[c]
+        if q >= end:
+            break
+        j = nb[q]
+        if not is_core[s, j] or (closed and region[j] != region[i]):
+            continue
+        if decay == 0:
+            lw = gamma * log_pop[j] - beta * max(cand_logd[c] + log_scale, log_min)
+        else:
+            lw = gamma * log_pop[j] - beta * (scale * cand_d[c])
+        if best < 0 or lw > best_lw or (lw == best_lw and j < best):
+            best = j
+            best_lw = lw
+    return best, best_lw
+
+
+@strict
+def _batch_shape(ends, closed, decay, c0, c2):
+    """(qmin, qmax, shape of the unmasked part: 0 or 1) of a row for :func:`_scenario_terms`."""
+    qmin = ends[0]
+    qmax = ends[0]
+    uniform = True
+    for s in range(ends.shape[0]):
+        qmin = min(qmin, ends[s])
+        qmax = max(qmax, ends[s])
+        uniform = uniform and decay[s] == 0 and c0[s] == c0[0] and c2[s] == c2[0]
+        if closed[s]:
+            qmin = 0
+    return qmin, qmax, 0 if uniform else 1
+
+
+@strict
+def _inner_sums(ld, lp, term_t, nb, ends, region, home, closed, opened, decay, use_k, g, p, k, c0, c2, refs, acc, buf):
+    """Lane sums of a row for every scenario, the scenario loop innermost (vectorised).
+
+    ``acc[q mod 8, s] += exp32(x - refs[s])`` with ``x = (a_s·b + P_s·max(ld + c0_s,
+    c2_s)) + K_s·d``: for the origin pass ``a = g`` and ``b = lp_rel[q]`` (``term_t`` is
+    empty); for the inflow pass ``a = term_t[nb[q]]`` (origin terms, contiguous over
+    scenarios: no gather) and ``b = 1``. The same terms, in the same order, as
+    :func:`_pair_terms` + :func:`_lane_sum`. Three forms of the scenario loop give the
+    same bits: all scenarios take the pair with the same c0, c2 and no exponential one
+    (K·d = ±0 and max(ld + c0, c2) is shared); all take it; or only those with q <
+    ends[s] and, under closed borders, a same-region pair (the others add +0.0).
+    """
+    acc[:, :] = 0.0
+    n_scen = ends.shape[0]
+    qmin, qmax, shape = _batch_shape(ends, closed, decay, c0, c2)
+    inflow = term_t.shape[0] > 0
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    a = g
+    b = one
+    for q in range(qmax):
+        ldq = ld[q]
+        if inflow:
+            a = term_t[nb[q]]
+        else:
+            b = lp[q]
+        row = acc[q % LANES]
+        # Terms into a float32 buffer first (8 to a vector), then into the float64 lanes.
+        if q < qmin and shape == 0:
+            m = max(ldq + c0[0], c2[0])
+            for s in range(n_scen):
+                buf[s] = exp32((a[s] * b + p[s] * m) - refs[s])
+        else:
+            dq = exp32(ldq) if use_k else np.float32(0.0)
+            for s in range(n_scen):
+                buf[s] = exp32(((a[s] * b + p[s] * max(ldq + c0[s], c2[s])) + k[s] * dq) - refs[s])
+            if q >= qmin:
+                same = region[nb[q]] == home
+                for s in range(n_scen):
+                    ok = (q < ends[s]) & (same | opened[s])
+                    buf[s] = buf[s] if ok else zero
+        for s in range(n_scen):
+            row[s] += np.float64(buf[s])
+
+
+@strict
+def _lanes_of(acc, s, lanes):
+    for q in range(LANES):
+        lanes[q] = acc[q, s]
+    return lane_total(lanes)
+
+
+@strict_parallel
 def origin_pass(
     chunks,
     offsets,
     neighbour,
-    dist_km,
     log_dist,
+    lp_rel,
+    lp_max,
+    bucket,
+    radius_km,
     log_pop,
+    lat,
+    lon,
     region,
+    cand_offsets,
+    cand_pos,
+    cand_logd,
+    cand_d,
     closed,
     is_core,
     circuity,
@@ -61,144 +390,270 @@ def origin_pass(
     self_time,
     min_time,
 ):
-    """Per origin town and scenario: reach count, log-shift, denominator, best core.
+    """Per origin town and scenario: reach, log-shift, denominator, best core.
 
     Parameters are per scenario (length S) except the town and neighbourhood arrays;
-    ``chunks`` splits the towns into ranges of about equal pair count.
+    ``chunks`` splits the towns into ranges of about equal pair count;
+    ``cand_*[cand_offsets[i]:cand_offsets[i+1]]`` are the row positions (ascending),
+    log-distances and distances of the neighbours that may be cores in some scenario.
 
-    Returns ``n_reachable`` (S, N) int32, ``shift`` (S, N) float64 (the row maximum of
-    the log weights), ``denominator`` (S, N) float64 (Σ exp(lw - shift), self term
-    included), ``best_core`` (S, N) int32 (-1: no core reachable) and
-    ``best_weight`` (S, N) float64 (exp(lw - shift) of that core).
+    Returns ``n_reachable`` (S, N) int32, ``reach`` (S, N) int32 (length of the
+    reachable prefix of the row; differs from ``n_reachable`` under closed borders),
+    ``shift`` (S, N) float64, ``denominator`` (S, N) float64 (Σ exp(lw - shift), self
+    term included; 0 when there is nothing), ``best_core`` (S, N) int32 (-1: no core
+    reachable) and ``best_weight`` (S, N) float64 (exp(lw - shift) of that core).
     """
     n_scen = cap.shape[0]
     n_towns = log_pop.shape[0]
     n_reachable = np.zeros((n_scen, n_towns), dtype=np.int32)
+    reach = np.zeros((n_scen, n_towns), dtype=np.int32)
     shift = np.zeros((n_scen, n_towns), dtype=np.float64)
     denominator = np.zeros((n_scen, n_towns), dtype=np.float64)
     best_core = np.full((n_scen, n_towns), -1, dtype=np.int32)
     best_weight = np.zeros((n_scen, n_towns), dtype=np.float64)
-    longest = 0
-    for i in range(n_towns):
-        longest = max(longest, offsets[i + 1] - offsets[i])
-    for c in prange(chunks.shape[0] - 1):
-        log_w = np.empty(longest, dtype=np.float64)
-        inside = np.empty(longest, dtype=np.bool_)
-        for i in range(chunks[c], chunks[c + 1]):
+    g, p, k, c0, c2, scale, log_scale, log_min = mode_arrays(circuity, speed, decay, beta, gamma, min_time)
+    has_self = ~np.isnan(self_time)
+    self_det = np.zeros(n_scen, dtype=np.float64)
+    for s in range(n_scen):
+        if has_self[s]:
+            self_det[s] = log_deterrence(self_time[s], decay[s], beta[s], min_time[s])
+    inner = n_scen >= INNER_MIN
+    use_k = _any_exponential(decay)
+    opened = ~closed
+    longest = _longest_row(offsets)
+    no_terms = np.zeros((0, n_scen), dtype=np.float32)
+    for ch in prange(chunks.shape[0] - 1):
+        terms = np.empty(longest, dtype=np.float32)
+        lanes = np.zeros(LANES, dtype=np.float64)
+        counts = np.zeros(n_scen, dtype=np.int64)
+        refs = np.zeros(n_scen, dtype=np.float32)
+        selfs = np.zeros(n_scen, dtype=np.float64)
+        ends = np.zeros(n_scen, dtype=np.int64)
+        acc = np.zeros((LANES, n_scen), dtype=np.float64)
+        buf = np.zeros(n_scen, dtype=np.float32)
+        for i in range(chunks[ch], chunks[ch + 1]):
             start = offsets[i]
             stop = offsets[i + 1]
+            ld = log_dist[start:stop]
+            lp = lp_rel[start:stop]
+            nb = neighbour[start:stop]
+            home = region[i]
             for s in range(n_scen):
-                minutes_scale = 60.0 * circuity[s]
-                log_scale = np.log(minutes_scale / speed[s])
-                has_self = not np.isnan(self_time[s])
-                top = -np.inf
-                if has_self:
-                    top = _self_log_weight(log_pop[i], self_time[s], decay[s], beta[s], gamma[s], min_time[s])
-                count = 0
-                end = start
-                while end < stop:
-                    t = minutes_scale * dist_km[end] / speed[s]
-                    if t > cap[s]:
-                        break
-                    j = neighbour[end]
-                    q = end - start
-                    if closed[s] and region[j] != region[i]:
-                        inside[q] = False
-                    else:
-                        inside[q] = True
-                        lw = gamma[s] * log_pop[j] + _log_deterrence(
-                            t, log_dist[end] + log_scale, decay[s], beta[s], min_time[s]
-                        )
-                        log_w[q] = lw
-                        top = max(top, lw)
-                        count += 1
-                    end += 1
-                n_reachable[s, i] = count
-                if count == 0 and not has_self:
-                    continue
-                total = 0.0
-                if has_self:
-                    total = np.exp(
-                        _self_log_weight(log_pop[i], self_time[s], decay[s], beta[s], gamma[s], min_time[s]) - top
+                if s > 0 and circuity[s] == circuity[s - 1] and speed[s] == speed[s - 1] and cap[s] == cap[s - 1]:
+                    end = ends[s - 1]
+                else:
+                    end = reach_end(
+                        i, start, stop, neighbour, log_dist, bucket, radius_km, lat, lon, circuity[s], speed[s], cap[s]
                     )
-                best = -1
-                best_w = -1.0
-                for q in range(end - start):
-                    if not inside[q]:
-                        continue
-                    w = np.exp(log_w[q] - top)
-                    total += w
-                    j = neighbour[start + q]
-                    if is_core[s, j] and (w > best_w or (w == best_w and j < best)):
-                        best = j
-                        best_w = w
-                shift[s, i] = top
+                count = _count_same(nb, region, home, end) if closed[s] else end
+                self_rel = -np.inf
+                if has_self[s]:
+                    self_rel = gamma[s] * (log_pop[i] - lp_max[i]) + self_det[s]
+                ref = self_rel
+                if count > 0 and gamma[s] >= 0:
+                    # lp_rel <= 0 and f falls with t: the nearest town's deterrence bounds the row.
+                    if decay[s] == 0:
+                        ref = max(ref, np.float64(p[s] * max(ld[0] + c0[s], c2[s])))
+                    else:
+                        ref = max(ref, np.float64(k[s] * exp32(ld[0])))
+                elif count > 0:
+                    ref = _exact_ref(
+                        ld, lp, nb, region, home, closed[s], end, decay[s], g[s], p[s], c0[s], c2[s], k[s], self_rel
+                    )
+                ends[s] = end
+                counts[s] = count
+                refs[s] = np.float32(ref)
+                selfs[s] = self_rel
+                reach[s, i] = end
+                n_reachable[s, i] = count
+            if inner:
+                _inner_sums(
+                    ld,
+                    lp,
+                    no_terms,
+                    nb,
+                    ends,
+                    region,
+                    home,
+                    closed,
+                    opened,
+                    decay,
+                    use_k,
+                    g,
+                    p,
+                    k,
+                    c0,
+                    c2,
+                    refs,
+                    acc,
+                    buf,
+                )
+            for s in range(n_scen):
+                if counts[s] == 0 and not has_self[s]:
+                    continue
+                end = ends[s]
+                ref32 = refs[s]
+                if inner:
+                    total = _lanes_of(acc, s, lanes)
+                else:
+                    _pair_terms(
+                        ld, lp, nb, region, home, closed[s], end, decay[s], g[s], p[s], c0[s], c2[s], k[s], ref32, terms
+                    )
+                    total = _lane_sum(terms, end, lanes)
+                if counts[s] > 0 and total < _UNDERFLOW:
+                    ref32 = np.float32(
+                        _exact_ref(
+                            ld, lp, nb, region, home, closed[s], end, decay[s], g[s], p[s], c0[s], c2[s], k[s], selfs[s]
+                        )
+                    )
+                    _pair_terms(
+                        ld, lp, nb, region, home, closed[s], end, decay[s], g[s], p[s], c0[s], c2[s], k[s], ref32, terms
+                    )
+                    total = _lane_sum(terms, end, lanes)
+                if has_self[s]:
+                    total += np.exp(selfs[s] - np.float64(ref32))
+                row_shift = np.float64(ref32) + gamma[s] * lp_max[i]
+                shift[s, i] = row_shift
                 denominator[s, i] = total
+                best, best_lw = _best_core(
+                    i,
+                    s,
+                    end,
+                    nb,
+                    cand_offsets,
+                    cand_pos,
+                    cand_logd,
+                    cand_d,
+                    is_core,
+                    region,
+                    closed[s],
+                    decay[s],
+                    beta[s],
+                    gamma[s],
+                    log_pop,
+                    scale[s],
+                    log_scale[s],
+                    log_min[s],
+                )
                 best_core[s, i] = best
                 if best >= 0:
-                    best_weight[s, i] = best_w
-    return n_reachable, shift, denominator, best_core, best_weight
+                    best_weight[s, i] = np.exp(best_lw - row_shift)
+    return n_reachable, reach, shift, denominator, best_core, best_weight
 
 
-@parallel
+@strict_parallel
 def inflow_pass(
     chunks,
     offsets,
     neighbour,
-    dist_km,
     log_dist,
     log_pop,
-    population,
     region,
     closed,
+    reach,
+    origin_term,
     circuity,
     speed,
-    cap,
     decay,
     beta,
     gamma,
     min_time,
-    shift,
-    denominator,
 ):
     """inflow_j = Σ_{i: j in R(i)} population_i · s_ij, per scenario (S, N) float64.
 
-    Reachability is symmetric (t_ij = t_ji, same region), so town j gathers from its
-    own row instead of every origin scattering into it: no write is shared by threads.
+    ``origin_term[s, i] = log(population_i) - shift_i - log(denominator_i)`` (float32),
+    so that ``population_i · s_ij = exp(origin_term_i + log f(t_ij) + gamma · log(population_j))``.
+    Reachability is symmetric (t_ij = t_ji, same region), so town j gathers from the
+    reachable prefix of its own row instead of every origin scattering into it: no
+    write is shared by threads.
     """
-    n_scen = cap.shape[0]
+    n_scen = circuity.shape[0]
     n_towns = log_pop.shape[0]
     inflow = np.zeros((n_scen, n_towns), dtype=np.float64)
-    for c in prange(chunks.shape[0] - 1):
-        for j in range(chunks[c], chunks[c + 1]):
+    g, p, k, c0, c2, scale, log_scale, log_min = mode_arrays(circuity, speed, decay, beta, gamma, min_time)
+    inner = n_scen >= INNER_MIN
+    use_k = _any_exponential(decay)
+    opened = ~closed
+    term_t = np.ascontiguousarray(origin_term.T)
+    longest = _longest_row(offsets)
+    one = np.float32(1.0)
+    for ch in prange(chunks.shape[0] - 1):
+        terms = np.empty(longest, dtype=np.float32)
+        gathered = np.empty(longest, dtype=np.float32)
+        lanes = np.zeros(LANES, dtype=np.float64)
+        minus_a = np.zeros(n_scen, dtype=np.float32)
+        ends = np.zeros(n_scen, dtype=np.int64)
+        acc = np.zeros((LANES, n_scen), dtype=np.float64)
+        buf = np.zeros(n_scen, dtype=np.float32)
+        for j in range(chunks[ch], chunks[ch + 1]):
             start = offsets[j]
             stop = offsets[j + 1]
+            ld = log_dist[start:stop]
+            nb = neighbour[start:stop]
+            home = region[j]
             for s in range(n_scen):
-                minutes_scale = 60.0 * circuity[s]
-                log_scale = np.log(minutes_scale / speed[s])
-                acc = 0.0
-                for p in range(start, stop):
-                    t = minutes_scale * dist_km[p] / speed[s]
-                    if t > cap[s]:
-                        break
-                    i = neighbour[p]
-                    if closed[s] and region[j] != region[i]:
-                        continue
-                    lw = gamma[s] * log_pop[j] + _log_deterrence(
-                        t, log_dist[p] + log_scale, decay[s], beta[s], min_time[s]
-                    )
-                    acc += population[i] * (np.exp(lw - shift[s, i]) / denominator[s, i])
-                inflow[s, j] = acc
+                ends[s] = reach[s, j]
+                minus_a[s] = -np.float32(gamma[s] * log_pop[j])
+            if inner:
+                _inner_sums(
+                    ld,
+                    ld,
+                    term_t,
+                    nb,
+                    ends,
+                    region,
+                    home,
+                    closed,
+                    opened,
+                    decay,
+                    use_k,
+                    g,
+                    p,
+                    k,
+                    c0,
+                    c2,
+                    minus_a,
+                    acc,
+                    buf,
+                )
+                for s in range(n_scen):
+                    inflow[s, j] = _lanes_of(acc, s, lanes)
+                continue
+            for s in range(n_scen):
+                end = ends[s]
+                if end == 0:
+                    continue
+                row_term = origin_term[s]
+                for q in range(end):
+                    gathered[q] = row_term[nb[q]]
+                _pair_terms(
+                    ld,
+                    gathered,
+                    nb,
+                    region,
+                    home,
+                    closed[s],
+                    end,
+                    decay[s],
+                    one,
+                    p[s],
+                    c0[s],
+                    c2[s],
+                    k[s],
+                    minus_a[s],
+                    terms,
+                )
+                inflow[s, j] = _lane_sum(terms, end, lanes)
     return inflow
 
 
-@parallel
+@strict_parallel
 def pair_shares(
     chunks,
     offsets,
     neighbour,
-    dist_km,
-    log_dist,
+    lat,
+    lon,
     log_pop,
     region,
     closed,
@@ -210,36 +665,47 @@ def pair_shares(
     gamma,
     self_time,
     min_time,
-    shift,
-    denominator,
 ):
     """One scenario's shares ``s_ij`` for every neighbourhood pair (0 where j is not in
     R(i)), travel times, and the home shares ``s_ii`` (0 without a self term, NaN for a
-    town with no reach and no self term). Scalars are this scenario's parameters;
-    ``shift``/``denominator`` come from :func:`origin_pass`."""
+    town with no reach and no self term), all in float64 from the exact travel times.
+    For flow export and checks; scalars are this scenario's parameters."""
     n_towns = log_pop.shape[0]
     share = np.zeros(neighbour.shape[0], dtype=np.float64)
     travel = np.empty(neighbour.shape[0], dtype=np.float64)
     home = np.zeros(n_towns, dtype=np.float64)
-    minutes_scale = 60.0 * circuity
-    log_scale = np.log(minutes_scale / speed)
+    has_self = not np.isnan(self_time)
     for c in prange(chunks.shape[0] - 1):
         for i in range(chunks[c], chunks[c + 1]):
-            if denominator[i] == 0.0:
+            start = offsets[i]
+            stop = offsets[i + 1]
+            top = -np.inf
+            self_lw = -np.inf
+            if has_self:
+                self_lw = gamma * log_pop[i] + log_deterrence(self_time, decay, beta, min_time)
+                top = self_lw
+            for q in range(start, stop):
+                j = neighbour[q]
+                t = travel_minutes(lat, lon, i, j, circuity, speed)
+                travel[q] = t
+                if t <= cap and (not closed or region[j] == region[i]):
+                    lw = gamma * log_pop[j] + log_deterrence(t, decay, beta, min_time)
+                    share[q] = lw
+                    top = max(top, lw)
+                else:
+                    share[q] = -np.inf
+            total = np.exp(self_lw - top) if has_self else 0.0
+            for q in range(start, stop):
+                if share[q] > -np.inf:
+                    share[q] = np.exp(share[q] - top)
+                    total += share[q]
+                else:
+                    share[q] = 0.0
+            if total == 0.0:
                 home[i] = np.nan
-            elif not np.isnan(self_time):
-                home[i] = (
-                    np.exp(_self_log_weight(log_pop[i], self_time, decay, beta, gamma, min_time) - shift[i])
-                    / denominator[i]
-                )
-            for p in range(offsets[i], offsets[i + 1]):
-                t = minutes_scale * dist_km[p] / speed
-                travel[p] = t
-                if t > cap:
-                    continue
-                j = neighbour[p]
-                if closed and region[j] != region[i]:
-                    continue
-                lw = gamma * log_pop[j] + _log_deterrence(t, log_dist[p] + log_scale, decay, beta, min_time)
-                share[p] = np.exp(lw - shift[i]) / denominator[i]
+                continue
+            for q in range(start, stop):
+                share[q] /= total
+            if has_self:
+                home[i] = np.exp(self_lw - top) / total
     return share, travel, home

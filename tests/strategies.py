@@ -11,7 +11,12 @@ from engine.config import AggloConfig, CoresConfig, ModeConfig
 from engine.towns import Towns, from_frame
 from tests.naive import scenario
 
-NEAR = 1e-9  # relative gap under which two floats are an honest tie
+NEAR = 1e-9  # relative gap under which two float64 values are an honest tie (reach: exact in the kernels)
+# The kernels add float32 terms (7 significant digits, a vectorised exp good to 3e-7) into
+# float64 sums: shares and inflows carry a relative error of a few 1e-7. A best core or a
+# threshold decided by less than NEAR_SHARE is an honest near-tie; RTOL bounds the rest.
+NEAR_SHARE = 1e-5
+RTOL = 1e-5
 
 # MODEL.md's default parameters of each mode, as the schema holds them.
 DEFAULT_COMMUTE = vars(AggloConfig().commute).copy()
@@ -78,7 +83,7 @@ def make_config(commute: dict, freight: dict, borders: str = "open", core_min: f
 def kernels_one(towns: Towns, cfg: AggloConfig) -> dict:
     """Run the kernels for one scenario; arrays (2, N) / (2,)."""
     params = batch_parameters(cfg, {}, 1)
-    network = prepare(towns, towns.core.copy(), reach_radius_km(params))
+    network = prepare(towns, towns.core.copy(), reach_radius_km(params), core_floor=cfg.cores.min_population)
     out = compute_batch(network, params)
     return {k: v[0] for k, v in out.items()}
 
@@ -102,17 +107,19 @@ def compare(kernel: dict, ref: dict, mode_index: int, mode_cfg) -> dict:
     cap = mode_cfg.cap_min
     reach_tie = ref["cap_gap"] <= NEAR * max(cap, 1.0)
     best, second = ref["share"], ref["second"]
-    share_tie = np.isfinite(second) & (np.abs(best - second) <= NEAR * np.abs(best))
-    threshold_tie = np.abs(best - mode_cfg.threshold) <= NEAR * max(mode_cfg.threshold, 1e-300)
+    share_tie = np.isfinite(second) & (np.abs(best - second) <= NEAR_SHARE * np.abs(best))
+    threshold_tie = np.abs(best - mode_cfg.threshold) <= NEAR_SHARE * max(mode_cfg.threshold, 1e-300)
     tie = reach_tie | share_tie | threshold_tie
     k = {name: np.asarray(v[mode_index]) for name, v in kernel.items()}
     sure = ~reach_tie
     np.testing.assert_array_equal(k["n_reachable"][sure], ref["n_reachable"][sure])
     ok = ~tie
     np.testing.assert_array_equal(k["core"][ok], ref["core"][ok])
-    np.testing.assert_allclose(k["share"][ok], ref["share"][ok], rtol=1e-6, atol=1e-37, equal_nan=True)
+    np.testing.assert_allclose(k["share"][ok], ref["share"][ok], rtol=RTOL, atol=1e-37, equal_nan=True)
     if not reach_tie.any():
-        np.testing.assert_allclose(k["inflow"], ref["inflow"], rtol=1e-6, atol=1e-30)
+        # An inflow made only of flows below e^-30 persons carries their float32 exponent's
+        # relative error (~1e-5 at |x| ~ 35): 1e-9 persons absolute is far below any use.
+        np.testing.assert_allclose(k["inflow"], ref["inflow"], rtol=RTOL, atol=1e-9)
     if not tie.any():
         np.testing.assert_allclose(k["agglo_population"], ref["agglo_population"], rtol=1e-12)
         np.testing.assert_allclose(k["coverage"], ref["coverage"], rtol=1e-12, equal_nan=True)

@@ -1,14 +1,25 @@
 """The kernels against the plain NumPy reference (tests/naive.py), town for town."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.compute import batch_parameters, prepare, reach_radius_km, scenario_pairs
+from engine.towns import from_frame
 from kernels import build_neighbourhood
 from tests.naive import haversine_rows
-from tests.strategies import DEFAULT_COMMUTE, compare, kernels_one, make_config, modes, reference_one, town_tables
+from tests.strategies import (
+    DEFAULT_COMMUTE,
+    DEFAULT_FREIGHT,
+    compare,
+    kernels_one,
+    make_config,
+    modes,
+    reference_one,
+    town_tables,
+)
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -144,8 +155,37 @@ def test_exact_tie_goes_to_lower_index():
     assert out["core"][0][1] == 0 == ref["core"][1]
 
 
-@pytest.mark.parametrize("batch", [1, 3, 7])
-def test_batch_results_do_not_depend_on_batch_or_threads(batch):
+def _mixed_sweep(n: int) -> dict:
+    """Scenarios that differ in everything a kernel branches on: caps, borders, decay,
+    circuity (the per-scenario log-scale), min_time, gamma (negative: the exact-maximum
+    path; 8: every term underflows against the cheap bound, the row is redone)."""
+    pick = lambda values, dtype=np.float64: np.array([values[i % len(values)] for i in range(n)], dtype=dtype)  # noqa: E731
+    return {
+        "commute.cap_min": pick([20.0, 45.0, 60.0, 90.0, 120.0, 30.0, 75.0]),
+        "borders": pick(["open", "closed", "open"], object),
+        "commute.gamma": pick([1.0, 1.0, 8.0, 1.0, -0.5]),
+        "commute.circuity": pick([1.3, 1.3, 1.3, 1.6]),
+        "freight.decay": pick(["power", "exponential", "power"], object),
+        "freight.beta": pick([1.0, 0.5, 1.5, 1.0, 0.02, 1.5]),
+        "freight.min_time_min": pick([1.0, 1.0, 5.0, 1.0, 1.0]),
+    }
+
+
+@pytest.mark.parametrize(
+    "batch, sweep",
+    [
+        (1, "mixed"),
+        (3, "mixed"),
+        (8, "mixed"),
+        (23, "mixed"),
+        (5, "beta"),
+        (16, "beta"),
+    ],
+)
+def test_batch_results_do_not_depend_on_batch_or_threads(batch, sweep):
+    """Bit for bit, whatever the batch: batches of 8 or more loop over scenarios
+    innermost, smaller ones over pairs; a 'beta' sweep takes the shortest form of the
+    scenario loop (same reach, same log-scale, power only)."""
     import numba
 
     from engine.compute import compute_batch
@@ -154,18 +194,70 @@ def test_batch_results_do_not_depend_on_batch_or_threads(batch):
     towns = synthetic(400, 3)
     base = dict(DEFAULT_COMMUTE)
     cfg = make_config(base, dict(base, cap_min=240.0, beta=1.0), core_min=20000.0)
-    caps = np.array([20.0, 45.0, 60.0, 90.0, 120.0, 30.0, 75.0])
-    swept = {"commute.cap_min": caps, "borders": np.array(["open", "closed"] * 3 + ["open"], dtype=object)}
-    params = batch_parameters(cfg, swept, len(caps))
-    network = prepare(towns, towns.core, reach_radius_km(params))
+    n = 23
+    swept = _mixed_sweep(n) if sweep == "mixed" else {"freight.beta": np.linspace(0.5, 2.0, n)}
+    params = batch_parameters(cfg, swept, n)
+    network = prepare(towns, towns.core, reach_radius_km(params), core_floor=20000.0)
     whole = compute_batch(network, params)
+    one_by_one = [
+        compute_batch(network, batch_parameters(cfg, {k: v[s : s + 1] for k, v in swept.items()}, 1)) for s in range(n)
+    ]
+    for name in whole:
+        assert np.array_equal(np.concatenate([o[name] for o in one_by_one]), whole[name], equal_nan=True), name
     saved = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        for start in range(0, len(caps), batch):
+        for start in range(0, n, batch):
             part = {k: v[start : start + batch] for k, v in swept.items()}
-            got = compute_batch(network, batch_parameters(cfg, part, len(part["borders"])))
+            got = compute_batch(network, batch_parameters(cfg, part, len(next(iter(part.values())))))
             for name in whole:
                 assert np.array_equal(got[name], whole[name][start : start + batch], equal_nan=True), name
     finally:
         numba.set_num_threads(saved)
+
+
+def test_mixed_sweep_equals_reference():
+    """The branches of the batched kernels against the NumPy twin, scenario by scenario."""
+    from engine.compute import compute_batch
+    from engine.towns import synthetic
+
+    towns = synthetic(300, 5)
+    base = dict(DEFAULT_COMMUTE)
+    cfg = make_config(base, dict(base, cap_min=240.0, beta=1.0), core_min=20000.0)
+    n = 12
+    swept = _mixed_sweep(n)
+    params = batch_parameters(cfg, swept, n)
+    network = prepare(towns, towns.core, reach_radius_km(params), core_floor=20000.0)
+    out = compute_batch(network, params)
+    for s in range(n):
+        commute = dict(base, cap_min=float(swept["commute.cap_min"][s]), gamma=float(swept["commute.gamma"][s]))
+        commute["circuity"] = float(swept["commute.circuity"][s])
+        freight = dict(base, cap_min=240.0, decay=str(swept["freight.decay"][s]), beta=float(swept["freight.beta"][s]))
+        freight["min_time_min"] = float(swept["freight.min_time_min"][s])
+        one = make_config(commute, freight, str(swept["borders"][s]), core_min=20000.0)
+        for m, mode in enumerate(("commute", "freight")):
+            compare({k: v[s] for k, v in out.items()}, reference_one(towns, one, mode), m, one.mode(mode))
+
+
+def test_row_redone_when_every_term_underflows():
+    """A large gamma and a big city beyond commuting reach but within the neighbourhood:
+    every reachable log-weight lies more than 87 below the cheap bound, float32 exp
+    would return only its floor; the kernel must redo the row with the exact maximum."""
+    frame = pd.DataFrame(
+        {
+            "town_id": [1, 2, 3, 4],
+            "name": ["small", "neighbour", "other", "city"],
+            "lat": [17.0, 17.05, 17.0, 18.2],
+            "lon": [-96.0, -96.0, -96.08, -96.0],
+            "population": [600.0, 500.0, 900.0, 1e7],
+            "region": ["A"] * 4,
+            "core": [False, True, False, False],
+        }
+    )
+    towns = from_frame(frame, "underflow")
+    commute = dict(DEFAULT_COMMUTE, gamma=10.0, threshold=0.0, self_time_min=None)
+    cfg = make_config(commute, dict(DEFAULT_FREIGHT), core_min=1e12)
+    out = kernels_one(towns, cfg)
+    ref = reference_one(towns, cfg, "commute")
+    assert ref["n_reachable"][0] == 2 and ref["core"][0] == 1
+    compare(out, ref, 0, cfg.commute)
