@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.compute import batch_parameters, compute_batch, forced_cores, prepare, reach_radius_km  # noqa: E402
+from engine.compute import batch_parameters, compute_batch, forced_cores, prepare, reach_radii  # noqa: E402
 from engine.config import AggloConfig  # noqa: E402
 from engine.towns import load_geonames, synthetic  # noqa: E402
 from tests.naive import scenario  # noqa: E402
@@ -95,7 +95,7 @@ def run_case(name: str, batch: int, repeat: int, max_rows: int, check: bool) -> 
     forced = forced_cores(towns, [])
     one = batch_parameters(cfg, {}, 1)
     t = time.perf_counter()
-    network = prepare(towns, forced, reach_radius_km(one), core_floor=cfg.cores.min_population)
+    network = prepare(towns, forced, reach_radii(one), core_floor=cfg.cores.min_population)
     t_build = time.perf_counter() - t
     t = time.perf_counter()
     out_one = compute_batch(network, one)

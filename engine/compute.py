@@ -22,44 +22,38 @@ from kernels import (
     inflow_pass,
     origin_pass,
     pair_shares,
+    row_lp,
     row_tables,
+    truncate_rows,
 )
 
 N_CHUNKS = 256  # town ranges of about equal pair count; fixed so results never depend on threads
 
 
 @dataclass(frozen=True)
-class Network:
-    """Towns and their neighbourhood, as every kernel reads them.
+class Rows:
+    """One neighbourhood in CSR, rows sorted by distance (ties by index).
 
-    Per pair (CSR rows sorted by distance): ``neighbour`` (int32), ``log_dist``
-    (float32 log km) and ``lp_rel`` (float32, log population of the neighbour minus
-    ``lp_max`` of the row): 12 bytes a pair. ``cand_offsets``/``cand_pos``: the row
-    positions of the neighbours that are cores in at least one scenario of the run.
+    Per pair: ``neighbour`` (int32), ``log_dist`` (float32 log km) and ``lp_rel``
+    (float32, log population of the neighbour minus the row's ``lp_max``): 12 bytes a
+    pair. ``bucket``: per-row positions for the reach bisection;
+    ``cand_*``: the row positions, towns,
+    log-distances and distances of the neighbours that are cores in at least one
+    scenario of the run; ``chunks``: town ranges of about equal pair count.
     """
 
-    population: np.ndarray
-    log_pop: np.ndarray
-    lat: np.ndarray
-    lon: np.ndarray
-    region: np.ndarray
-    forced_core: np.ndarray
     offsets: np.ndarray
     neighbour: np.ndarray
     log_dist: np.ndarray
     lp_rel: np.ndarray
-    lp_max: np.ndarray
     bucket: np.ndarray
     cand_offsets: np.ndarray
     cand_pos: np.ndarray
+    cand_town: np.ndarray
     cand_logd: np.ndarray
     cand_d: np.ndarray
     chunks: np.ndarray
     radius_km: float
-
-    @property
-    def n_towns(self) -> int:
-        return int(self.population.shape[0])
 
     @property
     def n_pairs(self) -> int:
@@ -68,6 +62,40 @@ class Network:
     @property
     def nbytes(self) -> int:
         return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
+
+
+@dataclass(frozen=True)
+class Network:
+    """Towns and, per mode, the neighbourhood its scenarios can reach (one shared
+    :class:`Rows` when the modes reach about as far)."""
+
+    population: np.ndarray
+    log_pop: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    region: np.ndarray
+    forced_core: np.ndarray
+    lp_max: np.ndarray
+    rows: dict
+
+    @property
+    def n_towns(self) -> int:
+        return int(self.population.shape[0])
+
+    @property
+    def radius_km(self) -> float:
+        return max(r.radius_km for r in self.rows.values())
+
+    @property
+    def n_pairs(self) -> int:
+        """Pairs of the widest neighbourhood (both directions)."""
+        return max(r.n_pairs for r in self.rows.values())
+
+    @property
+    def nbytes(self) -> int:
+        unique = {id(r): r for r in self.rows.values()}
+        town = sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
+        return town + sum(r.nbytes for r in unique.values())
 
 
 def cost_chunks(offsets: np.ndarray, n_chunks: int = N_CHUNKS) -> np.ndarray:
@@ -94,24 +122,60 @@ def forced_cores(towns: Towns, ids: list) -> np.ndarray:
     return forced
 
 
-def reach_radius_km(params: dict) -> float:
-    """Largest distance any scenario reaches: max over modes of cap · speed / (60 · circuity).
+def reach_radii(params: dict) -> dict:
+    """Per mode, the largest distance its scenarios reach: max of cap · speed / (60 · circuity).
 
     From ``60 · circuity · d / speed <= cap``; widened by a relative 1e-9 so that rounding
     never drops a pair that the exact test in the kernel keeps.
     """
-    radius = 0.0
+    radii = {}
     for mode in MODES:
         p = params[mode]
-        radius = max(radius, float(np.max(p["cap"] * p["speed"] / (60.0 * p["circuity"]))))
-    return radius * (1.0 + 1e-9) + 1e-9
+        radius = float(np.max(p["cap"] * p["speed"] / (60.0 * p["circuity"])))
+        radii[mode] = radius * (1.0 + 1e-9) + 1e-9
+    return radii
 
 
-def prepare(towns: Towns, forced: np.ndarray, radius_km: float, core_floor: float | None = None) -> Network:
-    """Build the neighbourhood once for a run whose scenarios reach at most ``radius_km``
-    and whose smallest ``cores.min_population`` is ``core_floor`` (None: no size rule
-    limits the candidates, every town may be a core)."""
-    offsets, neighbour, log_dist = build_neighbourhood(towns.lat, towns.lon, radius_km, log_float32=True)
+def reach_radius_km(params: dict) -> float:
+    """The largest of :func:`reach_radii`: the radius of the neighbourhood to build."""
+    return max(reach_radii(params).values())
+
+
+SHARE_ROWS = 0.8  # a mode reaching at least this fraction of the widest radius reads the widest rows
+
+
+def _rows(offsets, neighbour, log_dist, lp_rel, radius_km, candidate, lat, lon) -> Rows:
+    bucket, cand_offsets, cand_pos, cand_town, cand_d = row_tables(
+        offsets, neighbour, log_dist, radius_km, candidate, lat, lon
+    )
+    with np.errstate(divide="ignore"):
+        cand_logd = np.log(cand_d)
+    return Rows(
+        offsets=offsets,
+        neighbour=neighbour,
+        log_dist=log_dist,
+        lp_rel=lp_rel,
+        bucket=bucket,
+        cand_offsets=cand_offsets,
+        cand_pos=cand_pos,
+        cand_town=cand_town,
+        cand_logd=cand_logd,
+        cand_d=cand_d,
+        chunks=cost_chunks(offsets),
+        radius_km=radius_km,
+    )
+
+
+def prepare(towns: Towns, forced: np.ndarray, radius_km, core_floor: float | None = None) -> Network:
+    """Build the neighbourhood once for a run.
+
+    ``radius_km``: per mode (``{"commute": km, "freight": km}``, see :func:`reach_radii`)
+    or one radius for both; ``core_floor``: the run's smallest ``cores.min_population``
+    (None: no size rule limits the candidates, every town may be a core).
+    """
+    radii = dict(radius_km) if isinstance(radius_km, dict) else {mode: float(radius_km) for mode in MODES}
+    widest = max(radii.values())
+    offsets, neighbour, log_dist = build_neighbourhood(towns.lat, towns.lon, widest, log_float32=True)
     population = towns.population.astype(np.float64)
     log_pop = np.log(population)
     candidate = forced.copy() if core_floor is not None else np.ones(len(population), dtype=bool)
@@ -119,11 +183,15 @@ def prepare(towns: Towns, forced: np.ndarray, radius_km: float, core_floor: floa
         candidate |= population >= core_floor
     lat = np.ascontiguousarray(towns.lat, dtype=np.float64)
     lon = np.ascontiguousarray(towns.lon, dtype=np.float64)
-    lp_rel, lp_max, bucket, cand_offsets, cand_pos, cand_d = row_tables(
-        offsets, neighbour, log_dist, radius_km, log_pop, candidate, lat, lon
-    )
-    with np.errstate(divide="ignore"):
-        cand_logd = np.log(cand_d)
+    lp_rel, lp_max = row_lp(offsets, neighbour, log_pop)
+    full = _rows(offsets, neighbour, log_dist, lp_rel, widest, candidate, lat, lon)
+    rows = {}
+    for mode in MODES:
+        if radii[mode] >= SHARE_ROWS * widest:
+            rows[mode] = full
+        else:
+            sub = truncate_rows(offsets, neighbour, log_dist, lp_rel, radii[mode])
+            rows[mode] = _rows(*sub, radii[mode], candidate, lat, lon)
     return Network(
         population=population,
         log_pop=log_pop,
@@ -131,18 +199,8 @@ def prepare(towns: Towns, forced: np.ndarray, radius_km: float, core_floor: floa
         lon=lon,
         region=towns.region_code,
         forced_core=forced,
-        offsets=offsets,
-        neighbour=neighbour,
-        log_dist=log_dist,
-        lp_rel=lp_rel,
         lp_max=lp_max,
-        bucket=bucket,
-        cand_offsets=cand_offsets,
-        cand_pos=cand_pos,
-        cand_logd=cand_logd,
-        cand_d=cand_d,
-        chunks=cost_chunks(offsets),
-        radius_km=radius_km,
+        rows=rows,
     )
 
 
@@ -184,25 +242,26 @@ def batch_parameters(cfg: AggloConfig, swept: dict, n_scenarios: int) -> dict:
     return params
 
 
-def _origin(network: Network, p: dict, closed: np.ndarray, is_core: np.ndarray):
-    """:func:`kernels.origin_pass` for one mode's parameter arrays ``p``."""
+def _origin(network: Network, rows: Rows, p: dict, closed: np.ndarray, is_core: np.ndarray):
+    """:func:`kernels.origin_pass` for one mode's rows and parameter arrays ``p``."""
     return origin_pass(
-        network.chunks,
-        network.offsets,
-        network.neighbour,
-        network.log_dist,
-        network.lp_rel,
+        rows.chunks,
+        rows.offsets,
+        rows.neighbour,
+        rows.log_dist,
+        rows.lp_rel,
         network.lp_max,
-        network.bucket,
-        network.radius_km,
+        rows.bucket,
+        rows.radius_km,
         network.log_pop,
         network.lat,
         network.lon,
         network.region,
-        network.cand_offsets,
-        network.cand_pos,
-        network.cand_logd,
-        network.cand_d,
+        rows.cand_offsets,
+        rows.cand_pos,
+        rows.cand_town,
+        rows.cand_logd,
+        rows.cand_d,
         closed,
         is_core,
         p["circuity"],
@@ -231,14 +290,17 @@ def compute_batch(network: Network, params: dict) -> dict:
     per_mode = []
     for mode in MODES:
         p = params[mode]
-        n_reachable, reach, shift, denominator, best_core, best_weight = _origin(network, p, params["closed"], is_core)
+        rows = network.rows[mode]
+        n_reachable, reach, shift, denominator, best_core, best_weight = _origin(
+            network, rows, p, params["closed"], is_core
+        )
         with np.errstate(divide="ignore"):
             origin_term = (network.log_pop[None, :] - shift - np.log(denominator)).astype(np.float32)
         inflow = inflow_pass(
-            network.chunks,
-            network.offsets,
-            network.neighbour,
-            network.log_dist,
+            rows.chunks,
+            rows.offsets,
+            rows.neighbour,
+            rows.log_dist,
             network.log_pop,
             network.region,
             params["closed"],
@@ -274,10 +336,11 @@ def scenario_pairs(network: Network, params: dict, mode: str, scenario: int = 0)
     per town (for flow export and checks)."""
     p = {k: v[scenario] for k, v in params[mode].items()}
     closed = bool(params["closed"][scenario])
+    rows = network.rows[mode]
     share, travel, home = pair_shares(
-        network.chunks,
-        network.offsets,
-        network.neighbour,
+        rows.chunks,
+        rows.offsets,
+        rows.neighbour,
         network.lat,
         network.lon,
         network.log_pop,
@@ -292,13 +355,13 @@ def scenario_pairs(network: Network, params: dict, mode: str, scenario: int = 0)
         p["self_time"],
         p["min_time"],
     )
-    origin = np.repeat(np.arange(network.n_towns, dtype=np.int64), np.diff(network.offsets))
+    origin = np.repeat(np.arange(network.n_towns, dtype=np.int64), np.diff(rows.offsets))
     reachable = travel <= p["cap"]
     if closed:
-        reachable &= network.region[origin] == network.region[network.neighbour]
+        reachable &= network.region[origin] == network.region[rows.neighbour]
     return {
         "origin": origin,
-        "destination": network.neighbour.astype(np.int64),
+        "destination": rows.neighbour.astype(np.int64),
         "travel_min": travel,
         "share": share,
         "flow": network.population[origin] * share,

@@ -10,7 +10,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from engine import __version__, store
-from engine.compute import batch_parameters, forced_cores, prepare, reach_radius_km
+from engine.compute import batch_parameters, forced_cores, prepare, reach_radii
 from engine.config import AggloConfig, diff_keys, result_keys
 from engine.errors import UserError
 from engine.executors import Progress, get_executor
@@ -115,7 +115,7 @@ def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
     todo = [b for b in range(plan.n_batches) if not done[b]]
     if todo:
         network = prepare(
-            towns, forced, reach_radius_km(params_all), core_floor=float(np.min(params_all["core_min_population"]))
+            towns, forced, reach_radii(params_all), core_floor=float(np.min(params_all["core_min_population"]))
         )
         if not quiet:
             print(

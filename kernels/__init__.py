@@ -4,7 +4,7 @@ Imports NumPy and Numba only. ``shared/MODEL.md`` fixes what every function comp
 """
 
 from kernels.assignment import assign_batch
-from kernels.geometry import EARTH_RADIUS_KM, build_neighbourhood, haversine_km, row_tables
+from kernels.geometry import EARTH_RADIUS_KM, build_neighbourhood, haversine_km, row_lp, row_tables, truncate_rows
 from kernels.gravity import DECAY_CODES, inflow_pass, origin_pass, pair_shares
 
 __all__ = [
@@ -16,5 +16,7 @@ __all__ = [
     "inflow_pass",
     "origin_pass",
     "pair_shares",
+    "row_lp",
     "row_tables",
+    "truncate_rows",
 ]

@@ -256,9 +256,9 @@ def _best_core(
     i,
     s,
     end,
-    nb,
     cand_offsets,
     cand_pos,
+    cand_town,
     cand_logd,
     cand_d,
     is_core,
@@ -273,23 +273,27 @@ def _best_core(
     log_min,
 ):
     """argmax over the reachable candidate cores of their float64 log-weight (ties:
-    lower index); returns (-1, -inf) when none is reachable."""
-    best = -1
+    lower index); returns (-1, -inf) when none is reachable. Branch-free body: which
+    candidate wins is data, not a branch to mispredict."""
+    n_towns = log_pop.shape[0]
+    best = n_towns
     best_lw = -np.inf
+    home = region[i]
+    opened = not closed
     for c in range(cand_offsets[i], cand_offsets[i + 1]):
-        q = cand_pos[c]
-        if q >= end:
+        if cand_pos[c] >= end:
             break
-        j = nb[q]
-        if not is_core[s, j] or (closed and region[j] != region[i]):
-            continue
+        j = cand_town[c]
         if decay == 0:
             lw = gamma * log_pop[j] - beta * max(cand_logd[c] + log_scale, log_min)
         else:
             lw = gamma * log_pop[j] - beta * (scale * cand_d[c])
-        if best < 0 or lw > best_lw or (lw == best_lw and j < best):
-            best = j
-            best_lw = lw
+        ok = is_core[s, j] & (opened | (region[j] == home))
+        take = ok & ((lw > best_lw) | ((lw == best_lw) & (j < best)))
+        best = j if take else best
+        best_lw = lw if take else best_lw
+    if best == n_towns:
+        return -1, -np.inf
     return best, best_lw
 
 
@@ -377,6 +381,7 @@ def origin_pass(
     region,
     cand_offsets,
     cand_pos,
+    cand_town,
     cand_logd,
     cand_d,
     closed,
@@ -395,7 +400,7 @@ def origin_pass(
     Parameters are per scenario (length S) except the town and neighbourhood arrays;
     ``chunks`` splits the towns into ranges of about equal pair count;
     ``cand_*[cand_offsets[i]:cand_offsets[i+1]]`` are the row positions (ascending),
-    log-distances and distances of the neighbours that may be cores in some scenario.
+    towns, log-distances and distances of the neighbours that may be cores in some scenario.
 
     Returns ``n_reachable`` (S, N) int32, ``reach`` (S, N) int32 (length of the
     reachable prefix of the row; differs from ``n_reachable`` under closed borders),
@@ -519,9 +524,9 @@ def origin_pass(
                     i,
                     s,
                     end,
-                    nb,
                     cand_offsets,
                     cand_pos,
+                    cand_town,
                     cand_logd,
                     cand_d,
                     is_core,
@@ -625,7 +630,7 @@ def inflow_pass(
                     continue
                 row_term = origin_term[s]
                 for q in range(end):
-                    gathered[q] = row_term[nb[q]]
+                    gathered[q] = row_term[np.uint32(nb[q])]
                 _pair_terms(
                     ld,
                     gathered,

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from hypothesis import strategies as st
 
-from engine.compute import batch_parameters, compute_batch, prepare, reach_radius_km
+from engine.compute import batch_parameters, compute_batch, prepare, reach_radii
 from engine.config import AggloConfig, CoresConfig, ModeConfig
 from engine.towns import Towns, from_frame
 from tests.naive import scenario
@@ -83,7 +83,7 @@ def make_config(commute: dict, freight: dict, borders: str = "open", core_min: f
 def kernels_one(towns: Towns, cfg: AggloConfig) -> dict:
     """Run the kernels for one scenario; arrays (2, N) / (2,)."""
     params = batch_parameters(cfg, {}, 1)
-    network = prepare(towns, towns.core.copy(), reach_radius_km(params), core_floor=cfg.cores.min_population)
+    network = prepare(towns, towns.core.copy(), reach_radii(params), core_floor=cfg.cores.min_population)
     out = compute_batch(network, params)
     return {k: v[0] for k, v in out.items()}
 

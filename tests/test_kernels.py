@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.compute import batch_parameters, prepare, reach_radius_km, scenario_pairs
+from engine.compute import batch_parameters, prepare, reach_radii, scenario_pairs
 from engine.towns import from_frame
 from kernels import build_neighbourhood
 from tests.naive import haversine_rows
@@ -44,7 +44,7 @@ def test_kernels_equal_reference(towns, commute, freight, closed, core_min):
 def test_shares_with_home_sum_to_one(towns, mode, closed):
     cfg = make_config(mode, mode, "closed" if closed else "open")
     params = batch_parameters(cfg, {}, 1)
-    network = prepare(towns, towns.core, reach_radius_km(params))
+    network = prepare(towns, towns.core, reach_radii(params))
     pairs = scenario_pairs(network, params, "commute")
     ref = reference_one(towns, cfg, "commute", keep_pairs=True)
     row_sum = np.bincount(pairs["origin"], weights=pairs["share"], minlength=len(towns))
@@ -197,7 +197,7 @@ def test_batch_results_do_not_depend_on_batch_or_threads(batch, sweep):
     n = 23
     swept = _mixed_sweep(n) if sweep == "mixed" else {"freight.beta": np.linspace(0.5, 2.0, n)}
     params = batch_parameters(cfg, swept, n)
-    network = prepare(towns, towns.core, reach_radius_km(params), core_floor=20000.0)
+    network = prepare(towns, towns.core, reach_radii(params), core_floor=20000.0)
     whole = compute_batch(network, params)
     one_by_one = [
         compute_batch(network, batch_parameters(cfg, {k: v[s : s + 1] for k, v in swept.items()}, 1)) for s in range(n)
@@ -227,7 +227,7 @@ def test_mixed_sweep_equals_reference():
     n = 12
     swept = _mixed_sweep(n)
     params = batch_parameters(cfg, swept, n)
-    network = prepare(towns, towns.core, reach_radius_km(params), core_floor=20000.0)
+    network = prepare(towns, towns.core, reach_radii(params), core_floor=20000.0)
     out = compute_batch(network, params)
     for s in range(n):
         commute = dict(base, cap_min=float(swept["commute.cap_min"][s]), gamma=float(swept["commute.gamma"][s]))
