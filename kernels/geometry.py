@@ -22,15 +22,22 @@ DEG = np.pi / 180.0
 
 
 @strict
+def haversine_pre(phi_i, lam_i, cos_i, phi_j, lam_j, cos_j):
+    """Haversine distance in km from latitudes and longitudes in radians and the cosines
+    of the latitudes: the same operations, so the same bits, as :func:`haversine_km`."""
+    half_dphi = np.sin((phi_j - phi_i) / 2.0)
+    half_dlam = np.sin((lam_j - lam_i) / 2.0)
+    h = half_dphi * half_dphi + cos_i * cos_j * half_dlam * half_dlam
+    h = min(max(h, 0.0), 1.0)
+    return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(h))
+
+
+@strict
 def haversine_km(lat_i, lon_i, lat_j, lon_j):
     """Haversine distance in km between points given in degrees."""
     phi_i = lat_i * DEG
     phi_j = lat_j * DEG
-    half_dphi = np.sin((phi_j - phi_i) / 2.0)
-    half_dlam = np.sin((lon_j * DEG - lon_i * DEG) / 2.0)
-    h = half_dphi * half_dphi + np.cos(phi_i) * np.cos(phi_j) * half_dlam * half_dlam
-    h = min(max(h, 0.0), 1.0)
-    return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(h))
+    return haversine_pre(phi_i, lon_i * DEG, np.cos(phi_i), phi_j, lon_j * DEG, np.cos(phi_j))
 
 
 @serial
@@ -52,11 +59,14 @@ def _search(sorted_keys, key):
 
 
 @serial
-def _row_candidates(i, lat, lon, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km, out_j, out_d):
-    """Fill out_j/out_d with the neighbours of i; return how many."""
+def _row_candidates(i, phi, lam, cos_phi, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km, out_j, out_d):
+    """The neighbours of i. Without room in ``out_j`` (the counting pass): how many
+    towns pass the chord pre-filter, a superset. Otherwise: fill out_j/out_d with those
+    within ``radius_km`` by haversine, and return how many."""
     cx = np.int64((xyz[i, 0] + 1.0) / cell)
     cy = np.int64((xyz[i, 1] + 1.0) / cell)
     cz = np.int64((xyz[i, 2] + 1.0) / cell)
+    fill = out_j.shape[0] > 0
     count = 0
     for dx in range(-1, 2):
         for dy in range(-1, 2):
@@ -74,33 +84,68 @@ def _row_candidates(i, lat, lon, xyz, order, sorted_keys, cell, n_cells, chord_m
                     ez = xyz[i, 2] - xyz[j, 2]
                     if ex * ex + ey * ey + ez * ez > chord_max:
                         continue
-                    d = haversine_km(lat[i], lon[i], lat[j], lon[j])
+                    if not fill:
+                        count += 1
+                        continue
+                    d = haversine_pre(phi[i], lam[i], cos_phi[i], phi[j], lam[j], cos_phi[j])
                     if d <= radius_km:
-                        if out_j.shape[0] > 0:
-                            out_j[count] = j
-                            out_d[count] = d
+                        out_j[count] = j
+                        out_d[count] = d
                         count += 1
     return count
 
 
 @parallel
-def _count_rows(lat, lon, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km):
-    n = lat.shape[0]
+def _count_rows(phi, lam, cos_phi, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km):
+    n = phi.shape[0]
     counts = np.zeros(n, dtype=np.int64)
     empty_j = np.empty(0, dtype=np.int32)
     empty_d = np.empty(0, dtype=np.float64)
     for i in prange(n):
         counts[i] = _row_candidates(
-            i, lat, lon, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km, empty_j, empty_d
+            i, phi, lam, cos_phi, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km, empty_j, empty_d
         )
     return counts
 
 
+@serial
+def _sort_row(row_j, row_d, n):
+    """Order of the first n entries by (distance, town index)."""
+    by = np.argsort(row_d[:n])
+    q = 0
+    while q < n:
+        r = q + 1
+        while r < n and row_d[by[r]] == row_d[by[q]]:
+            r += 1
+        # Equal distances (repeated places): insertion sort of the run by town index.
+        for a in range(q + 1, r):
+            b = a
+            while b > q and row_j[by[b - 1]] > row_j[by[b]]:
+                by[b - 1], by[b] = by[b], by[b - 1]
+                b -= 1
+        q = r
+    return by
+
+
 @parallel
 def _fill_rows(
-    lat, lon, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km, offsets, neighbour, dist_km, take_log
+    phi,
+    lam,
+    cos_phi,
+    xyz,
+    order,
+    sorted_keys,
+    cell,
+    n_cells,
+    chord_max,
+    radius_km,
+    offsets,
+    kept,
+    neighbour,
+    dist_km,
+    take_log,
 ):
-    n = lat.shape[0]
+    n = phi.shape[0]
     for i in prange(n):
         start = offsets[i]
         stop = offsets[i + 1]
@@ -108,18 +153,31 @@ def _fill_rows(
             continue
         row_j = np.empty(stop - start, dtype=np.int32)
         row_d = np.empty(stop - start, dtype=np.float64)
-        _row_candidates(i, lat, lon, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km, row_j, row_d)
-        # Order by (distance, town index): sort by index, then a stable sort by distance.
-        by_index = np.argsort(row_j, kind="mergesort")
-        row_j = row_j[by_index]
-        row_d = row_d[by_index]
-        by_dist = np.argsort(row_d, kind="mergesort")
-        for p in range(stop - start):
-            neighbour[start + p] = row_j[by_dist[p]]
+        count = _row_candidates(
+            i, phi, lam, cos_phi, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km, row_j, row_d
+        )
+        kept[i] = count
+        by = _sort_row(row_j, row_d, count)
+        for p in range(count):
+            neighbour[start + p] = row_j[by[p]]
             if take_log:
-                dist_km[start + p] = np.log(row_d[by_dist[p]])
+                dist_km[start + p] = np.log(row_d[by[p]])
             else:
-                dist_km[start + p] = row_d[by_dist[p]]
+                dist_km[start + p] = row_d[by[p]]
+
+
+@serial
+def _compact(offsets, kept, neighbour, dist_km):
+    """Close the gaps left by pre-filter candidates beyond the radius (rows move left)."""
+    n = kept.shape[0]
+    new_offsets = np.zeros(n + 1, dtype=np.int64)
+    for i in range(n):
+        new_offsets[i + 1] = new_offsets[i] + kept[i]
+        if new_offsets[i] != offsets[i]:
+            for p in range(kept[i]):
+                neighbour[new_offsets[i] + p] = neighbour[offsets[i] + p]
+                dist_km[new_offsets[i] + p] = dist_km[offsets[i] + p]
+    return new_offsets
 
 
 def build_neighbourhood(lat, lon, radius_km, log_float32=False):
@@ -135,7 +193,7 @@ def build_neighbourhood(lat, lon, radius_km, log_float32=False):
     lon = np.ascontiguousarray(lon, dtype=np.float64)
     n = lat.shape[0]
     radius_km = float(radius_km)
-    phi, lam = np.radians(lat), np.radians(lon)
+    phi, lam = lat * DEG, lon * DEG
     xyz = np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], axis=1)
     angle = min(radius_km / EARTH_RADIUS_KM, np.pi)
     chord = 2.0 * np.sin(angle / 2.0)
@@ -146,14 +204,17 @@ def build_neighbourhood(lat, lon, radius_km, log_float32=False):
     keys = _cell_keys(xyz, cell, n_cells)
     order = np.argsort(keys, kind="mergesort").astype(np.int64)
     sorted_keys = keys[order]
-    counts = _count_rows(lat, lon, xyz, order, sorted_keys, cell, n_cells, chord * chord, radius_km)
+    cos_phi = np.cos(phi)
+    counts = _count_rows(phi, lam, cos_phi, xyz, order, sorted_keys, cell, n_cells, chord * chord, radius_km)
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     neighbour = np.empty(offsets[-1], dtype=np.int32)
     dist_km = np.empty(offsets[-1], dtype=np.float32 if log_float32 else np.float64)
+    kept = np.zeros(n, dtype=np.int64)
     _fill_rows(
-        lat,
-        lon,
+        phi,
+        lam,
+        cos_phi,
         xyz,
         order,
         sorted_keys,
@@ -162,11 +223,15 @@ def build_neighbourhood(lat, lon, radius_km, log_float32=False):
         chord * chord,
         radius_km,
         offsets,
+        kept,
         neighbour,
         dist_km,
         log_float32,
     )
-    return offsets, neighbour, dist_km
+    offsets = _compact(offsets, kept, neighbour, dist_km)
+    total = int(offsets[-1])
+    # Views: the few pairs the pre-filter let through beyond the radius leave a tail.
+    return offsets, neighbour[:total], dist_km[:total]
 
 
 @parallel
