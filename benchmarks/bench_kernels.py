@@ -4,17 +4,21 @@ Prints, per case (default caps, both modes): the neighbourhood build, the first 
 compile or cache load, reported apart), the kernels' time per scenario alone and in a batch,
 the dense NumPy reference's time per scenario (tests/naive.py; on large cases timed on a
 sample of origin rows and scaled, as it says), the speed-up, pairs per second per core and
-the peak memory of the process.
+the peak memory of the kernels' process before the reference runs. Each case runs in a
+fresh process. Then issue #4's targets for all of Mexico, met or not.
 
     python benchmarks/bench_kernels.py                     # oaxaca, mexico, us
     python benchmarks/bench_kernels.py --cases oaxaca --batch 16 --repeat 2
+    python benchmarks/bench_kernels.py --cases world       # 196 000 places, 206 M pairs
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +36,7 @@ CASES = {
     "oaxaca": lambda: load_geonames("MX", ["20"], 500),
     "mexico": lambda: load_geonames("MX", None, 500),
     "us": lambda: load_geonames("US", None, 500),
+    "world": lambda: load_geonames("world", None, 500),
     "synthetic": lambda: synthetic(300, 0),
 }
 
@@ -53,6 +58,7 @@ def reference_seconds(towns, cfg, max_rows: int) -> tuple[float, str]:
     """Dense NumPy time for one scenario (both modes); sampled rows scaled up when large."""
     n = len(towns)
     is_core = (towns.population >= cfg.cores.min_population) | towns.core
+    max_rows = max(50, min(max_rows, 40_000_000 // n))  # keep the dense rows x N arrays to ~300 MB
     rows = n if n <= max_rows else max_rows
     lat, lon, pop = towns.lat[:rows], towns.lon[:rows], towns.population[:rows]
     # The reference's cost is rows x N; time `rows` origins against all N destinations.
@@ -105,6 +111,7 @@ def run_case(name: str, batch: int, repeat: int, max_rows: int, check: bool) -> 
     many = batch_parameters(cfg, betas, batch)
     compute_batch(network, many)
     t_batch = best_of(lambda: compute_batch(network, many), repeat) / batch
+    kernel_peak = peak_mib()
     t_ref, how = reference_seconds(towns, cfg, max_rows)
     if check and len(towns) <= max_rows:
         is_core = towns.population >= cfg.cores.min_population
@@ -128,8 +135,27 @@ def run_case(name: str, batch: int, repeat: int, max_rows: int, check: bool) -> 
         "speedup_one": t_ref / t_one,
         "speedup_batch": t_ref / t_batch,
         "pairs_per_s_core": 2 * pairs / t_batch / cores,
-        "peak_mib": peak_mib(),
+        "peak_mib": kernel_peak,
+        "network_mib": network.nbytes / 2**20,
     }
+
+
+TARGETS = [
+    # (case, field, comparison, bound, what)
+    ("mexico", "one_ms", "<=", 40.0, "Mexico, both modes, one scenario alone: ms"),
+    ("mexico", "batch_ms", "<=", 10.0, "Mexico, per scenario in a batch of 64: ms"),
+    ("mexico", "speedup_batch", ">=", 1000.0, "Mexico, batched, x dense NumPy"),
+    ("mexico", "build_s", "<", 5.0, "Mexico, neighbourhood at the 240-min freight cap: s"),
+]
+
+
+def _one_case_in_subprocess(name: str, args) -> dict:
+    cmd = [sys.executable, __file__, "--worker", name, "--batch", str(args.batch), "--repeat", str(args.repeat)]
+    cmd += ["--max-reference-rows", str(args.max_reference_rows)] + (["--check"] if args.check else [])
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"case {name} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None) -> int:
@@ -144,15 +170,21 @@ def main(argv=None) -> int:
         help="time the dense reference on at most this many origin rows (scaled to all)",
     )
     parser.add_argument("--check", action="store_true", help="also compare cores with the reference where it ran whole")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # run one case here, print JSON
     args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(run_case(args.worker, args.batch, args.repeat, args.max_reference_rows, args.check)))
+        return 0
     print(
         f"agglo kernel benchmark: {os.cpu_count()} cores, default caps (commute 60 min, freight 240 min), "
-        f"batch {args.batch}; times are best of {args.repeat}"
+        f"batch {args.batch}; times are best of {args.repeat}; each case in its own process"
     )
     header = f"{'case':10} {'towns':>7} {'pairs':>11} {'build s':>8} {'1st call s':>10} {'alone ms':>9} {'batch ms':>9} {'NumPy ms':>10} {'x alone':>8} {'x batch':>8} {'Mpairs/s/core':>13} {'peak MiB':>9}"
     print(header)
+    results = {}
     for name in args.cases.split(","):
-        r = run_case(name.strip(), args.batch, args.repeat, args.max_reference_rows, args.check)
+        r = _one_case_in_subprocess(name.strip(), args)
+        results[r["case"]] = r
         print(
             f"{r['case']:10} {r['towns']:>7} {r['pairs']:>11} {r['build_s']:>8.2f} {r['first_call_s']:>10.2f} "
             f"{r['one_ms']:>9.2f} {r['batch_ms']:>9.2f} {r['ref_ms']:>10.0f} {r['speedup_one']:>8.0f} "
@@ -162,8 +194,15 @@ def main(argv=None) -> int:
         )
     print(
         "pairs = neighbour pairs within the largest reach radius (both directions); "
-        "'x' = NumPy dense reference time / kernel time; peak = process max RSS so far"
+        "'x' = NumPy dense reference time / kernel time; peak = the kernels' process max RSS before the reference"
     )
+    checked = [t for t in TARGETS if t[0] in results]
+    if checked:
+        print("issue #4 targets:")
+    for case, field, op, bound, what in checked:
+        value = results[case][field]
+        met = value <= bound if op == "<=" else value >= bound if op == ">=" else value < bound
+        print(f"  {what:55} {value:10.2f} {op} {bound:<8g} {'met' if met else 'NOT met'}")
     return 0
 
 

@@ -58,10 +58,10 @@ class DataConfig:
             _need(bool(self.path), "data.path", self.path, "a CSV or Parquet file when data.source=table")
         _need(self.n >= 1, "data.n", self.n, "an integer >= 1")
         _need(
-            isinstance(self.country, str) and len(self.country) == 2,
+            isinstance(self.country, str) and (len(self.country) == 2 or self.country.lower() == "world"),
             "data.country",
             self.country,
-            "an ISO 3166-1 alpha-2 code such as MX",
+            "an ISO 3166-1 alpha-2 code such as MX, or world",
         )
 
 
@@ -172,7 +172,7 @@ class ExecutorConfig:
     threads_per_worker: int = 1
     memory_limit: str = "auto"
     address: str | None = None
-    batch_size: int = 16
+    batch_size: int = 64
     security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def check(self) -> None:

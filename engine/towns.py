@@ -175,13 +175,20 @@ def load_geonames(country: str, admin1: list[str] | None, min_population: float)
 
     Keeps the places of ``country`` (and ``admin1`` codes, if given) with a known
     population ``>= min_population``, sorted by ``geonameid`` (MODEL.md, "Towns").
+    ``country = "world"`` keeps every country; a town's region is then
+    ``"<country code>.<admin1 code>"`` (admin1 codes repeat across countries), and so
+    are the ``admin1`` codes to select.
     """
     country = str(country).upper()
-    if country not in _geonames_countries():
+    world = country == "WORLD"
+    if not world and country not in _geonames_countries():
         raise UserError(
-            f"data.country = {country!r}: unknown ISO 3166-1 alpha-2 code; allowed: a GeoNames country such as MX, RU, US"
+            f"data.country = {country!r}: unknown ISO 3166-1 alpha-2 code; "
+            "allowed: a GeoNames country such as MX, RU, US, or world"
         )
-    places = [c for c in _geonames_cities().values() if c["countrycode"] == country]
+    places = [c for c in _geonames_cities().values() if world or c["countrycode"] == country]
+    if world:
+        places = [dict(c, admin1code=f"{c['countrycode']}.{c['admin1code']}") for c in places]
     if admin1 is not None:
         wanted = [str(a) for a in admin1]
         known = sorted({c["admin1code"] for c in places})

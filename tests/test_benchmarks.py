@@ -15,3 +15,11 @@ def test_sweep_benchmark_smoke(capsys):
 
     assert sweep_main(["--experiment", "synthetic", "--grid", "commute.cap_min=30,60", "--kinds", "synchronous"]) == 0
     assert "scenarios/s" in capsys.readouterr().out
+
+
+def test_scale_benchmark_smoke(capsys):
+    from benchmarks.bench_scale import main as scale_main
+
+    assert scale_main(["--cases", "synthetic"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic" in out and "of budget" in out
