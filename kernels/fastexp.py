@@ -2,7 +2,7 @@
 
 This llvmlite has no SVML, so ``np.exp`` inside a loop stays a scalar libm call and
 the loop is not vectorised. :func:`exp32` is Cephes' ``expf`` (range reduction by
-ln 2, a degree-6 polynomial, the power of two built from its exponent bits): about
+ln 2, a polynomial, the power of two built from its exponent bits): about
 1 ulp, branch-free, so a loop over a row becomes SIMD code.
 
 Arguments are clamped to [-87.5, 88]: below, the result is the smallest normal
@@ -23,7 +23,6 @@ LN2_HI = np.float32(0.693359375)
 LN2_LO = np.float32(-2.12194440e-4)
 LOWEST = np.float32(-87.5)
 HIGHEST = np.float32(88.0)
-P0 = np.float32(1.9875691500e-4)
 P1 = np.float32(1.3981999507e-3)
 P2 = np.float32(8.3334519073e-3)
 P3 = np.float32(4.1665795894e-2)
@@ -34,16 +33,21 @@ ONE = np.float32(1.0)
 
 @intrinsic
 def _pow2(typingctx, n):
-    """2^n for a float32 ``n`` holding an integer in [-126, 127], from its exponent bits."""
+    """2^n for a float32 ``n`` holding an integer in [-126, 127], from its exponent bits.
+
+    The bits ``(n + 127) << 23`` are made in float arithmetic, (n + 127) · 2^23 (exact:
+    at most 254 · 2^23 < 2^31), then converted to int32 and reinterpreted: no integer
+    vector instruction, which AVX without AVX2 would split in halves.
+    """
     if n != types.float32:
         return None
 
     def codegen(context, builder, signature, args):
-        i32 = ir.IntType(32)
-        k = builder.fptosi(args[0], i32)
-        k = builder.add(k, ir.Constant(i32, 127))
-        k = builder.shl(k, ir.Constant(i32, 23))
-        return builder.bitcast(k, ir.FloatType())
+        f32 = ir.FloatType()
+        biased = builder.fadd(args[0], ir.Constant(f32, 127.0))
+        bits = builder.fmul(biased, ir.Constant(f32, 8388608.0))
+        k = builder.fptosi(bits, ir.IntType(32))
+        return builder.bitcast(k, f32)
 
     return types.float32(types.float32), codegen
 
@@ -69,8 +73,7 @@ def exp32(x):
     n = np.floor(fma32(x, LOG2E, HALF))
     r = fma32(n, -LN2_HI, x)
     r = fma32(n, -LN2_LO, r)
-    p = fma32(P0, r, P1)
-    p = fma32(p, r, P2)
+    p = fma32(P1, r, P2)
     p = fma32(p, r, P3)
     p = fma32(p, r, P4)
     p = fma32(p, r, P5)

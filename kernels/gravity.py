@@ -298,6 +298,61 @@ def _best_core(
 
 
 @strict
+def _best_cores_all(
+    i,
+    ends,
+    cand_offsets,
+    cand_pos,
+    cand_town,
+    cand_logd,
+    cand_d,
+    core_t,
+    region,
+    opened,
+    decay,
+    beta,
+    gamma,
+    log_pop,
+    scale,
+    log_scale,
+    log_min,
+    best,
+    best_lw,
+):
+    """:func:`_best_core` for every scenario at once, the scenario loop innermost: the
+    same float64 operations, the same candidates in the same order, the same rule."""
+    n_scen = ends.shape[0]
+    n_towns = log_pop.shape[0]
+    qmax = 0
+    for s in range(n_scen):
+        best[s] = n_towns
+        best_lw[s] = -np.inf
+        qmax = max(qmax, ends[s])
+    home = region[i]
+    for c in range(cand_offsets[i], cand_offsets[i + 1]):
+        q = cand_pos[c]
+        if q >= qmax:
+            break
+        j = cand_town[c]
+        lp = log_pop[j]
+        ld = cand_logd[c]
+        d = cand_d[c]
+        same = region[j] == home
+        is_core = core_t[j]
+        for s in range(n_scen):
+            power = gamma[s] * lp - beta[s] * max(ld + log_scale[s], log_min[s])
+            exponential = gamma[s] * lp - beta[s] * (scale[s] * d)
+            lw = power if decay[s] == 0 else exponential
+            ok = (q < ends[s]) & is_core[s] & (opened[s] | same)
+            take = ok & ((lw > best_lw[s]) | ((lw == best_lw[s]) & (j < best[s])))
+            best[s] = j if take else best[s]
+            best_lw[s] = lw if take else best_lw[s]
+    for s in range(n_scen):
+        if best[s] == n_towns:
+            best[s] = -1
+
+
+@strict
 def _batch_shape(ends, closed, decay, c0, c2):
     """(qmin, qmax, shape of the unmasked part: 0 or 1) of a row for :func:`_scenario_terms`."""
     qmin = ends[0]
@@ -427,6 +482,7 @@ def origin_pass(
     opened = ~closed
     longest = _longest_row(offsets)
     no_terms = np.zeros((0, n_scen), dtype=np.float32)
+    core_t = np.ascontiguousarray(is_core.T)
     for ch in prange(chunks.shape[0] - 1):
         terms = np.empty(longest, dtype=np.float32)
         lanes = np.zeros(LANES, dtype=np.float64)
@@ -436,6 +492,8 @@ def origin_pass(
         ends = np.zeros(n_scen, dtype=np.int64)
         acc = np.zeros((LANES, n_scen), dtype=np.float64)
         buf = np.zeros(n_scen, dtype=np.float32)
+        bests = np.zeros(n_scen, dtype=np.int64)
+        best_lws = np.zeros(n_scen, dtype=np.float64)
         for i in range(chunks[ch], chunks[ch + 1]):
             start = offsets[i]
             stop = offsets[i + 1]
@@ -472,6 +530,27 @@ def origin_pass(
                 reach[s, i] = end
                 n_reachable[s, i] = count
             if inner:
+                _best_cores_all(
+                    i,
+                    ends,
+                    cand_offsets,
+                    cand_pos,
+                    cand_town,
+                    cand_logd,
+                    cand_d,
+                    core_t,
+                    region,
+                    opened,
+                    decay,
+                    beta,
+                    gamma,
+                    log_pop,
+                    scale,
+                    log_scale,
+                    log_min,
+                    bests,
+                    best_lws,
+                )
                 _inner_sums(
                     ld,
                     lp,
@@ -520,26 +599,29 @@ def origin_pass(
                 row_shift = np.float64(ref32) + gamma[s] * lp_max[i]
                 shift[s, i] = row_shift
                 denominator[s, i] = total
-                best, best_lw = _best_core(
-                    i,
-                    s,
-                    end,
-                    cand_offsets,
-                    cand_pos,
-                    cand_town,
-                    cand_logd,
-                    cand_d,
-                    is_core,
-                    region,
-                    closed[s],
-                    decay[s],
-                    beta[s],
-                    gamma[s],
-                    log_pop,
-                    scale[s],
-                    log_scale[s],
-                    log_min[s],
-                )
+                if inner:
+                    best, best_lw = bests[s], best_lws[s]
+                else:
+                    best, best_lw = _best_core(
+                        i,
+                        s,
+                        end,
+                        cand_offsets,
+                        cand_pos,
+                        cand_town,
+                        cand_logd,
+                        cand_d,
+                        is_core,
+                        region,
+                        closed[s],
+                        decay[s],
+                        beta[s],
+                        gamma[s],
+                        log_pop,
+                        scale[s],
+                        log_scale[s],
+                        log_min[s],
+                    )
                 best_core[s, i] = best
                 if best >= 0:
                     best_weight[s, i] = np.exp(best_lw - row_shift)
