@@ -17,6 +17,10 @@ NEAR = 1e-9  # relative gap under which two float64 values are an honest tie (re
 # threshold decided by less than NEAR_SHARE is an honest near-tie; RTOL bounds the rest.
 NEAR_SHARE = 1e-5
 RTOL = 1e-5
+# An inflow sums exp(a_j + c_i + log f) where a_j = gamma·log(population_j) and the origin's
+# term c_i are float32 numbers of magnitude up to ~50 (ulp ~4e-6): its relative error can
+# reach a few 1e-5 when gamma is well above 1.
+RTOL_INFLOW = 5e-5
 
 # MODEL.md's default parameters of each mode, as the schema holds them.
 DEFAULT_COMMUTE = vars(AggloConfig().commute).copy()
@@ -119,9 +123,18 @@ def compare(kernel: dict, ref: dict, mode_index: int, mode_cfg) -> dict:
     if not reach_tie.any():
         # An inflow made only of flows below e^-30 persons carries their float32 exponent's
         # relative error (~1e-5 at |x| ~ 35): 1e-9 persons absolute is far below any use.
-        np.testing.assert_allclose(k["inflow"], ref["inflow"], rtol=RTOL, atol=1e-9)
+        np.testing.assert_allclose(k["inflow"], ref["inflow"], rtol=RTOL_INFLOW, atol=1e-9)
     if not tie.any():
         np.testing.assert_allclose(k["agglo_population"], ref["agglo_population"], rtol=1e-12)
         np.testing.assert_allclose(k["coverage"], ref["coverage"], rtol=1e-12, equal_nan=True)
         assert int(k["n_agglomerations"]) == int(ref["n_agglomerations"])
-    return {"near_ties": int(tie.sum()), "core_differs_at_ties": int((k["core"] != ref["core"]).sum())}
+    both = np.isfinite(ref["share"]) & ok & (ref["share"] > 0)
+    share_err = float(np.max(np.abs(k["share"][both] / ref["share"][both] - 1), initial=0.0))
+    flows = ref["inflow"] > 1e-9
+    inflow_err = float(np.max(np.abs(k["inflow"][flows] / ref["inflow"][flows] - 1), initial=0.0))
+    return {
+        "near_ties": int(tie.sum()),
+        "core_differs_at_ties": int((k["core"] != ref["core"]).sum()),
+        "share_rel_err": share_err,
+        "inflow_rel_err": inflow_err,
+    }
