@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/agglo run $(ARGS)
+	$(BIN)/agglo run $(ARGS) --figures results/figures
 
 test: $(STAMP)
 	$(BIN)/ruff check engine kernels tests benchmarks

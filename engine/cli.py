@@ -23,10 +23,38 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the configured study (default: Oaxaca) and print its table")
     run.add_argument("overrides", nargs="*", help=USAGE_OVERRIDES)
     run.add_argument("--quiet", action="store_true", help="no progress line")
+    run.add_argument("--figures", metavar="DIR", help="also write the cube's figures (as 'agglo plot') to DIR")
     config = sub.add_parser("config", help="print the resolved configuration")
     config.add_argument("overrides", nargs="*", help=USAGE_OVERRIDES)
     info = sub.add_parser("info", help="summarise an existing result cube")
     info.add_argument("store", help="path of the Zarr cube")
+    analyze = sub.add_parser(
+        "analyze", help="sensitivity, cluster stability and scenario discovery of a cube (written next to it)"
+    )
+    analyze.add_argument("store", help="path of the Zarr cube")
+    analyze.add_argument("--towns", help="co-assignment probabilities between these town_ids (comma-separated)")
+    analyze.add_argument("--region", help=f"... or between all towns of this region (at most {500})")
+    analyze.add_argument(
+        "--ari", nargs=2, type=int, metavar=("A", "B"), help="adjusted Rand index of two scenarios (flat indices)"
+    )
+    analyze.add_argument(
+        "--discover",
+        type=float,
+        metavar="GAP",
+        help="PRIM box where freight coverage exceeds commuting coverage by GAP (0..1)",
+    )
+    plot = sub.add_parser("plot", help="write PNG figures of a cube (map, heatmap, sensitivity, stability, caps)")
+    plot.add_argument("store", help="path of the Zarr cube")
+    plot.add_argument(
+        "--select",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="the scenario to map (default: the configured values)",
+    )
+    plot.add_argument("--out", required=True, help="folder for the PNGs")
+    plot.add_argument("--x", help="swept key on the heatmap's x axis")
+    plot.add_argument("--y", help="swept key on the heatmap's y axis")
     return parser
 
 
@@ -42,6 +70,10 @@ def cmd_run(args) -> int:
     print(header(ds))
     print(table(ds))
     print(f"cube: {outcome.path}")
+    if args.figures:
+        from engine.analysis.report import plot_store
+
+        print("figures: " + ", ".join(plot_store(outcome.path, {}, args.figures)))
     return 0
 
 
@@ -75,10 +107,34 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_analyze(args) -> int:
+    from engine.analysis.report import analyze_store
+
+    if args.discover is not None and not 0 <= args.discover <= 1:
+        raise UserError(f"--discover {args.discover}: a coverage gap; allowed: a number from 0 to 1")
+    print(analyze_store(args.store, args.towns, args.region, tuple(args.ari) if args.ari else None, args.discover))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from engine.analysis.report import plot_store
+
+    select = {}
+    for item in args.select:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--select {item!r}: allowed: KEY=VALUE, e.g. commute.cap_min=60")
+        select[key] = value
+    for path in plot_store(args.store, select, args.out, args.x, args.y):
+        print(path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    commands = {"run": cmd_run, "config": cmd_config, "info": cmd_info, "analyze": cmd_analyze, "plot": cmd_plot}
     try:
-        return {"run": cmd_run, "config": cmd_config, "info": cmd_info}[args.command](args)
+        return commands[args.command](args)
     except UserError as err:
         print(f"agglo: error: {err}", file=sys.stderr)
         return 2
