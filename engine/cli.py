@@ -24,8 +24,29 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", help=USAGE_OVERRIDES)
     run.add_argument("--quiet", action="store_true", help="no progress line")
     run.add_argument("--figures", metavar="DIR", help="also write the cube's figures (as 'agglo plot') to DIR")
+    run.add_argument(
+        "--params",
+        action="append",
+        default=[],
+        metavar="FILE.yaml",
+        help="override file(s), e.g. from 'agglo calibrate'",
+    )
     config = sub.add_parser("config", help="print the resolved configuration")
     config.add_argument("overrides", nargs="*", help=USAGE_OVERRIDES)
+    config.add_argument("--params", action="append", default=[], metavar="FILE.yaml", help="override file(s)")
+    cal = sub.add_parser("calibrate", help="fit gravity parameters to observed flows (Poisson regression)")
+    cal.add_argument("--flows", required=True, help="CSV with origin, destination, flow (town_ids)")
+    cal.add_argument("--towns", required=True, help="towns table (CSV or Parquet with MODEL.md's columns)")
+    cal.add_argument("--model", default="production", choices=["gravity", "production", "attraction", "doubly"])
+    cal.add_argument("--decay", default="power", choices=["power", "exponential"])
+    cal.add_argument("--cost", default="minutes", choices=["minutes", "km"], help="travel time (MODEL.md) or distance")
+    cal.add_argument("--mode", default="commute", choices=["commute", "freight"], help="the mode the values are for")
+    cal.add_argument(
+        "--out", metavar="FILE.yaml", help="write the fitted values as an override file for 'agglo run --params'"
+    )
+    cal.add_argument(
+        "overrides", nargs="*", help="config overrides (the mode's speed_kmh and circuity make the minutes)"
+    )
     info = sub.add_parser("info", help="summarise an existing result cube")
     info.add_argument("store", help="path of the Zarr cube")
     analyze = sub.add_parser(
@@ -64,7 +85,7 @@ def cmd_run(args) -> int:
     from engine.store import open_results
     from engine.summary import header, table
 
-    cfg, cfg_omega = resolve(args.overrides)
+    cfg, cfg_omega = resolve(_with_params(args.params, args.overrides))
     outcome = execute(cfg, cfg_omega, quiet=args.quiet)
     ds = open_results(outcome.path)
     print(header(ds))
@@ -80,8 +101,82 @@ def cmd_run(args) -> int:
 def cmd_config(args) -> int:
     from engine.config import resolve, to_yaml
 
-    _, cfg_omega = resolve(args.overrides)
+    _, cfg_omega = resolve(_with_params(args.params, args.overrides))
     print(to_yaml(cfg_omega), end="")
+    return 0
+
+
+def _flatten(prefix: str, node, out: list) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), value, out)
+    elif node is None:
+        out.append(f"{prefix}=null")
+    elif isinstance(node, list):
+        out.append(f"{prefix}=[{','.join(map(str, node))}]")
+    else:
+        out.append(f"{prefix}={node}")
+
+
+def _with_params(files: list, overrides: list) -> list:
+    """Override files as dotted overrides, before the command line's (which win)."""
+    from engine.config import resolve
+
+    from_files = []
+    for path in files:
+        try:
+            import yaml
+
+            with open(path, encoding="utf-8") as fh:
+                node = yaml.safe_load(fh)
+        except OSError as exc:
+            raise UserError(
+                f"--params {path!r}: cannot be read ({exc.strerror}); allowed: an existing YAML file"
+            ) from None
+        except yaml.YAMLError as exc:
+            raise UserError(
+                f"--params {path!r}: not YAML ({str(exc).splitlines()[0]}); allowed: a YAML mapping"
+            ) from None
+        if not isinstance(node, dict):
+            raise UserError(f"--params {path!r}: not a mapping; allowed: a YAML mapping of config keys")
+        mine = []
+        _flatten("", node, mine)
+        try:
+            resolve(mine)
+        except UserError as err:
+            raise UserError(f"--params {path!r}: {err}") from None
+        from_files += mine
+    return from_files + list(overrides)
+
+
+def cmd_calibrate(args) -> int:
+    import os
+
+    from engine import calibrate
+    from engine.config import resolve
+    from engine.towns import load_table
+
+    if args.out and os.path.exists(args.out):
+        raise UserError(f"--out {args.out!r} exists; allowed: a new path (it is never overwritten)")
+    cfg, _ = resolve(args.overrides)
+    towns = load_table(args.towns)
+    flows = calibrate.read_flows(args.flows, towns)
+    mode = cfg.mode(args.mode)
+    o, d, y, cost, o_mass, d_mass = calibrate.pairs_for_fit(flows, towns, args.cost, mode.speed_kmh, mode.circuity)
+    fit = calibrate.fit(args.model, args.decay, y, o, d, cost, o_mass, d_mass)
+    print(
+        f"{args.flows}: {int((y > 0).sum())} observed pairs of {y.size} between {len(set(o))} places; cost in {args.cost}"
+    )
+    print(calibrate.format_fit(fit))
+    values = calibrate.engine_values(fit)
+    print(
+        "MODEL.md keys: "
+        + ", ".join(f"{args.mode}.{k} = {v if isinstance(v, str) else f'{v:.6g}'}" for k, v in values.items())
+    )
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            fh.write(calibrate.to_yaml(fit, args.mode, args.cost, args.flows))
+        print(f"-> {args.out} (use: agglo run --params {args.out} ...)")
     return 0
 
 
@@ -132,7 +227,14 @@ def cmd_plot(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"run": cmd_run, "config": cmd_config, "info": cmd_info, "analyze": cmd_analyze, "plot": cmd_plot}
+    commands = {
+        "run": cmd_run,
+        "config": cmd_config,
+        "info": cmd_info,
+        "analyze": cmd_analyze,
+        "plot": cmd_plot,
+        "calibrate": cmd_calibrate,
+    }
     try:
         return commands[args.command](args)
     except UserError as err:

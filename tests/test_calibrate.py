@@ -1,0 +1,137 @@
+"""Calibration against PySAL spint's own expected coefficients (Austria) and on New York's
+2011 county-to-county commuting; override files into 'agglo run'; bad flow files."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine import calibrate
+from engine.towns import load_table
+
+DATA = Path(__file__).parent / "data"
+AUSTRIA = DATA / "austria_gravity"
+NY = DATA / "ny_commuting"
+NY_FLOWS = str(NY / "NY_commuting_flows_2011.csv")
+NY_TOWNS = str(NY / "ny_counties.csv")
+
+
+@pytest.mark.parametrize(
+    "test, model",
+    [
+        ("test_Gravity", "gravity"),
+        ("test_Production", "production"),
+        ("test_Attraction", "attraction"),
+        ("test_Doubly", "doubly"),
+    ],
+)
+def test_austria_fits_reproduce_spint(test, model):
+    d = pd.read_csv(AUSTRIA / "austria_migration_spint_fixture.csv")
+    want = json.loads((AUSTRIA / "expected_params_spint.json").read_text())[test]["params"]
+    fit = calibrate.fit(model, "exponential", d.flow, d.origin, d.destination, d.dij_km, d.o_var, d.d_var)
+    np.testing.assert_allclose(fit.params, want, rtol=0, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def ny_pairs():
+    towns = load_table(NY_TOWNS)
+    flows = calibrate.read_flows(NY_FLOWS, towns)
+    return calibrate.pairs_for_fit(flows, towns, "km", 60.0, 1.3)
+
+
+@pytest.mark.parametrize("model", ["production", "attraction", "doubly", "gravity"])
+def test_fits_keep_their_constraints_and_report_honest_statistics(ny_pairs, model):
+    o, d, y, cost, om, dm = ny_pairs
+    fit = calibrate.fit(model, "power", y, o, d, cost, om, dm)
+    for labels, constrained in ((o, model in ("production", "doubly")), (d, model in ("attraction", "doubly"))):
+        if constrained:  # a Poisson GLM with indicators reproduces those margins exactly
+            for lev in np.unique(labels):
+                m = labels == lev
+                assert fit.mu[m].sum() == pytest.approx(y[m].sum(), rel=1e-8)
+    assert fit.mu.sum() == pytest.approx(y.sum(), rel=1e-8)  # the constant alone does that
+    st = fit.stats
+    assert st["cpc"] == pytest.approx(2 * np.minimum(y, fit.mu).sum() / (y.sum() + fit.mu.sum()))
+    assert st["srmse"] == pytest.approx(np.sqrt(np.mean((y - fit.mu) ** 2)) / y.mean())
+    assert 0 < st["cpc"] <= 1 and 0 < st["pseudo_r2"] < 1 and fit.deviance < fit.null_deviance
+
+
+def test_new_york_production_power_fit(ny_pairs, capsys):
+    o, d, y, cost, om, dm = ny_pairs
+    fit = calibrate.fit("production", "power", y, o, d, cost, om, dm)
+    values = calibrate.engine_values(fit)
+    places = np.unique(o)
+    same = sum(d[o == p][np.argmax(y[o == p])] == d[o == p][np.argmax(fit.mu[o == p])] for p in places)
+    with capsys.disabled():
+        print(
+            f"\nNY 2011 inter-county commuting, production-constrained power law: gamma {values['gamma']:.4f}, "
+            f"beta {values['beta']:.4f}, CPC {fit.stats['cpc']:.4f}, pseudo-R2 {fit.stats['pseudo_r2']:.4f}, "
+            f"dominant destination right for {same} of {places.size} counties"
+        )
+    assert len(places) == 62 and y.size == 62 * 61
+    assert 0 < values["gamma"] < 2 and values["beta"] > 0  # flows grow with size, fall with distance
+
+
+def test_calibrate_writes_an_override_file_that_run_accepts(tmp_path, run_cli):
+    out = tmp_path / "ny.yaml"
+    code, text, err = run_cli(
+        "calibrate",
+        "--flows",
+        NY_FLOWS,
+        "--towns",
+        NY_TOWNS,
+        "--model",
+        "production",
+        "--decay",
+        "power",
+        "--out",
+        str(out),
+    )
+    assert code == 0, err
+    assert "log_destination_mass" in text and "CPC" in text
+    o, d, y, cost, om, dm = load_pairs_minutes()
+    fitted = calibrate.fit("production", "power", y, o, d, cost, om, dm)
+    code, text, err = run_cli("config", "--params", str(out))
+    assert code == 0, err
+    commute = text.split("commute:")[1].split("freight:")[0]
+    assert f"gamma: {calibrate.engine_values(fitted)['gamma']!r}" in commute
+    code, text, err = run_cli("config", "--params", str(out), "commute.gamma=0.5")
+    assert "gamma: 0.5" in text.split("commute:")[1].split("freight:")[0]  # the command line wins
+    code, _, err = run_cli("calibrate", "--flows", NY_FLOWS, "--towns", NY_TOWNS, "--out", str(out))
+    assert code == 2 and "exists" in err  # never overwritten
+
+
+def load_pairs_minutes():
+    towns = load_table(NY_TOWNS)
+    return calibrate.pairs_for_fit(calibrate.read_flows(NY_FLOWS, towns), towns, "minutes", 60.0, 1.3)
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "flows.csv"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("origin,destination\n36001,36003\n", "missing column 'flow'"),
+        ("origin,destination,flow\n36001,36003,-4\n", "row 2: flow = '-4'"),
+        ("origin,destination,flow\n36001,36003,5\n36001,99999,5\n", "row 3: destination = '99999'"),
+        ("origin,destination,flow\n36001,36003,5\n36003,36001,0\n", "origin '36003' has no flow"),
+        ("origin,destination,flow\n36001,36003,abc\n", "flow = 'abc'"),
+    ],
+)
+def test_bad_flow_files_are_one_line_exit_2(tmp_path, run_cli, content, message):
+    code, _, err = run_cli("calibrate", "--flows", _write(tmp_path, content), "--towns", NY_TOWNS)
+    assert code == 2 and err.startswith("agglo: error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_bad_params_file_names_the_file(tmp_path, run_cli):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("commute:\n  betta: 2\n")
+    code, _, err = run_cli("config", "--params", str(bad))
+    assert code == 2 and "bad.yaml" in err and "betta" in err and err.count("\n") == 1, err
+    code, _, err = run_cli("config", "--params", str(tmp_path / "none.yaml"))
+    assert code == 2 and "none.yaml" in err
