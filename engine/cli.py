@@ -34,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="print the resolved configuration")
     config.add_argument("overrides", nargs="*", help=USAGE_OVERRIDES)
     config.add_argument("--params", action="append", default=[], metavar="FILE.yaml", help="override file(s)")
+    flows = sub.add_parser("flows", help="write one scenario's origin-destination table (Parquet or CSV)")
+    flows.add_argument("overrides", nargs="*", help=USAGE_OVERRIDES)
+    flows.add_argument("--out", required=True, metavar="FILE.parquet", help="the table to write (.parquet or .csv)")
+    flows.add_argument("--to-cores", action="store_true", help="only pairs whose destination is a core")
     cal = sub.add_parser("calibrate", help="fit gravity parameters to observed flows (Poisson regression)")
     cal.add_argument("--flows", required=True, help="CSV with origin, destination, flow (town_ids)")
     cal.add_argument("--towns", required=True, help="towns table (CSV or Parquet with MODEL.md's columns)")
@@ -149,6 +153,14 @@ def _with_params(files: list, overrides: list) -> list:
     return from_files + list(overrides)
 
 
+def cmd_flows(args) -> int:
+    from engine.flows import export
+
+    path, rows = export(args.overrides, args.out, args.to_cores)
+    print(f"{path}: {rows} origin-destination pairs (origin, destination, mode, travel_min, share, flow)")
+    return 0
+
+
 def cmd_calibrate(args) -> int:
     import os
 
@@ -234,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         "analyze": cmd_analyze,
         "plot": cmd_plot,
         "calibrate": cmd_calibrate,
+        "flows": cmd_flows,
     }
     try:
         return commands[args.command](args)

@@ -1,0 +1,53 @@
+"""agglo flows: the exported table against the NumPy twin of MODEL.md."""
+
+import numpy as np
+import pandas as pd
+
+from engine.config import resolve
+from engine.run import load_towns
+from tests.conftest import SMALL
+from tests.strategies import reference_one
+
+ONE = [*SMALL, "sweep.grid={}", "commute.cap_min=45", "freight.decay=exponential", "freight.beta=0.02"]
+
+
+def test_flow_table_equals_the_reference(tmp_path, run_cli):
+    out = tmp_path / "flows.parquet"
+    code, text, err = run_cli("flows", *ONE, "--out", str(out))
+    assert code == 0, err
+    table = pd.read_parquet(out)
+    assert list(table.columns) == ["origin", "destination", "mode", "travel_min", "share", "flow"]
+    cfg, _ = resolve(ONE)
+    towns = load_towns(cfg)
+    index = {t: i for i, t in enumerate(towns.town_id)}
+    for mode in ("commute", "freight"):
+        ref = reference_one(towns, cfg, mode, keep_pairs=True)
+        rows, _, s, reach = ref["pairs"][0]
+        part = table[table["mode"] == mode]
+        assert len(part) == int(reach.sum()) == int(ref["n_reachable"].sum())
+        i = part["origin"].map(index).to_numpy()
+        j = part["destination"].map(index).to_numpy()
+        dense = np.zeros((len(towns), len(towns)))
+        dense[i, j] = part["share"].to_numpy()
+        np.testing.assert_allclose(dense[rows], np.where(reach, s, 0.0), rtol=1e-9, atol=1e-300)
+        np.testing.assert_allclose(part["flow"], towns.population[i] * part["share"], rtol=1e-12)
+        assert (part["travel_min"] <= cfg.mode(mode).cap_min).all()
+    # Only pairs to cores:
+    cores = tmp_path / "cores.csv"
+    code, _, err = run_cli("flows", *ONE, "--out", str(cores), "--to-cores")
+    assert code == 0, err
+    to_cores = pd.read_csv(cores)
+    is_core = towns.population >= cfg.cores.min_population
+    assert len(to_cores) == int(sum(is_core[index[d]] for d in table["destination"]))
+    assert all(is_core[index[d]] for d in to_cores["destination"])
+
+
+def test_flows_refuses_sweeps_existing_files_and_unknown_types(tmp_path, run_cli):
+    out = tmp_path / "f.parquet"
+    code, _, err = run_cli("flows", *SMALL, "commute.cap_min=30,60", "--out", str(out))
+    assert code == 2 and "sweeps scenarios" in err and not out.exists()
+    out.write_text("keep me")
+    code, _, err = run_cli("flows", *ONE, "--out", str(out))
+    assert code == 2 and "exists" in err and out.read_text() == "keep me"
+    code, _, err = run_cli("flows", *ONE, "--out", str(tmp_path / "f.xlsx"))
+    assert code == 2 and "unknown file type" in err
