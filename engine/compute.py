@@ -26,7 +26,9 @@ from kernels import (
     row_tables,
     truncate_rows,
 )
+from kernels.models import best_core_by_destination, doubly_inflow, doubly_ipf, radiation_pass, scatter_inflow
 
+MODEL_CODES = {"gravity": 0, "attraction": 1, "doubly": 2, "radiation": 3}
 N_CHUNKS = 256  # town ranges of about equal pair count; fixed so results never depend on threads
 
 
@@ -210,6 +212,7 @@ _FIELDS = {
     "cap": "cap_min",
     "beta": "beta",
     "gamma": "gamma",
+    "alpha": "alpha",
     "self_time": "self_time_min",
     "min_time": "min_time_min",
     "threshold": "threshold",
@@ -233,6 +236,8 @@ def batch_parameters(cfg: AggloConfig, swept: dict, n_scenarios: int) -> dict:
             p[name] = column(f"{mode}.{field}", np.nan if base is None else float(base), np.float64).astype(np.float64)
         decay = column(f"{mode}.decay", mc.decay, object)
         p["decay"] = np.asarray([DECAY_CODES[str(d)] for d in decay], dtype=np.int8)
+        model = column(f"{mode}.model", mc.model, object)
+        p["model"] = np.asarray([MODEL_CODES[str(m)] for m in model], dtype=np.int8)
         params[mode] = p
     borders = column("borders", cfg.borders, object)
     params["closed"] = np.asarray([str(b) == "closed" for b in borders], dtype=np.bool_)
@@ -281,50 +286,203 @@ def core_mask(network: Network, core_min_population: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(is_core)
 
 
-def compute_batch(network: Network, params: dict) -> dict:
-    """Both modes for a batch of S scenarios: MODEL.md's cube variables, scenario first.
+def _gravity(network: Network, rows: Rows, p: dict, closed: np.ndarray, is_core: np.ndarray) -> dict:
+    n_reachable, reach, shift, denominator, best_core, best_weight = _origin(network, rows, p, closed, is_core)
+    with np.errstate(divide="ignore"):
+        origin_term = (network.log_pop[None, :] - shift - np.log(denominator)).astype(np.float32)
+    inflow = inflow_pass(
+        rows.chunks,
+        rows.offsets,
+        rows.neighbour,
+        rows.log_dist,
+        network.log_pop,
+        network.region,
+        closed,
+        reach,
+        origin_term,
+        p["circuity"],
+        p["speed"],
+        p["decay"],
+        p["beta"],
+        p["gamma"],
+        p["min_time"],
+    )
+    return {
+        "n_reachable": n_reachable,
+        "best_core": best_core,
+        "best_weight": best_weight,
+        "denominator": denominator,
+        "inflow": inflow,
+    }
 
-    Returns arrays of shape (S, 2, N) for the town variables and (S, 2) for the others.
-    """
-    is_core = core_mask(network, params["core_min_population"])
-    per_mode = []
-    for mode in MODES:
-        p = params[mode]
-        rows = network.rows[mode]
-        n_reachable, reach, shift, denominator, best_core, best_weight = _origin(
-            network, rows, p, params["closed"], is_core
-        )
-        with np.errstate(divide="ignore"):
-            origin_term = (network.log_pop[None, :] - shift - np.log(denominator)).astype(np.float32)
-        inflow = inflow_pass(
+
+def _by_destination(network, rows, p, closed, is_core, reach, dest_term, origin_term):
+    return best_core_by_destination(
+        rows.chunks,
+        rows.offsets,
+        rows.neighbour,
+        reach,
+        rows.cand_offsets,
+        rows.cand_pos,
+        rows.cand_town,
+        rows.cand_logd,
+        rows.cand_d,
+        network.region,
+        closed,
+        is_core,
+        network.log_pop,
+        dest_term,
+        origin_term,
+        p["circuity"],
+        p["speed"],
+        p["decay"],
+        p["beta"],
+        p["min_time"],
+    )
+
+
+def _attraction(network: Network, rows: Rows, p: dict, closed: np.ndarray, is_core: np.ndarray) -> dict:
+    """A_j is the gravity row sum with alpha as the mass exponent and no self term."""
+    q = dict(p, gamma=p["alpha"], self_time=np.full_like(p["self_time"], np.nan))
+    n_reachable, reach, shift, denominator, _, _ = _origin(network, rows, q, closed, is_core)
+    with np.errstate(divide="ignore"):
+        log_a = np.where(denominator > 0, shift + np.log(denominator), -np.inf)
+    origin_term = (p["alpha"][:, None] - 1.0) * network.log_pop[None, :]
+    best_core, best_share = _by_destination(network, rows, p, closed, is_core, reach, -log_a, origin_term)
+    return {
+        "n_reachable": n_reachable,
+        "best_core": best_core,
+        "best_weight": best_share,
+        "denominator": np.ones_like(best_share),
+        "inflow": np.where(denominator > 0, network.population[None, :], 0.0),
+    }
+
+
+def _doubly(network: Network, rows: Rows, p: dict, closed: np.ndarray, is_core: np.ndarray) -> dict:
+    n_reachable, reach, _, _, _, _ = _origin(network, rows, p, closed, is_core)
+    n_scen, n = reach.shape
+    log_a = np.empty((n_scen, n))
+    log_b = np.empty((n_scen, n))
+    inflow = np.empty((n_scen, n))
+    iterations = np.zeros(n_scen, dtype=np.int32)
+    error = np.zeros(n_scen)
+    for s in range(n_scen):
+        scale = 60.0 * p["circuity"][s] / p["speed"][s]
+        ends = reach[s].astype(np.int64)
+        la, lb, it, err, f, _, a, b = doubly_ipf(
             rows.chunks,
             rows.offsets,
             rows.neighbour,
             rows.log_dist,
-            network.log_pop,
             network.region,
-            params["closed"],
-            reach,
-            origin_term,
-            p["circuity"],
-            p["speed"],
-            p["decay"],
-            p["beta"],
-            p["gamma"],
-            p["min_time"],
+            bool(closed[s]),
+            ends,
+            network.population,
+            int(p["decay"][s]),
+            float(p["beta"][s]),
+            scale,
+            float(p["min_time"][s]),
+            float(p["self_time"][s]),
         )
+        log_a[s], log_b[s], iterations[s], error[s] = la, lb, it, err
+        inflow[s] = doubly_inflow(rows.chunks, rows.offsets, rows.neighbour, f, ends, network.population, a, b)
+    best_core, best_share = _by_destination(network, rows, p, closed, is_core, reach, log_b, log_a)
+    return {
+        "n_reachable": n_reachable,
+        "best_core": best_core,
+        "best_weight": best_share,
+        "denominator": np.ones_like(best_share),
+        "inflow": inflow,
+        "ipf_iterations": iterations,
+        "ipf_error": error,
+    }
+
+
+def _radiation(network: Network, rows: Rows, p: dict, closed: np.ndarray, is_core: np.ndarray) -> dict:
+    n_reachable, reach, _, _, _, _ = _origin(network, rows, p, closed, is_core)
+    n_scen, n = reach.shape
+    best_core = np.empty((n_scen, n), dtype=np.int32)
+    best_share = np.empty((n_scen, n))
+    inflow = np.empty((n_scen, n))
+    for s in range(n_scen):
+        ends = reach[s].astype(np.int64)
+        share, best_core[s], best_share[s], _ = radiation_pass(
+            rows.chunks,
+            rows.offsets,
+            rows.neighbour,
+            rows.log_dist,
+            network.lat,
+            network.lon,
+            network.region,
+            bool(closed[s]),
+            ends,
+            network.population,
+            is_core[s],
+            float(p["circuity"][s]),
+            float(p["speed"][s]),
+        )
+        inflow[s] = scatter_inflow(rows.offsets, rows.neighbour, ends, network.population, share)
+    return {
+        "n_reachable": n_reachable,
+        "best_core": best_core,
+        "best_weight": best_share,
+        "denominator": np.ones_like(best_share),
+        "inflow": inflow,
+    }
+
+
+_MODEL_PASSES = {0: _gravity, 1: _attraction, 2: _doubly, 3: _radiation}
+
+
+def compute_batch(network: Network, params: dict) -> dict:
+    """Both modes for a batch of S scenarios: MODEL.md's cube variables, scenario first.
+
+    Scenarios are grouped by each mode's flow model; every model's pass is independent of
+    the other scenarios of its group, so results never depend on the batch.
+    Returns arrays of shape (S, 2, N) for the town variables and (S, 2) for the others.
+    """
+    is_core = core_mask(network, params["core_min_population"])
+    n_scen, n = is_core.shape
+    per_mode = []
+    for mode in MODES:
+        p = params[mode]
+        rows = network.rows[mode]
+        merged = {
+            "n_reachable": np.zeros((n_scen, n), dtype=np.int32),
+            "best_core": np.full((n_scen, n), -1, dtype=np.int32),
+            "best_weight": np.zeros((n_scen, n)),
+            "denominator": np.zeros((n_scen, n)),
+            "inflow": np.zeros((n_scen, n)),
+            "ipf_iterations": np.zeros(n_scen, dtype=np.int32),
+            "ipf_error": np.full(n_scen, np.nan),
+        }
+        for code in np.unique(p["model"]):
+            idx = np.flatnonzero(p["model"] == code)
+            sub = {k: v[idx] for k, v in p.items()}
+            got = _MODEL_PASSES[int(code)](
+                network, rows, sub, params["closed"][idx], np.ascontiguousarray(is_core[idx])
+            )
+            for name, value in got.items():
+                merged[name][idx] = value
         core, share, agglo_population, coverage, n_agglomerations = assign_batch(
-            network.population, is_core, best_core, best_weight, denominator, p["threshold"]
+            network.population,
+            is_core,
+            merged["best_core"],
+            merged["best_weight"],
+            merged["denominator"],
+            p["threshold"],
         )
         per_mode.append(
             {
                 "core": core,
                 "share": share,
-                "n_reachable": n_reachable,
-                "inflow": inflow.astype(np.float32),
+                "n_reachable": merged["n_reachable"],
+                "inflow": merged["inflow"].astype(np.float32),
                 "agglo_population": agglo_population,
                 "coverage": coverage,
                 "n_agglomerations": n_agglomerations,
+                "ipf_iterations": merged["ipf_iterations"],
+                "ipf_error": merged["ipf_error"],
             }
         )
     return {name: np.stack([m[name] for m in per_mode], axis=1) for name in per_mode[0]}

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf, open_dict
 from engine.errors import UserError
 
 MODES = ("commute", "freight")
-MODELS = ("gravity",)
+MODELS = ("gravity", "attraction", "doubly", "radiation")
 DECAYS = ("power", "exponential")
 
 

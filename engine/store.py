@@ -53,6 +53,13 @@ VARIABLES = {
         "population of non-core towns in an agglomeration / population of all non-core towns",
     ),
     "n_agglomerations": (np.int32, False, "1", "number of cores with at least one member"),
+    "ipf_iterations": (np.int32, False, "1", "doubly-constrained model: balancing iterations used; 0 for other models"),
+    "ipf_error": (
+        np.float64,
+        False,
+        "1",
+        "doubly-constrained model: largest relative row or column error when balancing stopped; NaN otherwise",
+    ),
 }
 
 MODE_TEXT = {

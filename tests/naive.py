@@ -110,3 +110,99 @@ def scenario(
     if keep_pairs:
         out["pairs"] = pairs
     return out
+
+
+def scenario_dense(lat, lon, population, region, is_core, mode: dict, closed: bool, tol=1e-9, max_iter=1000):
+    """MODEL.md's other flow models ("attraction", "doubly", "radiation"), dense N x N.
+
+    Same results as :func:`scenario`, plus ``ipf_iterations`` and ``ipf_error`` (doubly).
+    """
+    n = len(population)
+    idx = np.arange(n)
+    t = 60 * mode["circuity"] * haversine_rows(lat, lon, idx) / mode["speed_kmh"]
+    reach = t <= mode["cap_min"]
+    reach[idx, idx] = False
+    if closed:
+        reach &= region[:, None] == region[None, :]
+    gap = np.abs(t - mode["cap_min"])
+    gap[idx, idx] = np.inf
+    f = np.where(reach, deterrence(t, mode["decay"], mode["beta"], mode["min_time_min"]), 0.0)
+    pop = population.astype(np.float64)
+    iterations, error = 0, np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if mode["model"] == "attraction":
+            w = pop[:, None] ** mode["alpha"] * f  # w'_ij over the i that reach j
+            a = w.sum(axis=0)
+            big_t = np.where(reach, pop[None, :] * w / np.where(a > 0, a, 1.0)[None, :], 0.0)
+            s = big_t / pop[:, None]
+            inflow = big_t.sum(axis=0)
+        elif mode["model"] == "doubly":
+            k = f.copy()
+            if mode["self_time_min"] is not None:
+                k[idx, idx] = deterrence(mode["self_time_min"], mode["decay"], mode["beta"], mode["min_time_min"])
+            support = k.sum(axis=1) > 0
+            b = np.ones(n)
+            r = k @ (b * pop)
+            a = np.where(support, 1.0 / np.where(support, r, 1.0), 0.0)
+            for it in range(1, max_iter + 1):
+                c = k.T @ (a * pop)
+                b = np.where(support, 1.0 / np.where(support, c, 1.0), 0.0)
+                r = k @ (b * pop)
+                errors = np.abs(a * r - 1.0)[support]
+                iterations = it
+                factors = np.concatenate([a[support], b[support], r[support]])
+                if not np.all((factors > 0) & (factors < np.inf)):
+                    error = np.inf  # no balanced table exists
+                    break
+                error = float(np.max(errors, initial=0.0))
+                if error < tol:
+                    break
+                a = np.where(support, 1.0 / np.where(support, r, 1.0), 0.0)
+            big_t = a[:, None] * pop[:, None] * k * b[None, :] * pop[None, :]
+            big_t[idx, idx] = 0.0
+            s = np.where(reach, big_t / pop[:, None], 0.0)
+            inflow = big_t.sum(axis=0)
+        else:  # radiation
+            s = np.zeros((n, n))
+            for i in range(n):
+                js = np.flatnonzero(reach[i])
+                closer = np.array([pop[js][t[i, js] < t[i, j]].sum() for j in js])
+                w = pop[i] * pop[js] / ((pop[i] + closer) * (pop[i] + pop[js] + closer))
+                if w.sum() > 0:
+                    s[i, js] = w / w.sum()
+            inflow = (pop[:, None] * s).sum(axis=0)
+    core = np.full(n, -1, dtype=np.int64)
+    share = np.full(n, np.nan)
+    second = np.full(n, np.nan)
+    for i in range(n):
+        if is_core[i]:
+            core[i], share[i] = i, 1.0
+            continue
+        candidates = np.flatnonzero(reach[i] & is_core)
+        if candidates.size == 0:
+            continue
+        order = np.argsort(-s[i, candidates], kind="stable")
+        best = candidates[order[0]]
+        share[i] = s[i, best]
+        if candidates.size > 1:
+            second[i] = s[i, candidates[order[1]]]
+        if s[i, best] >= mode["threshold"]:
+            core[i] = best
+    agglo = np.zeros(n)
+    members = (core >= 0) & ~is_core
+    for c in np.flatnonzero(is_core):
+        agglo[c] = pop[c] + pop[members & (core == c)].sum()
+    small = ~is_core
+    return {
+        "core": core,
+        "share": share,
+        "second": second,
+        "n_reachable": reach.sum(axis=1),
+        "inflow": inflow,
+        "agglo_population": agglo,
+        "coverage": pop[members].sum() / pop[small].sum() if small.any() else np.nan,
+        "n_agglomerations": sum(1 for c in np.flatnonzero(is_core) if (members & (core == c)).any()),
+        "cap_gap": gap.min(axis=1),
+        "ipf_iterations": iterations,
+        "ipf_error": error,
+    }

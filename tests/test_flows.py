@@ -51,3 +51,5 @@ def test_flows_refuses_sweeps_existing_files_and_unknown_types(tmp_path, run_cli
     assert code == 2 and "exists" in err and out.read_text() == "keep me"
     code, _, err = run_cli("flows", *ONE, "--out", str(tmp_path / "f.xlsx"))
     assert code == 2 and "unknown file type" in err
+    code, _, err = run_cli("flows", *ONE, "freight.model=radiation", "--out", str(tmp_path / "g.csv"))
+    assert code == 2 and "freight.model = 'radiation'" in err
