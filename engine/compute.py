@@ -488,6 +488,68 @@ def compute_batch(network: Network, params: dict) -> dict:
     return {name: np.stack([m[name] for m in per_mode], axis=1) for name in per_mode[0]}
 
 
+def _model_pair_shares(network, params, mode, scenario, origin, travel, reachable):
+    """s_ij per pair for the attraction, doubly and radiation models (float64, exact times)."""
+    one = {k: v[scenario : scenario + 1] for k, v in params[mode].items()}
+    closed = params["closed"][scenario : scenario + 1]
+    is_core = core_mask(network, params["core_min_population"][scenario : scenario + 1])
+    rows = network.rows[mode]
+    dest = rows.neighbour.astype(np.int64)
+    decay = "power" if int(one["decay"][0]) == 0 else "exponential"
+    beta, min_time = float(one["beta"][0]), float(one["min_time"][0])
+    with np.errstate(divide="ignore", over="ignore"):
+        log_f = -beta * (np.log(np.maximum(travel, min_time)) if decay == "power" else travel)
+    lp = network.log_pop
+    home = np.zeros(network.n_towns)
+    model = int(one["model"][0])
+    if model == MODEL_CODES["attraction"]:
+        q = dict(one, gamma=one["alpha"], self_time=np.full(1, np.nan))
+        _, _, shift, denominator, _, _ = _origin(network, rows, q, closed, is_core)
+        with np.errstate(divide="ignore"):
+            log_a = np.where(denominator[0] > 0, shift[0] + np.log(denominator[0]), -np.inf)
+        alpha = float(one["alpha"][0])
+        share = np.where(reachable, np.exp(lp[dest] + (alpha - 1.0) * lp[origin] + log_f - log_a[dest]), 0.0)
+        return share, home
+    n_reachable, reach, _, _, _, _ = _origin(network, rows, one, closed, is_core)
+    ends = reach[0].astype(np.int64)
+    if model == MODEL_CODES["doubly"]:
+        scale = 60.0 * float(one["circuity"][0]) / float(one["speed"][0])
+        _, _, _, _, _, self_f, a, b = doubly_ipf(
+            rows.chunks,
+            rows.offsets,
+            rows.neighbour,
+            rows.log_dist,
+            network.region,
+            bool(closed[0]),
+            ends,
+            network.population,
+            int(one["decay"][0]),
+            beta,
+            scale,
+            min_time,
+            float(one["self_time"][0]),
+        )
+        share = np.where(reachable, a[origin] * b[dest] * network.population[dest] * np.exp(log_f), 0.0)
+        home = a * b * network.population * self_f
+        return share, home
+    share, _, _, _ = radiation_pass(
+        rows.chunks,
+        rows.offsets,
+        rows.neighbour,
+        rows.log_dist,
+        network.lat,
+        network.lon,
+        network.region,
+        bool(closed[0]),
+        ends,
+        network.population,
+        is_core[0],
+        float(one["circuity"][0]),
+        float(one["speed"][0]),
+    )
+    return share, home
+
+
 def scenario_pairs(network: Network, params: dict, mode: str, scenario: int = 0) -> dict:
     """Every neighbourhood pair of one scenario and mode, in float64 from exact travel
     times: origin, destination, travel_min, share, flow, reachable; and the home share
@@ -517,6 +579,8 @@ def scenario_pairs(network: Network, params: dict, mode: str, scenario: int = 0)
     reachable = travel <= p["cap"]
     if closed:
         reachable &= network.region[origin] == network.region[rows.neighbour]
+    if int(p["model"]) != MODEL_CODES["gravity"]:
+        share, home = _model_pair_shares(network, params, mode, scenario, origin, travel, reachable)
     return {
         "origin": origin,
         "destination": rows.neighbour.astype(np.int64),

@@ -62,12 +62,6 @@ def export(overrides: list, out: str, to_cores: bool) -> tuple[str, int]:
             "agglo flows: the configuration sweeps scenarios; allowed: one scenario "
             "(add sweep.grid={} and set the keys, e.g. commute.cap_min=45)"
         )
-    for mode in ("commute", "freight"):
-        if cfg.mode(mode).model != "gravity":
-            raise UserError(
-                f"{mode}.model = {cfg.mode(mode).model!r}: agglo flows exports the gravity model's pairs; "
-                "allowed: gravity (the other models' shares are in the cube per town)"
-            )
     table = flow_table(cfg, load_towns(cfg), to_cores)
     tmp = out + ".partial"
     if suffix == ".parquet":
