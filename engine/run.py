@@ -65,6 +65,11 @@ def _decide_store(cfg: AggloConfig, cfg_omega, sha: str) -> tuple[bool, np.ndarr
         store.require_new(path)
     if cfg.store.mode == "overwrite":
         return True, None
+    if attrs.get("format") != store.FORMAT:
+        raise UserError(
+            f"store.path = {path!r} was written by an older engine (format {attrs.get('format')}, now {store.FORMAT}); "
+            "allowed: store.mode=overwrite, or another store.path (it is left untouched)"
+        )
     differing = diff_keys(store.stored_config(attrs), result_keys(cfg_omega))
     if attrs.get("input_sha256") != sha:
         differing.append("input table (SHA-256)")

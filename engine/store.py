@@ -23,7 +23,8 @@ from engine.errors import UserError
 from engine.plan import Plan
 from engine.towns import Towns
 
-FORMAT = "agglo-cube-1"
+FORMAT = "agglo-cube-2"  # 2: adds ipf_iterations and ipf_error (flow models)
+READABLE = ("agglo-cube-1", FORMAT)
 
 # Consolidated metadata is what lets xr.open_zarr open a cube in one read; zarr warns
 # that it is not yet part of the v3 spec. We know, and keep it.
@@ -104,7 +105,7 @@ def read_attrs(path: str) -> dict | None:
     except Exception:  # noqa: BLE001 - anything that is not a zarr group is "not a cube"
         return None
     attrs = dict(group.attrs)
-    return attrs if attrs.get("format") == FORMAT else None
+    return attrs if attrs.get("format") in READABLE else None
 
 
 def template(plan: Plan, towns: Towns, attrs: dict) -> xr.Dataset:

@@ -129,7 +129,7 @@ def scenario_dense(lat, lon, population, region, is_core, mode: dict, closed: bo
     f = np.where(reach, deterrence(t, mode["decay"], mode["beta"], mode["min_time_min"]), 0.0)
     pop = population.astype(np.float64)
     iterations, error = 0, np.nan
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         if mode["model"] == "attraction":
             w = pop[:, None] ** mode["alpha"] * f  # w'_ij over the i that reach j
             a = w.sum(axis=0)

@@ -130,3 +130,21 @@ def test_store_path_as_file_url(tmp_path, run_cli):
     assert code == 0, err
     assert (tmp_path / "url.zarr" / "zarr.json").exists()
     assert run_cli("info", url)[0] == 0
+
+
+def test_cube_of_an_older_format_is_read_but_never_resumed(tmp_path, run_cli):
+    import zarr
+
+    store = str(tmp_path / "old.zarr")
+    assert run_cli("run", *SMALL, "commute.cap_min=30,60", f"store.path={store}", "--quiet")[0] == 0
+    group = zarr.open_group(store, mode="r+")
+    group.attrs["format"] = "agglo-cube-1"
+    zarr.consolidate_metadata(store)
+    assert open_results(store).sizes["commute.cap_min"] == 2  # still readable
+    code, _, err = run_cli("run", *SMALL, "commute.cap_min=30,60", f"store.path={store}", "--quiet")
+    assert code == 2 and "older engine" in err and err.count("\n") == 1
+    assert zarr.open_group(store, mode="r").attrs["format"] == "agglo-cube-1"  # untouched
+    code, _, err = run_cli(
+        "run", *SMALL, "commute.cap_min=30,60", f"store.path={store}", "store.mode=overwrite", "--quiet"
+    )
+    assert code == 0, err
