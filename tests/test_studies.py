@@ -1,0 +1,30 @@
+"""The studies' own preparation steps (the engine runs are covered elsewhere)."""
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(path: str):
+    spec = importlib.util.spec_from_file_location("study", ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ural_table_joins_every_monotown_or_says_why():
+    ural = _load("experiments/ural/run.py")
+    table, unjoined = ural.build_table()
+    mono = pd.read_csv(ROOT / "tests/data/ru_monotowns/monotowns_1398r.csv")
+    mono = mono[mono["region"].isin(ural.REGIONS)]
+    assert int((table["category"] > 0).sum()) + len(unjoined) == len(mono)
+    assert sorted(table.loc[table["core"], "name"]) == sorted(ural.CENTRES)
+    assert table["town_id"].is_unique and (table["population"] > 0).all()
+    # Every joined monotown is in its own region, with the category of the list.
+    for row in mono.itertuples(index=False):
+        key = ural._key(row.admin_center)
+        hit = table[(table["name"].map(ural._key) == key) & (table["region"] == ural.REGIONS[row.region])]
+        assert len(hit) == 0 or int(hit["category"].iloc[0]) == int(row.category)
