@@ -28,3 +28,12 @@ def test_ural_table_joins_every_monotown_or_says_why():
         key = ural._key(row.admin_center)
         hit = table[(table["name"].map(ural._key) == key) & (table["region"] == ural.REGIONS[row.region])]
         assert len(hit) == 0 or int(hit["category"].iloc[0]) == int(row.category)
+
+
+def test_cbsa_table_has_the_metropolitan_central_counties_as_cores():
+    cbsa = _load("experiments/cbsa/run.py")
+    table, truth = cbsa.build_table()
+    assert table["town_id"].is_unique and table["core"].any()
+    central = set(truth.loc[truth["central"], "GEOID"])
+    assert set(table.loc[table["core"], "town_id"].map(lambda t: f"{t:05d}")) <= central
+    assert (~truth["central"]).sum() > 400

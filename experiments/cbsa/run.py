@@ -1,0 +1,162 @@
+"""An official benchmark, one command from the repository root:
+
+    .venv/bin/python experiments/cbsa/run.py
+
+US counties (tests/data/us_cbsa: 2020 Gazetteer points, ACS 2022 populations) are the towns;
+the central counties of metropolitan statistical areas in OMB's July 2023 delineation are
+the cores. For every scenario of ``experiment=cbsa`` (commute cap x beta x threshold) a
+non-core county is predicted an outlying county of the metro area whose central county it
+joins. Against OMB 2023: precision (predicted outlying counties that OMB puts in that same
+metro area) and recall (OMB's metropolitan outlying counties found, in the right area).
+Against the 1990 commuting zones (tests/data/us_commuting_zones): the share of predicted
+attachments whose county and core share a zone. Tables go into this folder's README.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+KEYS = ["commute.cap_min", "commute.beta", "commute.threshold"]
+
+
+def build_table() -> tuple[pd.DataFrame, pd.DataFrame]:
+    counties = pd.read_csv(ROOT / "tests/data/us_cbsa/counties_2020_dist.csv", dtype={"GEOID": str, "CBSA": str})
+    omb = pd.read_csv(
+        ROOT / "tests/data/us_cbsa/list1_Jul_2023_cbsa_delineation.csv",
+        dtype={"CBSA Code": str, "FIPS State Code": str, "FIPS County Code": str},
+    )
+    omb["GEOID"] = omb["FIPS State Code"].str.zfill(2) + omb["FIPS County Code"].str.zfill(3)
+    metro = omb[omb["Metropolitan/Micropolitan Statistical Area"] == "Metropolitan Statistical Area"]
+    truth = pd.DataFrame(
+        {"GEOID": metro["GEOID"], "cbsa": metro["CBSA Code"], "central": metro["Central/Outlying County"] == "Central"}
+    )
+    counties = counties[counties["Population"] > 0]
+    table = pd.DataFrame(
+        {
+            "town_id": counties["GEOID"].astype(np.int64),
+            "name": counties["Name"] + ", " + counties["State"],
+            "lat": counties["Latitude"],
+            "lon": counties["Longitude"],
+            "population": counties["Population"].astype(float),
+            "region": counties["State"],
+            "core": counties["GEOID"].isin(truth.loc[truth["central"], "GEOID"]),
+        }
+    )
+    return table, truth
+
+
+def score(ds, table: pd.DataFrame, truth: pd.DataFrame, zones: pd.Series) -> pd.DataFrame:
+    ids = ds["town_id"].values
+    geoid = np.array([f"{int(t):05d}" for t in ids])
+    cbsa_of = dict(zip(truth["GEOID"], truth["cbsa"]))
+    outlying = {g for g, c in zip(truth["GEOID"], truth["central"]) if not c}
+    true_area = np.array([cbsa_of.get(g) if g in outlying else None for g in geoid], dtype=object)
+    area = np.array([cbsa_of.get(g) for g in geoid], dtype=object)  # the CBSA of each core
+    zone = np.array([zones.get(g) for g in geoid], dtype=object)
+    is_core = table.set_index("town_id").loc[ids, "core"].to_numpy()
+    flat = ds["core"].sel(mode="commute").stack(scenario=KEYS).transpose("scenario", "town").values
+    rows = []
+    n_true = int(sum(a is not None for a in true_area))
+    index = ds["core"].sel(mode="commute").stack(scenario=KEYS)["scenario"].values
+    for k, key in enumerate(index):
+        core = flat[k]
+        member = (core >= 0) & ~is_core
+        pred_area = np.where(member, area[np.where(core >= 0, core, 0)], None)
+        hit = member & (pred_area == true_area) & np.array([a is not None for a in true_area])
+        same_zone = member & (zone == zone[np.where(core >= 0, core, 0)]) & np.array([z is not None for z in zone])
+        precision = hit.sum() / max(member.sum(), 1)
+        recall = hit.sum() / n_true
+        rows.append(
+            {
+                **dict(zip(KEYS, key)),
+                "predicted": int(member.sum()),
+                "correct": int(hit.sum()),
+                "precision": precision,
+                "recall": recall,
+                "f1": 2 * precision * recall / max(precision + recall, 1e-12),
+                "same_cz_1990": same_zone.sum() / max(member.sum(), 1),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def misses(ds, table, truth, best: dict) -> list[str]:
+    """The largest OMB outlying counties the best scenario gets wrong, and how."""
+    ids = ds["town_id"].values
+    geoid = np.array([f"{int(t):05d}" for t in ids])
+    core = ds["core"].sel(mode="commute").sel(best).values
+    cbsa_of = dict(zip(truth["GEOID"], truth["cbsa"]))
+    names = ds["name"].values
+    pop = ds["population"].values
+    out = []
+    wrong = []
+    for i, g in enumerate(geoid):
+        if g in cbsa_of and not truth.set_index("GEOID").loc[g, "central"]:
+            c = core[i]
+            if c < 0:
+                wrong.append((pop[i], f"{names[i]} (OMB: outlying of {cbsa_of[g]}): joins no central county"))
+            elif cbsa_of.get(geoid[c]) != cbsa_of[g]:
+                wrong.append((pop[i], f"{names[i]} (OMB: {cbsa_of[g]}): joins {names[c]} ({cbsa_of.get(geoid[c])})"))
+    for _, text in sorted(wrong, reverse=True)[:8]:
+        out.append(f"- {text}")
+    return out
+
+
+def main() -> int:
+    table, truth = build_table()
+    table.to_csv(HERE / "counties.csv", index=False)
+    figures = ROOT / "results/cbsa_figures"
+    done = subprocess.run(
+        [str(ROOT / ".venv/bin/agglo"), "run", "experiment=cbsa", "--quiet", "--figures", str(figures)], cwd=ROOT
+    )
+    if done.returncode != 0:
+        return done.returncode
+    sys.path.insert(0, str(ROOT))
+    import engine
+
+    ds = engine.open_results(str(ROOT / "results/cbsa.zarr"))
+    cz = pd.read_csv(ROOT / "tests/data/us_commuting_zones/clusfin_jtw1990.csv", dtype={"county": str})
+    zones = pd.Series(cz["cluster"].values, index=cz["county"].str.zfill(5))
+    scores = score(ds, table, truth, zones).sort_values("f1", ascending=False)
+    best = scores.iloc[0]
+    best_sel = {k: best[k] for k in KEYS}
+    (HERE / "figures").mkdir(exist_ok=True)
+    shutil.copyfile(figures / "map.png", HERE / "figures" / "map.png")
+    n_true = int((~truth["central"]).sum())
+    fmt = scores.head(8).to_string(index=False, float_format=lambda v: f"{v:.3f}")
+    report = [
+        "<!-- RESULTS (written by run.py) -->",
+        f"{len(table)} counties, {int(table['core'].sum())} central counties of metropolitan areas as cores, "
+        f"{n_true} metropolitan outlying counties in OMB 2023; {len(scores)} scenarios.",
+        "",
+        "Best scenarios by F1 (precision and recall of outlying-county membership; same_cz_1990 = share of",
+        "predicted attachments whose county and central county share a 1990 commuting zone):",
+        "",
+        "```",
+        fmt,
+        "```",
+        "",
+        f"Best: {', '.join(f'{k} = {best[k]:g}' for k in KEYS)}: precision {best['precision']:.3f}, recall "
+        f"{best['recall']:.3f}. The largest OMB outlying counties it gets wrong:",
+        "",
+        *misses(ds, table, truth, best_sel),
+        "<!-- /RESULTS -->",
+    ]
+    readme = HERE / "README.md"
+    old = readme.read_text() if readme.exists() else ""
+    head = old.split("<!-- RESULTS")[0] if "<!-- RESULTS" in old else old
+    readme.write_text(head + "\n".join(report) + "\n")
+    print("\n".join(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
