@@ -185,6 +185,30 @@ def plot_stability(ds: xr.Dataset, stab: xr.Dataset, path: str) -> str:
     return path
 
 
+def plot_membership(ds: xr.Dataset, stab: xr.Dataset, path: str) -> str:
+    """P(belongs to an agglomeration) per town over all scenarios; never attached in red."""
+    lon, lat, pop = ds["lon"].values, ds["lat"].values, ds["population"].values
+    size = 3 + 40 * np.sqrt(pop / pop.max())
+    fig, axes = plt.subplots(1, 2, figsize=(13, 6))
+    for ax, mode in zip(axes, ("commute", "freight")):
+        p = stab["p_member"].sel(mode=mode).values
+        never = p == 0
+        im = ax.scatter(lon[~never], lat[~never], s=size[~never], c=p[~never], cmap="viridis", vmin=0, vmax=1)
+        ax.scatter(
+            lon[never], lat[never], s=size[never], c="tab:red", label=f"never attached ({int(never.sum())} towns)"
+        )
+        ax.set_title(f"{mode}: share of scenarios in an agglomeration")
+        ax.set_xlabel("longitude (°)")
+        ax.legend(loc="lower left", fontsize=8)
+        ax.set_aspect("equal", adjustable="datalim")
+    axes[0].set_ylabel("latitude (°)")
+    fig.colorbar(im, ax=axes, label="P(member) over all scenarios")
+    fig.suptitle(f"Which towns any scenario attaches ({stab.attrs.get('scenarios', '?')} scenarios)")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_agglo_vs_cap(ds: xr.Dataset, chosen: dict, path: str, top: int = 5) -> str | None:
     keys = {"commute": "commute.cap_min", "freight": "freight.cap_min"}
     if not any(k in scenario_dims(ds) for k in keys.values()):

@@ -198,7 +198,14 @@ def test_analyze_and_plot_commands_write_groups_and_figures(grid_cube, tmp_path,
     code, out, err = run_cli("plot", grid_cube, "--out", str(tmp_path / "figs"), "--select", "borders=closed")
     assert code == 0, err
     names = sorted(p.name for p in (tmp_path / "figs").iterdir())
-    assert names == ["agglo_vs_cap.png", "heatmap_coverage.png", "map.png", "sensitivity_coverage.png", "stability.png"]
+    assert names == [
+        "agglo_vs_cap.png",
+        "heatmap_coverage.png",
+        "map.png",
+        "membership.png",
+        "sensitivity_coverage.png",
+        "stability.png",
+    ]
     for name in names:
         data = (tmp_path / "figs" / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000

@@ -152,7 +152,9 @@ def plot_store(path: str, select: dict, out: str, x_key: str | None = None, y_ke
         sens = analyze_sensitivity(ds)
         written.append(plots.plot_sensitivity(sens, os.path.join(out, "sensitivity_coverage.png")))
     if dims:
-        written.append(plots.plot_stability(ds, stability(ds), os.path.join(out, "stability.png")))
+        stab = stability(ds)
+        written.append(plots.plot_stability(ds, stab, os.path.join(out, "stability.png")))
+        written.append(plots.plot_membership(ds, stab, os.path.join(out, "membership.png")))
         curve = plots.plot_agglo_vs_cap(ds, chosen, os.path.join(out, "agglo_vs_cap.png"))
         if curve:
             written.append(curve)
