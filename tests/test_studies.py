@@ -37,3 +37,13 @@ def test_cbsa_table_has_the_metropolitan_central_counties_as_cores():
     central = set(truth.loc[truth["central"], "GEOID"])
     assert set(table.loc[table["core"], "town_id"].map(lambda t: f"{t:05d}")) <= central
     assert (~truth["central"]).sum() > 400
+
+
+def test_oaxaca_study_highlights_are_geonames_towns():
+    from engine.towns import load_geonames
+
+    oaxaca = _load("experiments/oaxaca/run.py")
+    ids = set(load_geonames("MX", ["20"], 500).town_id.tolist())
+    assert set(oaxaca.HIGHLIGHT) <= ids
+    raw = pd.read_csv(ROOT / "tests/data/oaxaca/oaxaca_localidades_1000plus_2020.csv")
+    assert set(oaxaca.INEGI_CORES) <= set(raw["cvegeo"].tolist())
