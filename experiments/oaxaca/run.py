@@ -117,9 +117,9 @@ def main() -> int:
             c = int(one["core"].sel(mode=mode).values[i])
             s = float(one["share"].sel(mode=mode).values[i])
             cells.append(
-                f"{names[c]} (share {s:.2f})"
+                f"{names[c]} (share {s:.3f})"
                 if c >= 0
-                else ("none" if np.isnan(s) else f"none (best core share {s:.2f})")
+                else ("none" if np.isnan(s) else f"none (best core share {s:.3f})")
             )
         lines.append(f"| {names[i]} | {pop[i] / 1e3:.1f} k | {why} | {cells[0]} | {cells[1]} |")
     core_c = one["core"].sel(mode="commute").values
