@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all bench lint clean
+.PHONY: run test test-all bench lint clean studies study-oaxaca study-ural study-national study-cbsa
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11" >&2; exit 2; }
@@ -19,8 +19,8 @@ run: $(STAMP)
 	$(BIN)/agglo run $(ARGS) --figures results/figures
 
 test: $(STAMP)
-	$(BIN)/ruff check engine kernels tests benchmarks
-	$(BIN)/ruff format --check engine kernels tests benchmarks
+	$(BIN)/ruff check engine kernels tests benchmarks experiments
+	$(BIN)/ruff format --check engine kernels tests benchmarks experiments
 	$(BIN)/python -m pytest -q
 
 test-all: $(STAMP)
@@ -30,6 +30,21 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_kernels.py
 	$(BIN)/python benchmarks/bench_sweep.py
 	$(BIN)/python benchmarks/bench_scale.py
+
+# The studies of experiments/ (each also runs alone: make study-ural, ...).
+studies: study-oaxaca study-ural study-national study-cbsa
+
+study-oaxaca: $(STAMP)
+	$(BIN)/python experiments/oaxaca/run.py
+
+study-ural: $(STAMP)
+	$(BIN)/python experiments/ural/run.py
+
+study-national: $(STAMP)
+	$(BIN)/python experiments/national/run.py
+
+study-cbsa: $(STAMP)
+	$(BIN)/python experiments/cbsa/run.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine kernels tests benchmarks experiments
