@@ -105,6 +105,58 @@ def results(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def by_category(ds, table, select: dict) -> dict:
+    """Share of each category's population (centres excluded) attached, per mode."""
+    ids = ds["town_id"].values
+    cat = table.set_index("town_id").loc[ids, "category"].to_numpy()
+    core_town = table.set_index("town_id").loc[ids, "core"].to_numpy()
+    pop = ds["population"].values
+    out = {}
+    for mode in ("commute", "freight"):
+        attached = ds["core"].sel(select).sel(mode=mode).values >= 0
+        out[mode] = [
+            100 * pop[attached & (cat == k) & ~core_town].sum() / pop[(cat == k) & ~core_town].sum() for k in (1, 2, 3)
+        ]
+    return out
+
+
+def extra_questions(table) -> list[str]:
+    """Decay and a lockdown (commute 0-30 min, closed oblast borders), by monotown category."""
+    import engine
+
+    oaxaca = ROOT / "experiments/oaxaca/decay_scenarios.csv"
+    for args in (
+        ["sweep.grid={}", f"sweep.table={oaxaca}", "store.path=results/ural_decay.zarr"],
+        ["sweep.grid={}", "commute.cap_min=0,10,20,30", "borders=open,closed", "store.path=results/ural_lockdown.zarr"],
+    ):
+        done = subprocess.run([str(ROOT / ".venv/bin/agglo"), "run", "experiment=ural", *args, "--quiet"], cwd=ROOT)
+        if done.returncode != 0:
+            raise SystemExit(done.returncode)
+    decay = engine.open_results(str(ROOT / "results/ural_decay.zarr"))
+    lock = engine.open_results(str(ROOT / "results/ural_lockdown.zarr"))
+    lines = ["", "Decay: share of each category's population attached (categories 1 / 2 / 3):", ""]
+    lines += ["| caps | decay | by commuting | by freight |", "| --- | --- | --- | --- |"]
+    for k in range(decay.sizes["scenario"]):
+        got = by_category(decay, table, {"scenario": k})
+        lines.append(
+            f"| {decay['commute.cap_min'].values[k]:g} / {decay['freight.cap_min'].values[k]:g} min | {decay['commute.decay'].values[k]} "
+            f"| {' / '.join(f'{v:.0f} %' for v in got['commute'])} | {' / '.join(f'{v:.0f} %' for v in got['freight'])} |"
+        )
+    lines += [
+        "",
+        "Lockdown (freight at 240 min; closed = no trip crosses the oblast border), categories 1 / 2 / 3:",
+        "",
+    ]
+    lines += ["| commute cap | borders | by commuting | by freight |", "| --- | --- | --- | --- |"]
+    for cap in lock["commute.cap_min"].values:
+        for b in lock["borders"].values:
+            got = by_category(lock, table, {"commute.cap_min": cap, "borders": b})
+            lines.append(
+                f"| {cap:g} min | {b} | {' / '.join(f'{v:.0f} %' for v in got['commute'])} | {' / '.join(f'{v:.0f} %' for v in got['freight'])} |"
+            )
+    return lines
+
+
 def main() -> int:
     table, unjoined = build_table()
     table.drop(columns=["category"]).to_csv(HERE / "ural_towns.csv", index=False)
@@ -117,7 +169,7 @@ def main() -> int:
     (HERE / "figures").mkdir(exist_ok=True)
     for name in ("map.png", "heatmap_coverage.png"):  # the two the README shows; the rest stay in results/
         shutil.copyfile(figures / name, HERE / "figures" / name)
-    text = results(table)
+    text = "\n".join([results(table), *extra_questions(table)])
     joined = int((table["category"] > 0).sum())
     report = [
         "<!-- RESULTS (written by run.py) -->",
