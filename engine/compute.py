@@ -138,11 +138,6 @@ def reach_radii(params: dict) -> dict:
     return radii
 
 
-def reach_radius_km(params: dict) -> float:
-    """The largest of :func:`reach_radii`: the radius of the neighbourhood to build."""
-    return max(reach_radii(params).values())
-
-
 SHARE_ROWS = 0.8  # a mode reaching at least this fraction of the widest radius reads the widest rows
 
 

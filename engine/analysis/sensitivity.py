@@ -56,10 +56,6 @@ def scenario_table(ds: xr.Dataset) -> dict:
     return {d: v[i.reshape(-1)] for d, v, i in zip(dims, values, index)}
 
 
-def _flat(da: xr.DataArray, dims: list[str]) -> np.ndarray:
-    return da.transpose(*dims).values.reshape(-1)
-
-
 def analyze_sensitivity(ds: xr.Dataset) -> xr.Dataset:
     """Sensitivity of every output and mode to the cube's swept keys (see the module)."""
     outputs = scalar_outputs(ds)
