@@ -252,6 +252,15 @@ def _longest_row(offsets):
 
 
 @strict
+def candidate_log_f(c, cand_logd, cand_d, decay, beta, scale, log_scale, log_min):
+    """log f(t) of candidate core ``c`` in float64 from its stored distance:
+    -beta · max(log d + log scale, log min_time) (power) or -beta · scale · d."""
+    if decay == 0:
+        return -beta * max(cand_logd[c] + log_scale, log_min)
+    return -beta * (scale * cand_d[c])
+
+
+@strict
 def _best_core(
     i,
     s,
@@ -284,10 +293,7 @@ def _best_core(
         if cand_pos[c] >= end:
             break
         j = cand_town[c]
-        if decay == 0:
-            lw = gamma * log_pop[j] - beta * max(cand_logd[c] + log_scale, log_min)
-        else:
-            lw = gamma * log_pop[j] - beta * (scale * cand_d[c])
+        lw = gamma * log_pop[j] + candidate_log_f(c, cand_logd, cand_d, decay, beta, scale, log_scale, log_min)
         ok = is_core[s, j] & (opened | (region[j] == home))
         take = ok & ((lw > best_lw) | ((lw == best_lw) & (j < best)))
         best = j if take else best

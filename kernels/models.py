@@ -16,18 +16,11 @@ Every kernel works one scenario at a time inside a batch; sums run in row order.
 import numpy as np
 
 from kernels.geometry import haversine_km
-from kernels.gravity import log_deterrence
+from kernels.gravity import candidate_log_f, log_deterrence
 from kernels.jit import prange, strict, strict_parallel
 
 IPF_TOL = 1e-9
 IPF_MAX_ITER = 1000
-
-
-@strict
-def _cand_log_f(c, cand_logd, cand_d, decay, beta, scale, log_scale, log_min):
-    if decay == 0:
-        return -beta * max(cand_logd[c] + log_scale, log_min)
-    return -beta * (scale * cand_d[c])
 
 
 @strict_parallel
@@ -75,7 +68,9 @@ def best_core_by_destination(
                     j = cand_town[c]
                     if not is_core[s, j] or (closed[s] and region[j] != region[i]):
                         continue
-                    lw = log_pop[j] + _cand_log_f(c, cand_logd, cand_d, decay[s], beta[s], scale, log_scale, log_min)
+                    lw = log_pop[j] + candidate_log_f(
+                        c, cand_logd, cand_d, decay[s], beta[s], scale, log_scale, log_min
+                    )
                     lw = lw + dest_term[s, j]
                     if lw > best_lw or (lw == best_lw and best >= 0 and j < best):
                         best = j
