@@ -336,12 +336,18 @@ def _by_destination(network, rows, p, closed, is_core, reach, dest_term, origin_
     )
 
 
-def _attraction(network: Network, rows: Rows, p: dict, closed: np.ndarray, is_core: np.ndarray) -> dict:
-    """A_j is the gravity row sum with alpha as the mass exponent and no self term."""
+def _attraction_log_a(network: Network, rows: Rows, p: dict, closed: np.ndarray, is_core: np.ndarray):
+    """log A_j: the gravity row sum with alpha as the mass exponent and no self term
+    (-inf where nothing reaches j); also n_reachable, reach and the denominator."""
     q = dict(p, gamma=p["alpha"], self_time=np.full_like(p["self_time"], np.nan))
     n_reachable, reach, shift, denominator, _, _ = _origin(network, rows, q, closed, is_core)
     with np.errstate(divide="ignore"):
         log_a = np.where(denominator > 0, shift + np.log(denominator), -np.inf)
+    return n_reachable, reach, log_a, denominator
+
+
+def _attraction(network: Network, rows: Rows, p: dict, closed: np.ndarray, is_core: np.ndarray) -> dict:
+    n_reachable, reach, log_a, denominator = _attraction_log_a(network, rows, p, closed, is_core)
     origin_term = (p["alpha"][:, None] - 1.0) * network.log_pop[None, :]
     best_core, best_share = _by_destination(network, rows, p, closed, is_core, reach, -log_a, origin_term)
     return {
@@ -353,6 +359,44 @@ def _attraction(network: Network, rows: Rows, p: dict, closed: np.ndarray, is_co
     }
 
 
+def _balance(network: Network, rows: Rows, p: dict, s: int, closed: bool, ends: np.ndarray):
+    """:func:`kernels.models.doubly_ipf` for scenario ``s`` of the parameter arrays ``p``."""
+    return doubly_ipf(
+        rows.chunks,
+        rows.offsets,
+        rows.neighbour,
+        rows.log_dist,
+        network.region,
+        closed,
+        ends,
+        network.population,
+        int(p["decay"][s]),
+        float(p["beta"][s]),
+        60.0 * float(p["circuity"][s]) / float(p["speed"][s]),
+        float(p["min_time"][s]),
+        float(p["self_time"][s]),
+    )
+
+
+def _radiate(network: Network, rows: Rows, p: dict, s: int, closed: bool, ends: np.ndarray, is_core: np.ndarray):
+    """:func:`kernels.models.radiation_pass` for scenario ``s`` of the parameter arrays ``p``."""
+    return radiation_pass(
+        rows.chunks,
+        rows.offsets,
+        rows.neighbour,
+        rows.log_dist,
+        network.lat,
+        network.lon,
+        network.region,
+        closed,
+        ends,
+        network.population,
+        is_core,
+        float(p["circuity"][s]),
+        float(p["speed"][s]),
+    )
+
+
 def _doubly(network: Network, rows: Rows, p: dict, closed: np.ndarray, is_core: np.ndarray) -> dict:
     n_reachable, reach, _, _, _, _ = _origin(network, rows, p, closed, is_core)
     n_scen, n = reach.shape
@@ -362,23 +406,8 @@ def _doubly(network: Network, rows: Rows, p: dict, closed: np.ndarray, is_core: 
     iterations = np.zeros(n_scen, dtype=np.int32)
     error = np.zeros(n_scen)
     for s in range(n_scen):
-        scale = 60.0 * p["circuity"][s] / p["speed"][s]
         ends = reach[s].astype(np.int64)
-        la, lb, it, err, f, _, a, b = doubly_ipf(
-            rows.chunks,
-            rows.offsets,
-            rows.neighbour,
-            rows.log_dist,
-            network.region,
-            bool(closed[s]),
-            ends,
-            network.population,
-            int(p["decay"][s]),
-            float(p["beta"][s]),
-            scale,
-            float(p["min_time"][s]),
-            float(p["self_time"][s]),
-        )
+        la, lb, it, err, f, _, a, b = _balance(network, rows, p, s, bool(closed[s]), ends)
         log_a[s], log_b[s], iterations[s], error[s] = la, lb, it, err
         inflow[s] = doubly_inflow(rows.chunks, rows.offsets, rows.neighbour, f, ends, network.population, a, b)
     best_core, best_share = _by_destination(network, rows, p, closed, is_core, reach, log_b, log_a)
@@ -401,21 +430,7 @@ def _radiation(network: Network, rows: Rows, p: dict, closed: np.ndarray, is_cor
     inflow = np.empty((n_scen, n))
     for s in range(n_scen):
         ends = reach[s].astype(np.int64)
-        share, best_core[s], best_share[s], _ = radiation_pass(
-            rows.chunks,
-            rows.offsets,
-            rows.neighbour,
-            rows.log_dist,
-            network.lat,
-            network.lon,
-            network.region,
-            bool(closed[s]),
-            ends,
-            network.population,
-            is_core[s],
-            float(p["circuity"][s]),
-            float(p["speed"][s]),
-        )
+        share, best_core[s], best_share[s], _ = _radiate(network, rows, p, s, bool(closed[s]), ends, is_core[s])
         inflow[s] = scatter_inflow(rows.offsets, rows.neighbour, ends, network.population, share)
     return {
         "n_reachable": n_reachable,
@@ -498,50 +513,19 @@ def _model_pair_shares(network, params, mode, scenario, origin, travel, reachabl
     home = np.zeros(network.n_towns)
     model = int(one["model"][0])
     if model == MODEL_CODES["attraction"]:
-        q = dict(one, gamma=one["alpha"], self_time=np.full(1, np.nan))
-        _, _, shift, denominator, _, _ = _origin(network, rows, q, closed, is_core)
-        with np.errstate(divide="ignore"):
-            log_a = np.where(denominator[0] > 0, shift[0] + np.log(denominator[0]), -np.inf)
+        _, _, log_a, _ = _attraction_log_a(network, rows, one, closed, is_core)
+        log_a = log_a[0]
         alpha = float(one["alpha"][0])
         share = np.where(reachable, np.exp(lp[dest] + (alpha - 1.0) * lp[origin] + log_f - log_a[dest]), 0.0)
         return share, home
     n_reachable, reach, _, _, _, _ = _origin(network, rows, one, closed, is_core)
     ends = reach[0].astype(np.int64)
     if model == MODEL_CODES["doubly"]:
-        scale = 60.0 * float(one["circuity"][0]) / float(one["speed"][0])
-        _, _, _, _, _, self_f, a, b = doubly_ipf(
-            rows.chunks,
-            rows.offsets,
-            rows.neighbour,
-            rows.log_dist,
-            network.region,
-            bool(closed[0]),
-            ends,
-            network.population,
-            int(one["decay"][0]),
-            beta,
-            scale,
-            min_time,
-            float(one["self_time"][0]),
-        )
+        _, _, _, _, _, self_f, a, b = _balance(network, rows, one, 0, bool(closed[0]), ends)
         share = np.where(reachable, a[origin] * b[dest] * network.population[dest] * np.exp(log_f), 0.0)
         home = a * b * network.population * self_f
         return share, home
-    share, _, _, _ = radiation_pass(
-        rows.chunks,
-        rows.offsets,
-        rows.neighbour,
-        rows.log_dist,
-        network.lat,
-        network.lon,
-        network.region,
-        bool(closed[0]),
-        ends,
-        network.population,
-        is_core[0],
-        float(one["circuity"][0]),
-        float(one["speed"][0]),
-    )
+    share, _, _, _ = _radiate(network, rows, one, 0, bool(closed[0]), ends, is_core[0])
     return share, home
 
 
