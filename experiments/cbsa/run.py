@@ -15,7 +15,6 @@ attachments whose county and core share a zone. Tables go into this folder's REA
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +22,10 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from experiments.common import agglo_run, write_results  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 KEYS = ["commute.cap_min", "commute.beta", "commute.threshold"]
 
@@ -114,12 +117,7 @@ def main() -> int:
     table, truth = build_table()
     table.to_csv(HERE / "counties.csv", index=False)
     figures = ROOT / "results/cbsa_figures"
-    done = subprocess.run(
-        [str(ROOT / ".venv/bin/agglo"), "run", "experiment=cbsa", "--quiet", "--figures", str(figures)], cwd=ROOT
-    )
-    if done.returncode != 0:
-        return done.returncode
-    sys.path.insert(0, str(ROOT))
+    agglo_run("experiment=cbsa", "--figures", str(figures))
     import engine
 
     ds = engine.open_results(str(ROOT / "results/cbsa.zarr"))
@@ -133,7 +131,6 @@ def main() -> int:
     n_true = int((~truth["central"]).sum())
     fmt = scores.head(8).to_string(index=False, float_format=lambda v: f"{v:.3f}")
     report = [
-        "<!-- RESULTS (written by run.py) -->",
         f"{len(table)} counties, {int(table['core'].sum())} central counties of metropolitan areas as cores, "
         f"{n_true} metropolitan outlying counties in OMB 2023; {len(scores)} scenarios.",
         "",
@@ -148,13 +145,8 @@ def main() -> int:
         f"{best['recall']:.3f}. The largest OMB outlying counties it gets wrong:",
         "",
         *misses(ds, table, truth, best_sel),
-        "<!-- /RESULTS -->",
     ]
-    readme = HERE / "README.md"
-    old = readme.read_text() if readme.exists() else ""
-    head = old.split("<!-- RESULTS")[0] if "<!-- RESULTS" in old else old
-    readme.write_text(head + "\n".join(report) + "\n")
-    print("\n".join(report))
+    print(write_results(HERE / "README.md", report))
     return 0
 
 

@@ -13,13 +13,16 @@ coverage by scenario, and the towns that no scenario attaches.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from experiments.common import agglo_run, write_results  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 COUNTRIES = {"MX": "Mexico", "RU": "Russia"}
 
@@ -27,14 +30,8 @@ COUNTRIES = {"MX": "Mexico", "RU": "Russia"}
 def run(country: str) -> str:
     store = ROOT / f"results/national_{country}.zarr"
     figures = ROOT / f"results/national_{country}_figures"
-    cmd = [
-        str(ROOT / ".venv/bin/agglo"), "run", "experiment=mexico", f"data.country={country}", "data.admin1=null",
-        "sweep.grid={}", f"sweep.table={HERE / 'scenarios.csv'}", f"store.path={store}", "--quiet",
-        "--figures", str(figures),
-    ]  # fmt: skip
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(done.stderr)
+    agglo_run("experiment=mexico", f"data.country={country}", "data.admin1=null", "sweep.grid={}",
+              f"sweep.table={HERE / 'scenarios.csv'}", f"store.path={store}", "--figures", str(figures))  # fmt: skip
     (HERE / "figures").mkdir(exist_ok=True)
     for name in ("map.png", "membership.png"):
         shutil.copyfile(figures / name, HERE / "figures" / f"{country}_{name}")
@@ -42,7 +39,6 @@ def run(country: str) -> str:
 
 
 def tables(country: str, store: str) -> list[str]:
-    sys.path.insert(0, str(ROOT))
     import engine
     from engine.analysis import stability
 
@@ -76,15 +72,10 @@ def tables(country: str, store: str) -> list[str]:
 
 
 def main() -> int:
-    report = ["<!-- RESULTS (written by run.py) -->"]
+    report = []
     for country in COUNTRIES:
         report += tables(country, run(country))
-    report.append("<!-- /RESULTS -->")
-    readme = HERE / "README.md"
-    old = readme.read_text() if readme.exists() else ""
-    head = old.split("<!-- RESULTS")[0] if "<!-- RESULTS" in old else old
-    readme.write_text(head + "\n".join(report) + "\n")
-    print("\n".join(report))
+    print(write_results(HERE / "README.md", report))
     return 0
 
 

@@ -12,7 +12,6 @@ between the RESULTS markers.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,8 +19,11 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from experiments.common import agglo_run, write_results  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
-AGGLO = str(ROOT / ".venv/bin/agglo")
 HIGHLIGHT = {
     3527023: "state university (UTM)",
     3523240: "state university (UNSIJ campus)",
@@ -31,12 +33,6 @@ HIGHLIGHT = {
     3533439: "comparison town",
 }
 INEGI_CORES = [200670001, 201840001, 200790001]  # Oaxaca de Juárez, Tuxtepec, Salina Cruz
-
-
-def agglo(*args: str) -> None:
-    done = subprocess.run([AGGLO, "run", *args, "--quiet"], cwd=ROOT, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(done.stderr)
 
 
 def inegi_table() -> str:
@@ -83,17 +79,16 @@ def sizes(one, label: str) -> list[str]:
 
 
 def main() -> int:
-    sys.path.insert(0, str(ROOT))
     import engine
 
-    agglo("experiment=oaxaca")
+    agglo_run("experiment=oaxaca")
     inegi_args = ["data.source=table", f"data.path={inegi_table()}", "data.admin1=null",
                   f"cores.ids=[{','.join(map(str, INEGI_CORES))}]"]  # fmt: skip
-    agglo("experiment=oaxaca", *inegi_args, "store.path=results/oaxaca_inegi.zarr")
-    agglo("experiment=oaxaca", "sweep.grid={}", f"sweep.table={HERE / 'decay_scenarios.csv'}",
+    agglo_run("experiment=oaxaca", *inegi_args, "store.path=results/oaxaca_inegi.zarr")
+    agglo_run("experiment=oaxaca", "sweep.grid={}", f"sweep.table={HERE / 'decay_scenarios.csv'}",
           "store.path=results/oaxaca_decay.zarr")  # fmt: skip
     # GeoNames' regions are states (all of Oaxaca is one): the restriction closes INEGI's municipalities.
-    agglo("experiment=oaxaca", *inegi_args, "sweep.grid={}", "commute.cap_min=0,10,20,30", "borders=open,closed",
+    agglo_run("experiment=oaxaca", *inegi_args, "sweep.grid={}", "commute.cap_min=0,10,20,30", "borders=open,closed",
           "store.path=results/oaxaca_restriction.zarr")  # fmt: skip
     main_ds = engine.open_results(str(ROOT / "results/oaxaca.zarr"))
     inegi = engine.open_results(str(ROOT / "results/oaxaca_inegi.zarr"))
@@ -104,7 +99,6 @@ def main() -> int:
     names = main_ds["name"].values
     pop = main_ds["population"].values
     lines = [
-        "<!-- RESULTS (written by run.py) -->",
         "",
         "**Highlighted towns** (GeoNames, commute 60 min, freight 240 min):",
         "",
@@ -179,12 +173,7 @@ def main() -> int:
             f"| {cc} / {ff} min | {100 * g[0]:.1f} % | {100 * i[0]:.1f} % | {100 * g[1]:.1f} % | {100 * i[1]:.1f} % |"
         )
     lines.append(f"\n(INEGI: {inegi.sizes['town']} localities; GeoNames: {main_ds.sizes['town']} places.)")
-    lines.append("<!-- /RESULTS -->")
-    readme = HERE / "README.md"
-    old = readme.read_text()
-    head = old.split("<!-- RESULTS")[0] if "<!-- RESULTS" in old else old
-    readme.write_text(head.rstrip() + "\n\n" + "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print(write_results(HERE / "README.md", lines))
     return 0
 
 

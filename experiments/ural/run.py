@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from experiments.common import agglo_run, write_results  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 REGIONS = {"Свердловская область": "RU-SVE", "Челябинская область": "RU-CHE"}
 CENTRES = ["Екатеринбург", "Челябинск", "Магнитогорск", "Нижний Тагил"]
@@ -70,7 +73,6 @@ def build_table() -> tuple[pd.DataFrame, list[str]]:
 
 
 def results(table: pd.DataFrame) -> str:
-    sys.path.insert(0, str(ROOT))
     import engine
 
     ds = engine.open_results(str(ROOT / "results/ural.zarr"))
@@ -129,9 +131,7 @@ def extra_questions(table) -> list[str]:
         ["sweep.grid={}", f"sweep.table={oaxaca}", "store.path=results/ural_decay.zarr"],
         ["sweep.grid={}", "commute.cap_min=0,10,20,30", "borders=open,closed", "store.path=results/ural_lockdown.zarr"],
     ):
-        done = subprocess.run([str(ROOT / ".venv/bin/agglo"), "run", "experiment=ural", *args, "--quiet"], cwd=ROOT)
-        if done.returncode != 0:
-            raise SystemExit(done.returncode)
+        agglo_run("experiment=ural", *args)
     decay = engine.open_results(str(ROOT / "results/ural_decay.zarr"))
     lock = engine.open_results(str(ROOT / "results/ural_lockdown.zarr"))
     lines = ["", "Decay: share of each category's population attached (categories 1 / 2 / 3):", ""]
@@ -162,30 +162,21 @@ def main() -> int:
     table.drop(columns=["category"]).to_csv(HERE / "ural_towns.csv", index=False)
     (HERE / "monotown_categories.csv").write_text(table[["town_id", "name", "category"]].to_csv(index=False))
     figures = ROOT / "results/ural_figures"
-    cmd = [str(ROOT / ".venv/bin/agglo"), "run", "experiment=ural", "--quiet", "--figures", str(figures)]
-    done = subprocess.run(cmd, cwd=ROOT)
-    if done.returncode != 0:
-        return done.returncode
+    agglo_run("experiment=ural", "--figures", str(figures))
     (HERE / "figures").mkdir(exist_ok=True)
     for name in ("map.png", "heatmap_coverage.png"):  # the two the README shows; the rest stay in results/
         shutil.copyfile(figures / name, HERE / "figures" / name)
     text = "\n".join([results(table), *extra_questions(table)])
     joined = int((table["category"] > 0).sum())
     report = [
-        "<!-- RESULTS (written by run.py) -->",
         f"{len(table)} towns, {int(table['core'].sum())} centres; monotowns of the two oblasts in order 1398-r: "
         f"{joined + len(unjoined)}, joined {joined}, not joined {len(unjoined)}:",
         "",
         *[f"- {u}" for u in unjoined],
         "",
         text,
-        "<!-- /RESULTS -->",
     ]
-    readme = HERE / "README.md"
-    old = readme.read_text() if readme.exists() else ""
-    head = old.split("<!-- RESULTS")[0] if "<!-- RESULTS" in old else old
-    readme.write_text(head + "\n".join(report) + "\n")
-    print("\n".join(report))
+    print(write_results(HERE / "README.md", report))
     return 0
 
 
