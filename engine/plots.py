@@ -79,13 +79,29 @@ def _title(chosen: dict) -> str:
     return ", ".join(f"{k} = {v}" for k, v in chosen.items()) or "the configured scenario"
 
 
+def _town_panels(ds: xr.Dataset, smallest: float, largest: float):
+    """Two map panels (commuting, freight) over the towns: the figure, its axes, and the
+    towns' longitudes, latitudes and marker sizes (area grows with the square root of
+    population, from ``smallest`` to ``smallest + largest``)."""
+    lon, lat, pop = ds["lon"].values, ds["lat"].values, ds["population"].values
+    fig, axes = plt.subplots(1, 2, figsize=(13, 6))
+    for ax in axes:
+        ax.set_xlabel("longitude (°)")
+        ax.set_aspect("equal", adjustable="datalim")
+    axes[0].set_ylabel("latitude (°)")
+    return fig, axes, lon, lat, smallest + largest * np.sqrt(pop / pop.max())
+
+
+def _save(fig, path: str) -> str:
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_map(ds: xr.Dataset, chosen: dict, path: str, label_top: int = 8) -> str:
     one = ds.sel(chosen)
-    lon, lat = ds["lon"].values, ds["lat"].values
-    pop = ds["population"].values
     names = ds["name"].values
-    size = 4 + 60 * np.sqrt(pop / pop.max())
-    fig, axes = plt.subplots(1, 2, figsize=(13, 6))
+    fig, axes, lon, lat, size = _town_panels(ds, 4, 60)
     # Distinct colours without greys (grey means "in no agglomeration"), largest agglomeration first.
     palette = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 7]
     palette += [c for i, c in enumerate(plt.get_cmap("Dark2").colors) if i != 7]
@@ -104,15 +120,10 @@ def plot_map(ds: xr.Dataset, chosen: dict, path: str, label_top: int = 8) -> str
         for c in cores[np.argsort(-agg[cores])][:label_top]:
             ax.annotate(str(names[c]), (lon[c], lat[c]), xytext=(4, 4), textcoords="offset points", fontsize=8)
         ax.set_title(f"{mode}: coverage {100 * cover:.1f} % of small-town population")
-        ax.set_xlabel("longitude (°)")
-        ax.set_aspect("equal", adjustable="datalim")
-    axes[0].set_ylabel("latitude (°)")
     axes[0].legend(loc="lower left", fontsize=8)
     fig.suptitle(f"Agglomerations by commuting and by freight — {_title(chosen)}\n(size: population; colour: core)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_heatmap(ds: xr.Dataset, x_key: str, y_key: str, chosen: dict, path: str) -> str:
@@ -131,9 +142,7 @@ def plot_heatmap(ds: xr.Dataset, x_key: str, y_key: str, chosen: dict, path: str
         fig.colorbar(im, ax=ax, label="% of small-town population in an agglomeration")
     fig.suptitle(f"Coverage over {x_key} and {y_key}" + (f" — {_title(rest)}" if rest else ""))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_sensitivity(result: xr.Dataset, path: str, output: str = "coverage") -> str:
@@ -162,34 +171,23 @@ def plot_sensitivity(result: xr.Dataset, path: str, output: str = "coverage") ->
     np.atleast_1d(axes)[0].legend()
     fig.suptitle(f"Sensitivity of {output} ({method}" + (", bars: 95 % CI)" if method != "grid" else ")"))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_stability(ds: xr.Dataset, stab: xr.Dataset, path: str) -> str:
-    lon, lat, pop = ds["lon"].values, ds["lat"].values, ds["population"].values
-    size = 4 + 60 * np.sqrt(pop / pop.max())
-    fig, axes = plt.subplots(1, 2, figsize=(13, 6))
+    fig, axes, lon, lat, size = _town_panels(ds, 4, 60)
     for ax, mode in zip(axes, ("commute", "freight")):
         f = stab["modal_frequency"].sel(mode=mode).values
         im = ax.scatter(lon, lat, s=size, c=f, cmap="magma_r", vmin=0, vmax=1, edgecolors="none")
         ax.set_title(f"{mode}: how often a town has its modal core")
-        ax.set_xlabel("longitude (°)")
-        ax.set_aspect("equal", adjustable="datalim")
-    axes[0].set_ylabel("latitude (°)")
     fig.colorbar(im, ax=axes, label="modal-core frequency over all scenarios")
     fig.suptitle(f"Cluster stability over {stab.attrs.get('scenarios', '?')} scenarios")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_membership(ds: xr.Dataset, stab: xr.Dataset, path: str) -> str:
     """P(belongs to an agglomeration) per town over all scenarios; never attached in red."""
-    lon, lat, pop = ds["lon"].values, ds["lat"].values, ds["population"].values
-    size = 3 + 40 * np.sqrt(pop / pop.max())
-    fig, axes = plt.subplots(1, 2, figsize=(13, 6))
+    fig, axes, lon, lat, size = _town_panels(ds, 3, 40)
     for ax, mode in zip(axes, ("commute", "freight")):
         p = stab["p_member"].sel(mode=mode).values
         never = p == 0
@@ -198,15 +196,10 @@ def plot_membership(ds: xr.Dataset, stab: xr.Dataset, path: str) -> str:
             lon[never], lat[never], s=size[never], c="tab:red", label=f"never attached ({int(never.sum())} towns)"
         )
         ax.set_title(f"{mode}: share of scenarios in an agglomeration")
-        ax.set_xlabel("longitude (°)")
         ax.legend(loc="lower left", fontsize=8)
-        ax.set_aspect("equal", adjustable="datalim")
-    axes[0].set_ylabel("latitude (°)")
     fig.colorbar(im, ax=axes, label="P(member) over all scenarios")
     fig.suptitle(f"Which towns any scenario attaches ({stab.attrs.get('scenarios', '?')} scenarios)")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_agglo_vs_cap(ds: xr.Dataset, chosen: dict, path: str, top: int = 5) -> str | None:
@@ -236,6 +229,4 @@ def plot_agglo_vs_cap(ds: xr.Dataset, chosen: dict, path: str, top: int = 5) -> 
         + (f" — {_title({k: v for k, v in chosen.items() if k not in keys.values()})}" if len(chosen) > 1 else "")
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
