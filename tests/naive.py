@@ -27,6 +27,39 @@ def deterrence(t, decay, beta, min_time):
     return np.exp(-beta * t)
 
 
+def _assign_rows(rows, reach, s, is_core, threshold, core, share, second):
+    """MODEL.md's assignment for origins ``rows`` (their rows of ``reach`` and ``s``):
+    a core keeps itself; another town joins its best reachable core (ties: lower index)
+    when the share reaches the threshold. Fills core, share and the runner-up share."""
+    for k, i in enumerate(rows):
+        if is_core[i]:
+            core[i] = i
+            share[i] = 1.0
+            continue
+        candidates = np.flatnonzero(reach[k] & is_core)
+        if candidates.size == 0:
+            continue
+        order = np.argsort(-s[k, candidates], kind="stable")  # ties: lower index first
+        best = candidates[order[0]]
+        share[i] = s[k, best]
+        if candidates.size > 1:
+            second[i] = s[k, candidates[order[1]]]
+        if s[k, best] >= threshold:
+            core[i] = best
+
+
+def _summaries(population, is_core, core):
+    """agglo_population, coverage and n_agglomerations of an assignment."""
+    agglo = np.zeros(len(population))
+    members = (core >= 0) & ~is_core
+    for c in np.flatnonzero(is_core):
+        agglo[c] = population[c] + population[members & (core == c)].sum()
+    small = ~is_core
+    coverage = population[members].sum() / population[small].sum() if small.any() else np.nan
+    n_agg = sum(1 for c in np.flatnonzero(is_core) if (members & (core == c)).any())
+    return agglo, coverage, n_agg
+
+
 def scenario(
     lat, lon, population, region, is_core, mode: dict, closed: bool, block: int = 512, keep_pairs: bool = False
 ):
@@ -73,28 +106,8 @@ def scenario(
         n_reachable[rows] = reach.sum(axis=1)
         if keep_pairs:
             pairs.append((rows, t, s, reach))
-        for k, i in enumerate(rows):
-            if is_core[i]:
-                core[i] = i
-                share[i] = 1.0
-                continue
-            candidates = np.flatnonzero(reach[k] & is_core)
-            if candidates.size == 0:
-                continue
-            order = np.argsort(-s[k, candidates], kind="stable")  # ties: lower index first
-            best = candidates[order[0]]
-            share[i] = s[k, best]
-            if candidates.size > 1:
-                second[i] = s[k, candidates[order[1]]]
-            if s[k, best] >= mode["threshold"]:
-                core[i] = best
-    agglo = np.zeros(n)
-    members = (core >= 0) & ~is_core
-    for c in np.flatnonzero(is_core):
-        agglo[c] = population[c] + population[members & (core == c)].sum()
-    small = ~is_core
-    coverage = population[members].sum() / population[small].sum() if small.any() else np.nan
-    n_agg = sum(1 for c in np.flatnonzero(is_core) if (members & (core == c)).any())
+        _assign_rows(rows, reach, s, is_core, mode["threshold"], core, share, second)
+    agglo, coverage, n_agg = _summaries(population, is_core, core)
     out = {
         "core": core,
         "share": share,
@@ -174,25 +187,8 @@ def scenario_dense(lat, lon, population, region, is_core, mode: dict, closed: bo
     core = np.full(n, -1, dtype=np.int64)
     share = np.full(n, np.nan)
     second = np.full(n, np.nan)
-    for i in range(n):
-        if is_core[i]:
-            core[i], share[i] = i, 1.0
-            continue
-        candidates = np.flatnonzero(reach[i] & is_core)
-        if candidates.size == 0:
-            continue
-        order = np.argsort(-s[i, candidates], kind="stable")
-        best = candidates[order[0]]
-        share[i] = s[i, best]
-        if candidates.size > 1:
-            second[i] = s[i, candidates[order[1]]]
-        if s[i, best] >= mode["threshold"]:
-            core[i] = best
-    agglo = np.zeros(n)
-    members = (core >= 0) & ~is_core
-    for c in np.flatnonzero(is_core):
-        agglo[c] = pop[c] + pop[members & (core == c)].sum()
-    small = ~is_core
+    _assign_rows(idx, reach, s, is_core, mode["threshold"], core, share, second)
+    agglo, coverage, n_agg = _summaries(pop, is_core, core)
     return {
         "core": core,
         "share": share,
@@ -200,8 +196,8 @@ def scenario_dense(lat, lon, population, region, is_core, mode: dict, closed: bo
         "n_reachable": reach.sum(axis=1),
         "inflow": inflow,
         "agglo_population": agglo,
-        "coverage": pop[members].sum() / pop[small].sum() if small.any() else np.nan,
-        "n_agglomerations": sum(1 for c in np.flatnonzero(is_core) if (members & (core == c)).any()),
+        "coverage": coverage,
+        "n_agglomerations": n_agg,
         "cap_gap": gap.min(axis=1),
         "ipf_iterations": iterations,
         "ipf_error": error,
