@@ -67,3 +67,21 @@ def test_models_on_oaxaca(model):
     freight = dict(vars(base.freight), model=model)
     out = check(towns, make_config(commute, freight, core_min=100000.0))
     assert np.isfinite(out["coverage"]).all()
+
+
+def test_a_batch_mixing_models_equals_one_scenario_at_a_time():
+    from engine.compute import batch_parameters, compute_batch, prepare, reach_radii
+    from engine.towns import synthetic
+    from tests.strategies import DEFAULT_COMMUTE
+
+    towns = synthetic(300, 4)
+    cfg = make_config(dict(DEFAULT_COMMUTE), dict(DEFAULT_COMMUTE, cap_min=240.0, beta=1.0), core_min=20000.0)
+    models = np.array(["radiation", "gravity", "doubly", "attraction", "gravity", "radiation"], dtype=object)
+    swept = {"commute.model": models, "freight.model": models[::-1].copy()}
+    params = batch_parameters(cfg, swept, len(models))
+    network = prepare(towns, towns.core, reach_radii(params), core_floor=20000.0)
+    whole = compute_batch(network, params)
+    for s in range(len(models)):
+        one = compute_batch(network, batch_parameters(cfg, {k: v[s : s + 1] for k, v in swept.items()}, 1))
+        for name in whole:
+            assert np.array_equal(one[name][0], whole[name][s], equal_nan=True), (name, s)
