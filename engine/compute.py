@@ -283,8 +283,6 @@ def core_mask(network: Network, core_min_population: np.ndarray) -> np.ndarray:
 
 def _gravity(network: Network, rows: Rows, p: dict, closed: np.ndarray, is_core: np.ndarray) -> dict:
     n_reachable, reach, shift, denominator, best_core, best_weight = _origin(network, rows, p, closed, is_core)
-    with np.errstate(divide="ignore"):
-        origin_term = (network.log_pop[None, :] - shift - np.log(denominator)).astype(np.float32)
     inflow = inflow_pass(
         rows.chunks,
         rows.offsets,
@@ -294,7 +292,8 @@ def _gravity(network: Network, rows: Rows, p: dict, closed: np.ndarray, is_core:
         network.region,
         closed,
         reach,
-        origin_term,
+        shift,
+        denominator,
         p["circuity"],
         p["speed"],
         p["decay"],
@@ -444,6 +443,17 @@ def _radiation(network: Network, rows: Rows, p: dict, closed: np.ndarray, is_cor
 _MODEL_PASSES = {0: _gravity, 1: _attraction, 2: _doubly, 3: _radiation}
 
 
+_MERGED_TYPES = {
+    "n_reachable": np.int32,
+    "best_core": np.int32,
+    "best_weight": np.float64,
+    "denominator": np.float64,
+    "inflow": np.float64,
+    "ipf_iterations": np.int32,
+    "ipf_error": np.float64,
+}
+
+
 def compute_batch(network: Network, params: dict) -> dict:
     """Both modes for a batch of S scenarios: MODEL.md's cube variables, scenario first.
 
@@ -458,22 +468,30 @@ def compute_batch(network: Network, params: dict) -> dict:
         p = params[mode]
         rows = network.rows[mode]
         merged = {
-            "n_reachable": np.zeros((n_scen, n), dtype=np.int32),
-            "best_core": np.full((n_scen, n), -1, dtype=np.int32),
-            "best_weight": np.zeros((n_scen, n)),
-            "denominator": np.zeros((n_scen, n)),
-            "inflow": np.zeros((n_scen, n)),
             "ipf_iterations": np.zeros(n_scen, dtype=np.int32),
             "ipf_error": np.full(n_scen, np.nan),
         }
-        for code in np.unique(p["model"]):
-            idx = np.flatnonzero(p["model"] == code)
-            sub = {k: v[idx] for k, v in p.items()}
-            got = _MODEL_PASSES[int(code)](
-                network, rows, sub, params["closed"][idx], np.ascontiguousarray(is_core[idx])
+        codes = np.unique(p["model"])
+        if len(codes) == 1:  # the usual case: the model's arrays as they come, no copy
+            merged.update(_MODEL_PASSES[int(codes[0])](network, rows, p, params["closed"], is_core))
+        else:
+            merged.update(
+                n_reachable=np.zeros((n_scen, n), dtype=np.int32),
+                best_core=np.full((n_scen, n), -1, dtype=np.int32),
+                best_weight=np.zeros((n_scen, n)),
+                denominator=np.zeros((n_scen, n)),
+                inflow=np.zeros((n_scen, n)),
             )
-            for name, value in got.items():
-                merged[name][idx] = value
+            for code in codes:
+                idx = np.flatnonzero(p["model"] == code)
+                sub = {k: v[idx] for k, v in p.items()}
+                got = _MODEL_PASSES[int(code)](
+                    network, rows, sub, params["closed"][idx], np.ascontiguousarray(is_core[idx])
+                )
+                for name, value in got.items():
+                    merged[name][idx] = value
+        for name, dtype in _MERGED_TYPES.items():
+            merged[name] = np.asarray(merged[name], dtype=dtype)  # no copy when already so
         core, share, agglo_population, coverage, n_agglomerations = assign_batch(
             network.population,
             is_core,

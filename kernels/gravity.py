@@ -20,16 +20,19 @@ How the work is laid out (issue #4):
   per-row bucket, and settled with MODEL.md's float64 travel time whenever float32
   could be in doubt. Reachability is exact, never an artefact of single precision.
 - A pair's log-weight, relative to the row (``lp_rel`` = log population minus the
-  row's largest), is one expression in float32 of two contiguous float32 loads::
+  row's largest), is one expression in float32 of two contiguous float32 loads, in
+  base 2 (``log2 e`` is folded into the per-scenario constants ``G, P, K``)::
 
-      x = ((g·lp + P·max(ld + c0, c2)) + K·d) - ref
+      x = fma(G, lp, fma(P, max(ld + c0, c2), fma(K, d, -ref)))     (term = 2^x)
 
-  with ``P = -beta, K = 0`` for power and ``P = 0, K = -beta·60·circuity/speed``
-  for exponential deterrence (``ld`` = log km, ``d = exp(ld)``, ``c0`` = log of the
-  minutes per km, ``c2 = log min_time``). ``exp`` is :func:`kernels.fastexp.exp32`,
-  which vectorises. ``ref`` bounds the row's log-weights from above (nearest town,
-  largest population, self term); if every term underflows (``gamma`` far above 1),
-  the row is redone with its exact maximum.
+  with ``G = gamma·log2 e``, ``P = -beta·log2 e, K = 0`` for power and ``P = 0,
+  K = -beta·log2 e·60·circuity/speed`` for exponential deterrence (``ld`` = log km,
+  ``d = exp(ld)``, ``c0`` = log of the minutes per km, ``c2 = log min_time``; the
+  innermost FMA only where some scenario is exponential). ``2^x`` is
+  :func:`kernels.fastexp.exp2_32`, which vectorises. ``ref`` (base 2) bounds the
+  row's log-weights from above (nearest town, largest population, self term); if
+  every term underflows (``gamma`` far above 1), the row is redone with its exact
+  maximum. Shifts leave the kernels in natural logarithms (``ref · ln 2``).
 - Two loop shapes, chosen by the batch size: few scenarios vectorise over the pairs
   of a row (:func:`_pair_terms`), a batch of 8 or more vectorises over scenarios
   (the scenario loop innermost, a pair loaded once for all). Both give the same bits:
@@ -43,7 +46,7 @@ How the work is laid out (issue #4):
 
 import numpy as np
 
-from kernels.fastexp import exp32
+from kernels.fastexp import exp2_32, exp32, fma32
 from kernels.geometry import haversine_km
 from kernels.jit import prange, strict, strict_parallel
 
@@ -52,6 +55,8 @@ LANES = 8
 INNER_MIN = 8  # batches at least this large loop over scenarios innermost
 _UNDERFLOW = 1e-30  # a row total below this means the reference overshot: redo the row exactly
 _DOUBT = 1e-6  # |log d - log limit| below which float32 cannot decide reachability
+LOG2E = 1.4426950408889634  # float64: scales natural log-weights to base 2
+LN2 = 0.6931471805599453
 
 
 @strict
@@ -127,15 +132,15 @@ def lane_total(lanes):
 
 
 @strict
-def _terms_power(ld, lp, n, g, p, c0, c2, ref, out):
+def _terms_power(ld, lp, n, g, p, c0, c2, nref, out):
     for q in range(n):
-        out[q] = exp32((g * lp[q] + p * max(ld[q] + c0, c2)) - ref)
+        out[q] = exp2_32(fma32(g, lp[q], fma32(p, max(ld[q] + c0, c2), nref)))
 
 
 @strict
-def _terms_exponential(ld, lp, n, g, k, ref, out):
+def _terms_exponential(ld, lp, n, g, p, k, c0, c2, nref, out):
     for q in range(n):
-        out[q] = exp32((g * lp[q] + k * exp32(ld[q])) - ref)
+        out[q] = exp2_32(fma32(g, lp[q], fma32(p, max(ld[q] + c0, c2), fma32(k, exp32(ld[q]), nref))))
 
 
 @strict
@@ -146,16 +151,17 @@ def _keep_home(nb, region, home, n, out):
 
 
 @strict
-def _pair_terms(ld, lp, nb, region, home, closed, n, decay, g, p, c0, c2, k, ref, out):
-    """out[q] = exp32(x_q - ref) for the first n pairs of a row (0 for a foreign pair
-    under closed borders), x = g·lp + P·max(ld + c0, c2) (power) or g·lp + K·exp(ld)
-    (exponential). ``lp`` is the row's lp_rel (origin pass) or the origin terms
-    gathered by ``nb`` (inflow pass: then ``g`` is 1 and ``ref`` is -a). Branches stay
-    outside the loops, which LLVM vectorises."""
+def _pair_terms(ld, lp, nb, region, home, closed, n, decay, g, p, c0, c2, k, nref, out):
+    """out[q] = 2^x_q for the first n pairs of a row (0 for a foreign pair under closed
+    borders), x = fma(G, lp, fma(P, max(ld + c0, c2), nref)) (power) or with
+    fma(K, exp(ld), nref) in place of nref (exponential). ``lp`` is the row's lp_rel
+    (origin pass) or the origin terms gathered by ``nb`` (inflow pass: then ``G`` is 1
+    and ``nref`` is G_j·log population_j). Branches stay outside the loops, which LLVM
+    vectorises."""
     if decay == 0:
-        _terms_power(ld, lp, n, g, p, c0, c2, ref, out)
+        _terms_power(ld, lp, n, g, p, c0, c2, nref, out)
     else:
-        _terms_exponential(ld, lp, n, g, k, ref, out)
+        _terms_exponential(ld, lp, n, g, p, k, c0, c2, nref, out)
     if closed:
         _keep_home(nb, region, home, n, out)
 
@@ -196,24 +202,25 @@ def _count_same(nb, region, home, n):
 
 
 @strict
-def _exact_ref(ld, lp, nb, region, home, closed, n, decay, g, p, c0, c2, k, self_rel):
-    """The largest log-weight of the row, computed as the terms are (float32)."""
-    top = self_rel
+def _exact_ref(ld, lp, nb, region, home, closed, n, decay, g, p, c0, c2, k, self2):
+    """The largest base-2 log-weight of the row, computed as the terms are (float32)."""
+    top = self2
+    zero = np.float32(0.0)
     for q in range(n):
         if closed and region[nb[q]] != home:
             continue
         if decay == 0:
-            x = g * lp[q] + p * max(ld[q] + c0, c2)
+            x = fma32(g, lp[q], fma32(p, max(ld[q] + c0, c2), zero))
         else:
-            x = g * lp[q] + k * exp32(ld[q])
+            x = fma32(g, lp[q], fma32(p, max(ld[q] + c0, c2), fma32(k, exp32(ld[q]), zero)))
         top = max(top, np.float64(x))
     return top
 
 
 @strict
 def mode_arrays(circuity, speed, decay, beta, gamma, min_time):
-    """Per-scenario constants: float32 g, P, K, c0, c2 of the term expression, and
-    float64 minutes per km, its log and log min_time."""
+    """Per-scenario constants: float32 G, P, K (base 2), c0, c2 of the term expression,
+    and float64 minutes per km, its log and log min_time."""
     n = circuity.shape[0]
     g = np.empty(n, dtype=np.float32)
     p = np.empty(n, dtype=np.float32)
@@ -227,9 +234,9 @@ def mode_arrays(circuity, speed, decay, beta, gamma, min_time):
         scale[s] = 60 * circuity[s] / speed[s]
         log_scale[s] = np.log(scale[s])
         log_min[s] = np.log(min_time[s])
-        g[s] = np.float32(gamma[s])
-        p[s] = np.float32(-beta[s]) if decay[s] == 0 else np.float32(0.0)
-        k[s] = np.float32(-beta[s] * scale[s]) if decay[s] == 1 else np.float32(0.0)
+        g[s] = np.float32(gamma[s] * LOG2E)
+        p[s] = np.float32(-beta[s] * LOG2E) if decay[s] == 0 else np.float32(0.0)
+        k[s] = np.float32(-beta[s] * LOG2E * scale[s]) if decay[s] == 1 else np.float32(0.0)
         c0[s] = np.float32(log_scale[s])
         c2[s] = np.float32(log_min[s])
     return g, p, k, c0, c2, scale, log_scale, log_min
@@ -374,17 +381,20 @@ def _batch_shape(ends, closed, decay, c0, c2):
 
 
 @strict
-def _inner_sums(ld, lp, term_t, nb, ends, region, home, closed, opened, decay, use_k, g, p, k, c0, c2, refs, acc, buf):
+def _inner_sums(ld, lp, term_t, nb, ends, region, home, closed, opened, decay, use_k, g, p, k, c0, c2, nref, acc, buf):
     """Lane sums of a row for every scenario, the scenario loop innermost (vectorised).
 
-    ``acc[q mod 8, s] += exp32(x - refs[s])`` with ``x = (a_s·b + P_s·max(ld + c0_s,
-    c2_s)) + K_s·d``: for the origin pass ``a = g`` and ``b = lp_rel[q]`` (``term_t`` is
-    empty); for the inflow pass ``a = term_t[nb[q]]`` (origin terms, contiguous over
-    scenarios: no gather) and ``b = 1``. The same terms, in the same order, as
-    :func:`_pair_terms` + :func:`_lane_sum`. Three forms of the scenario loop give the
-    same bits: all scenarios take the pair with the same c0, c2 and no exponential one
-    (K·d = ±0 and max(ld + c0, c2) is shared); all take it; or only those with q <
-    ends[s] and, under closed borders, a same-region pair (the others add +0.0).
+    ``acc[q mod 8, s] += 2^x`` with ``x = fma(a_s, b, fma(P_s, max(ld + c0_s, c2_s),
+    fma(K_s, d, nref_s)))`` (the innermost FMA only when some scenario is exponential):
+    for the origin pass ``a = G`` and ``b = lp_rel[q]`` (``term_t`` is empty); for the
+    inflow pass ``a = term_t[nb[q]]`` (origin terms, contiguous over scenarios: no
+    gather) and ``b = 1``. The same terms, in the same order, as :func:`_pair_terms` +
+    :func:`_lane_sum` (for a power scenario in a batch with exponential ones,
+    fma(0, d, nref) is nref up to the sign of a zero, which 2^x does not see). Three
+    forms of the scenario loop give the same bits: all scenarios take the pair with the
+    same c0, c2 and none is exponential (max(ld + c0, c2) is shared); all take it; or
+    only those with q < ends[s] and, under closed borders, a same-region pair (the
+    others add +0.0).
     """
     acc[:, :] = 0.0
     n_scen = ends.shape[0]
@@ -405,11 +415,15 @@ def _inner_sums(ld, lp, term_t, nb, ends, region, home, closed, opened, decay, u
         if q < qmin and shape == 0:
             m = max(ldq + c0[0], c2[0])
             for s in range(n_scen):
-                buf[s] = exp32((a[s] * b + p[s] * m) - refs[s])
+                buf[s] = exp2_32(fma32(a[s], b, fma32(p[s], m, nref[s])))
         else:
-            dq = exp32(ldq) if use_k else np.float32(0.0)
-            for s in range(n_scen):
-                buf[s] = exp32(((a[s] * b + p[s] * max(ldq + c0[s], c2[s])) + k[s] * dq) - refs[s])
+            if use_k:
+                dq = exp32(ldq)
+                for s in range(n_scen):
+                    buf[s] = exp2_32(fma32(a[s], b, fma32(p[s], max(ldq + c0[s], c2[s]), fma32(k[s], dq, nref[s]))))
+            else:
+                for s in range(n_scen):
+                    buf[s] = exp2_32(fma32(a[s], b, fma32(p[s], max(ldq + c0[s], c2[s]), nref[s])))
             if q >= qmin:
                 same = region[nb[q]] == home
                 for s in range(n_scen):
@@ -493,7 +507,7 @@ def origin_pass(
         terms = np.empty(longest, dtype=np.float32)
         lanes = np.zeros(LANES, dtype=np.float64)
         counts = np.zeros(n_scen, dtype=np.int64)
-        refs = np.zeros(n_scen, dtype=np.float32)
+        nrefs = np.zeros(n_scen, dtype=np.float32)
         selfs = np.zeros(n_scen, dtype=np.float64)
         ends = np.zeros(n_scen, dtype=np.int64)
         acc = np.zeros((LANES, n_scen), dtype=np.float64)
@@ -518,7 +532,7 @@ def origin_pass(
                 self_rel = -np.inf
                 if has_self[s]:
                     self_rel = gamma[s] * (log_pop[i] - lp_max[i]) + self_det[s]
-                ref = self_rel
+                ref = self_rel * LOG2E  # base 2 from here to the shift
                 if count > 0 and gamma[s] >= 0:
                     # lp_rel <= 0 and f falls with t: the nearest town's deterrence bounds the row.
                     if decay[s] == 0:
@@ -527,11 +541,11 @@ def origin_pass(
                         ref = max(ref, np.float64(k[s] * exp32(ld[0])))
                 elif count > 0:
                     ref = _exact_ref(
-                        ld, lp, nb, region, home, closed[s], end, decay[s], g[s], p[s], c0[s], c2[s], k[s], self_rel
+                        ld, lp, nb, region, home, closed[s], end, decay[s], g[s], p[s], c0[s], c2[s], k[s], ref
                     )
                 ends[s] = end
                 counts[s] = count
-                refs[s] = np.float32(ref)
+                nrefs[s] = -np.float32(ref)
                 selfs[s] = self_rel
                 reach[s, i] = end
                 n_reachable[s, i] = count
@@ -574,7 +588,7 @@ def origin_pass(
                     k,
                     c0,
                     c2,
-                    refs,
+                    nrefs,
                     acc,
                     buf,
                 )
@@ -582,27 +596,41 @@ def origin_pass(
                 if counts[s] == 0 and not has_self[s]:
                     continue
                 end = ends[s]
-                ref32 = refs[s]
+                nref = nrefs[s]
                 if inner:
                     total = _lanes_of(acc, s, lanes)
                 else:
                     _pair_terms(
-                        ld, lp, nb, region, home, closed[s], end, decay[s], g[s], p[s], c0[s], c2[s], k[s], ref32, terms
+                        ld, lp, nb, region, home, closed[s], end, decay[s], g[s], p[s], c0[s], c2[s], k[s], nref, terms
                     )
                     total = _lane_sum(terms, end, lanes)
                 if counts[s] > 0 and total < _UNDERFLOW:
-                    ref32 = np.float32(
+                    nref = -np.float32(
                         _exact_ref(
-                            ld, lp, nb, region, home, closed[s], end, decay[s], g[s], p[s], c0[s], c2[s], k[s], selfs[s]
+                            ld,
+                            lp,
+                            nb,
+                            region,
+                            home,
+                            closed[s],
+                            end,
+                            decay[s],
+                            g[s],
+                            p[s],
+                            c0[s],
+                            c2[s],
+                            k[s],
+                            selfs[s] * LOG2E,
                         )
                     )
                     _pair_terms(
-                        ld, lp, nb, region, home, closed[s], end, decay[s], g[s], p[s], c0[s], c2[s], k[s], ref32, terms
+                        ld, lp, nb, region, home, closed[s], end, decay[s], g[s], p[s], c0[s], c2[s], k[s], nref, terms
                     )
                     total = _lane_sum(terms, end, lanes)
+                ref_nat = -np.float64(nref) * LN2  # the terms are exp(lw - ref_nat)
                 if has_self[s]:
-                    total += np.exp(selfs[s] - np.float64(ref32))
-                row_shift = np.float64(ref32) + gamma[s] * lp_max[i]
+                    total += np.exp(selfs[s] - ref_nat)
+                row_shift = ref_nat + gamma[s] * lp_max[i]
                 shift[s, i] = row_shift
                 denominator[s, i] = total
                 if inner:
@@ -644,7 +672,8 @@ def inflow_pass(
     region,
     closed,
     reach,
-    origin_term,
+    shift,
+    denominator,
     circuity,
     speed,
     decay,
@@ -654,8 +683,11 @@ def inflow_pass(
 ):
     """inflow_j = Σ_{i: j in R(i)} population_i · s_ij, per scenario (S, N) float64.
 
-    ``origin_term[s, i] = log(population_i) - shift_i - log(denominator_i)`` (float32),
-    so that ``population_i · s_ij = exp(origin_term_i + log f(t_ij) + gamma · log(population_j))``.
+    ``shift`` and ``denominator`` are :func:`origin_pass`'s; with the origin term
+    ``o_i = log(population_i) - shift_i - log(denominator_i)`` (-inf for a town with
+    nothing), ``population_i · s_ij = exp(o_i + log f(t_ij) + gamma · log(population_j))``;
+    the kernel keeps ``o_i · log2 e`` in float32, per (scenario, town) and per (town,
+    scenario).
     Reachability is symmetric (t_ij = t_ji, same region), so town j gathers from the
     reachable prefix of its own row instead of every origin scattering into it: no
     write is shared by threads.
@@ -667,14 +699,20 @@ def inflow_pass(
     inner = n_scen >= INNER_MIN
     use_k = _any_exponential(decay)
     opened = ~closed
-    term_t = np.ascontiguousarray(origin_term.T)
+    origin_term = np.empty((n_scen, n_towns), dtype=np.float32)
+    term_t = np.empty((n_towns, n_scen), dtype=np.float32)
+    for i in prange(n_towns):
+        for s in range(n_scen):
+            o = np.float32((log_pop[i] - shift[s, i] - np.log(denominator[s, i])) * LOG2E)
+            origin_term[s, i] = o
+            term_t[i, s] = o
     longest = _longest_row(offsets)
     one = np.float32(1.0)
     for ch in prange(chunks.shape[0] - 1):
         terms = np.empty(longest, dtype=np.float32)
         gathered = np.empty(longest, dtype=np.float32)
         lanes = np.zeros(LANES, dtype=np.float64)
-        minus_a = np.zeros(n_scen, dtype=np.float32)
+        nref = np.zeros(n_scen, dtype=np.float32)
         ends = np.zeros(n_scen, dtype=np.int64)
         acc = np.zeros((LANES, n_scen), dtype=np.float64)
         buf = np.zeros(n_scen, dtype=np.float32)
@@ -686,7 +724,7 @@ def inflow_pass(
             home = region[j]
             for s in range(n_scen):
                 ends[s] = reach[s, j]
-                minus_a[s] = -np.float32(gamma[s] * log_pop[j])
+                nref[s] = np.float32(gamma[s] * LOG2E * log_pop[j])
             if inner:
                 _inner_sums(
                     ld,
@@ -705,7 +743,7 @@ def inflow_pass(
                     k,
                     c0,
                     c2,
-                    minus_a,
+                    nref,
                     acc,
                     buf,
                 )
@@ -733,7 +771,7 @@ def inflow_pass(
                     c0[s],
                     c2[s],
                     k[s],
-                    minus_a[s],
+                    nref[s],
                     terms,
                 )
                 inflow[s, j] = _lane_sum(terms, end, lanes)
