@@ -381,7 +381,30 @@ def _batch_shape(ends, closed, decay, c0, c2):
 
 
 @strict
-def _inner_sums(ld, lp, term_t, nb, ends, region, home, closed, opened, decay, use_k, g, p, k, c0, c2, nref, acc, buf):
+def _inner_sums(
+    ld,
+    lp,
+    term_t,
+    nb,
+    ends,
+    region,
+    home,
+    closed,
+    opened,
+    decay,
+    use_k,
+    g,
+    p,
+    k,
+    c0,
+    c2,
+    nref,
+    acc,
+    buf,
+    buf2,
+    buf3,
+    buf4,
+):
     """Lane sums of a row for every scenario, the scenario loop innermost (vectorised).
 
     ``acc[q mod 8, s] += 2^x`` with ``x = fma(a_s, b, fma(P_s, max(ld + c0_s, c2_s),
@@ -394,7 +417,10 @@ def _inner_sums(ld, lp, term_t, nb, ends, region, home, closed, opened, decay, u
     forms of the scenario loop give the same bits: all scenarios take the pair with the
     same c0, c2 and none is exponential (max(ld + c0, c2) is shared); all take it; or
     only those with q < ends[s] and, under closed borders, a same-region pair (the
-    others add +0.0).
+    others add +0.0). In the first form four pairs share one loop over the scenarios
+    (four independent exp chains per vector step; measured 0.9 ms of 9.2 less per
+    scenario on Mexico than one pair per loop), each into its own float32 buffer (rows
+    of one 2-D buffer were slower), then each buffer into its lane in pair order.
     """
     acc[:, :] = 0.0
     n_scen = ends.shape[0]
@@ -404,7 +430,44 @@ def _inner_sums(ld, lp, term_t, nb, ends, region, home, closed, opened, decay, u
     zero = np.float32(0.0)
     a = g
     b = one
-    for q in range(qmax):
+    a2 = a3 = a4 = g
+    b2 = b3 = b4 = one
+    q = 0
+    while q < qmax:
+        if q + 3 < qmin and shape == 0:
+            if inflow:
+                a = term_t[nb[q]]
+                a2 = term_t[nb[q + 1]]
+                a3 = term_t[nb[q + 2]]
+                a4 = term_t[nb[q + 3]]
+            else:
+                b = lp[q]
+                b2 = lp[q + 1]
+                b3 = lp[q + 2]
+                b4 = lp[q + 3]
+            m = max(ld[q] + c0[0], c2[0])
+            m2 = max(ld[q + 1] + c0[0], c2[0])
+            m3 = max(ld[q + 2] + c0[0], c2[0])
+            m4 = max(ld[q + 3] + c0[0], c2[0])
+            for s in range(n_scen):
+                buf[s] = exp2_32(fma32(a[s], b, fma32(p[s], m, nref[s])))
+                buf2[s] = exp2_32(fma32(a2[s], b2, fma32(p[s], m2, nref[s])))
+                buf3[s] = exp2_32(fma32(a3[s], b3, fma32(p[s], m3, nref[s])))
+                buf4[s] = exp2_32(fma32(a4[s], b4, fma32(p[s], m4, nref[s])))
+            row = acc[q % LANES]
+            for s in range(n_scen):
+                row[s] += np.float64(buf[s])
+            row = acc[(q + 1) % LANES]
+            for s in range(n_scen):
+                row[s] += np.float64(buf2[s])
+            row = acc[(q + 2) % LANES]
+            for s in range(n_scen):
+                row[s] += np.float64(buf3[s])
+            row = acc[(q + 3) % LANES]
+            for s in range(n_scen):
+                row[s] += np.float64(buf4[s])
+            q += 4
+            continue
         ldq = ld[q]
         if inflow:
             a = term_t[nb[q]]
@@ -431,6 +494,7 @@ def _inner_sums(ld, lp, term_t, nb, ends, region, home, closed, opened, decay, u
                     buf[s] = buf[s] if ok else zero
         for s in range(n_scen):
             row[s] += np.float64(buf[s])
+        q += 1
 
 
 @strict
@@ -512,6 +576,9 @@ def origin_pass(
         ends = np.zeros(n_scen, dtype=np.int64)
         acc = np.zeros((LANES, n_scen), dtype=np.float64)
         buf = np.zeros(n_scen, dtype=np.float32)
+        buf2 = np.zeros(n_scen, dtype=np.float32)
+        buf3 = np.zeros(n_scen, dtype=np.float32)
+        buf4 = np.zeros(n_scen, dtype=np.float32)
         bests = np.zeros(n_scen, dtype=np.int64)
         best_lws = np.zeros(n_scen, dtype=np.float64)
         for i in range(chunks[ch], chunks[ch + 1]):
@@ -591,6 +658,9 @@ def origin_pass(
                     nrefs,
                     acc,
                     buf,
+                    buf2,
+                    buf3,
+                    buf4,
                 )
             for s in range(n_scen):
                 if counts[s] == 0 and not has_self[s]:
@@ -716,6 +786,9 @@ def inflow_pass(
         ends = np.zeros(n_scen, dtype=np.int64)
         acc = np.zeros((LANES, n_scen), dtype=np.float64)
         buf = np.zeros(n_scen, dtype=np.float32)
+        buf2 = np.zeros(n_scen, dtype=np.float32)
+        buf3 = np.zeros(n_scen, dtype=np.float32)
+        buf4 = np.zeros(n_scen, dtype=np.float32)
         for j in range(chunks[ch], chunks[ch + 1]):
             start = offsets[j]
             stop = offsets[j + 1]
@@ -746,6 +819,9 @@ def inflow_pass(
                     nref,
                     acc,
                     buf,
+                    buf2,
+                    buf3,
+                    buf4,
                 )
                 for s in range(n_scen):
                     inflow[s, j] = _lanes_of(acc, s, lanes)

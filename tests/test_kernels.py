@@ -180,12 +180,14 @@ def _mixed_sweep(n: int) -> dict:
         (23, "mixed"),
         (5, "beta"),
         (16, "beta"),
+        (16, "caps"),
     ],
 )
 def test_batch_results_do_not_depend_on_batch_or_threads(batch, sweep):
     """Bit for bit, whatever the batch: batches of 8 or more loop over scenarios
     innermost, smaller ones over pairs; a 'beta' sweep takes the shortest form of the
-    scenario loop (same reach, same log-scale, power only)."""
+    scenario loop (same reach, same log-scale, power only: four pairs per loop), a
+    'caps' sweep that form up to the shortest reach and the masked form beyond."""
     import numba
 
     from engine.compute import compute_batch
@@ -195,7 +197,11 @@ def test_batch_results_do_not_depend_on_batch_or_threads(batch, sweep):
     base = dict(DEFAULT_COMMUTE)
     cfg = make_config(base, dict(base, cap_min=240.0, beta=1.0), core_min=20000.0)
     n = 23
-    swept = _mixed_sweep(n) if sweep == "mixed" else {"freight.beta": np.linspace(0.5, 2.0, n)}
+    swept = {
+        "mixed": _mixed_sweep(n),
+        "beta": {"freight.beta": np.linspace(0.5, 2.0, n)},
+        "caps": {"freight.beta": np.linspace(0.5, 2.0, n), "freight.cap_min": np.linspace(60.0, 240.0, n)},
+    }[sweep]
     params = batch_parameters(cfg, swept, n)
     network = prepare(towns, towns.core, reach_radii(params), core_floor=20000.0)
     whole = compute_batch(network, params)
@@ -204,6 +210,12 @@ def test_batch_results_do_not_depend_on_batch_or_threads(batch, sweep):
     ]
     for name in whole:
         assert np.array_equal(np.concatenate([o[name] for o in one_by_one]), whole[name], equal_nan=True), name
+    # The float64 sums themselves, before the cube's float32 casts could hide a changed order.
+    for mode in ("commute", "freight"):
+        sums = _gravity_sums(network, params, mode)
+        alone = [_gravity_sums(network, _slice(params, s), mode) for s in range(n)]
+        for name in sums:
+            assert np.array_equal(np.concatenate([a[name] for a in alone]), sums[name]), (mode, name)
     saved = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
@@ -214,6 +226,21 @@ def test_batch_results_do_not_depend_on_batch_or_threads(batch, sweep):
                 assert np.array_equal(got[name], whole[name][start : start + batch], equal_nan=True), name
     finally:
         numba.set_num_threads(saved)
+
+
+def _slice(params, s):
+    return {
+        k: (v[s : s + 1] if k in ("closed", "core_min_population") else {kk: vv[s : s + 1] for kk, vv in v.items()})
+        for k, v in params.items()
+    }
+
+
+def _gravity_sums(network, params, mode):
+    from engine.compute import _gravity, core_mask
+
+    is_core = core_mask(network, params["core_min_population"])
+    got = _gravity(network, network.rows[mode], params[mode], params["closed"], is_core)
+    return {k: got[k] for k in ("denominator", "inflow", "best_weight")}
 
 
 def test_mixed_sweep_equals_reference():
