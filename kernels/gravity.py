@@ -37,8 +37,8 @@ How the work is laid out (issue #4):
   of a row (:func:`_pair_terms`), a batch of 8 or more vectorises over scenarios
   (the scenario loop innermost, a pair loaded once for all). Both give the same bits:
   every term is computed by the same IEEE operations (no fast-math flag here; the
-  polynomial's FMAs are explicit), and every row sum adds its terms into 8 lanes by
-  ``q mod 8`` in row order, combined as ((0+1)+(2+3))+((4+5)+(6+7)). So results are
+  polynomial's FMAs are explicit), and every row sum adds its terms into 32 float64
+  lanes by ``q mod 32`` in row order, combined pairwise in a fixed tree. So results are
   bit-identical for any batch size and any number of threads.
 - The best core is taken among the row's candidate cores only, in float64 from their
   stored distances; exact ties go to the lower town index.
@@ -49,9 +49,10 @@ import numpy as np
 from kernels.fastexp import exp2_32, exp32, fma32
 from kernels.geometry import haversine_km
 from kernels.jit import prange, strict, strict_parallel
+from kernels.simd import lane_sums32
 
 DECAY_CODES = {"power": 0, "exponential": 1}
-LANES = 8
+LANES = 32  # a row sum's float64 lanes: 4 independent vector chains of 8 in the pair loop
 INNER_MIN = 8  # batches at least this large loop over scenarios innermost
 _UNDERFLOW = 1e-30  # a row total below this means the reference overshot: redo the row exactly
 _DOUBT = 1e-6  # |log d - log limit| below which float32 cannot decide reachability
@@ -127,8 +128,13 @@ def log_deterrence(t, decay, beta, min_time):
 
 @strict
 def lane_total(lanes):
-    """The fixed combination of the 8 lane sums."""
-    return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
+    """The fixed combination of the lane sums: pairwise, (0+1), (2+3), ... then again."""
+    width = LANES
+    while width > 1:
+        width //= 2
+        for i in range(width):
+            lanes[i] = lanes[2 * i] + lanes[2 * i + 1]
+    return lanes[0]
 
 
 @strict
@@ -168,26 +174,12 @@ def _pair_terms(ld, lp, nb, region, home, closed, n, decay, g, p, c0, c2, k, nre
 
 @strict
 def _lane_sum(terms, n, lanes):
-    """Σ terms[:n] by 8 lanes (q mod 8, in order), combined by :func:`lane_total`."""
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    """Σ terms[:n] by 32 lanes (q mod 32, in order), combined by :func:`lane_total`;
+    the full blocks of 32 by four vector chains of 8 lanes (:func:`kernels.simd.lane_sums32`)."""
     full = n - n % LANES
-    for q in range(0, full, LANES):
-        a0 += np.float64(terms[q])
-        a1 += np.float64(terms[q + 1])
-        a2 += np.float64(terms[q + 2])
-        a3 += np.float64(terms[q + 3])
-        a4 += np.float64(terms[q + 4])
-        a5 += np.float64(terms[q + 5])
-        a6 += np.float64(terms[q + 6])
-        a7 += np.float64(terms[q + 7])
-    lanes[0] = a0
-    lanes[1] = a1
-    lanes[2] = a2
-    lanes[3] = a3
-    lanes[4] = a4
-    lanes[5] = a5
-    lanes[6] = a6
-    lanes[7] = a7
+    sums = lane_sums32(terms, full)
+    for i in range(LANES):
+        lanes[i] = sums[i]
     for q in range(full, n):
         lanes[q - full] += np.float64(terms[q])
     return lane_total(lanes)
@@ -407,7 +399,7 @@ def _inner_sums(
 ):
     """Lane sums of a row for every scenario, the scenario loop innermost (vectorised).
 
-    ``acc[q mod 8, s] += 2^x`` with ``x = fma(a_s, b, fma(P_s, max(ld + c0_s, c2_s),
+    ``acc[q mod 32, s] += 2^x`` with ``x = fma(a_s, b, fma(P_s, max(ld + c0_s, c2_s),
     fma(K_s, d, nref_s)))`` (the innermost FMA only when some scenario is exponential):
     for the origin pass ``a = G`` and ``b = lp_rel[q]`` (``term_t`` is empty); for the
     inflow pass ``a = term_t[nb[q]]`` (origin terms, contiguous over scenarios: no
