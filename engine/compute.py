@@ -36,12 +36,16 @@ N_CHUNKS = 256  # town ranges of about equal pair count; fixed so results never 
 class Rows:
     """One neighbourhood in CSR, rows sorted by distance (ties by index).
 
-    Per pair: ``neighbour`` (int32), ``log_dist`` (float32 log km) and ``lp_rel``
-    (float32, log population of the neighbour minus the row's ``lp_max``): 12 bytes a
-    pair. ``bucket``: per-row positions for the reach bisection;
+    Per pair: ``neighbour`` (int32), ``log_dist`` (float32 log km), ``lp_rel``
+    (float32, log population of the neighbour minus the row's ``lp_max``) and
+    ``neighbour_rank`` (below): 16 bytes a pair. ``bucket``: per-row positions for the reach bisection;
     ``cand_*``: the row positions, towns,
     log-distances and distances of the neighbours that are cores in at least one
-    scenario of the run; ``chunks``: town ranges of about equal pair count.
+    scenario of the run; ``chunks``: town ranges of about equal pair count;
+    ``order``: the towns in a spatial order, ``order_chunks`` ranges of it and
+    ``neighbour_rank`` each pair's neighbour by its position in that order (4 bytes a
+    pair more), for the pass that reads its neighbours' values
+    (:func:`kernels.inflow_pass`).
     """
 
     offsets: np.ndarray
@@ -55,6 +59,9 @@ class Rows:
     cand_logd: np.ndarray
     cand_d: np.ndarray
     chunks: np.ndarray
+    order: np.ndarray
+    neighbour_rank: np.ndarray
+    order_chunks: np.ndarray
     radius_km: float
 
     @property
@@ -100,10 +107,12 @@ class Network:
         return town + sum(r.nbytes for r in unique.values())
 
 
-def cost_chunks(offsets: np.ndarray, n_chunks: int = N_CHUNKS) -> np.ndarray:
-    """Town boundaries of ``n_chunks`` ranges with about equal pair (plus town) counts."""
+def cost_chunks(offsets: np.ndarray, n_chunks: int = N_CHUNKS, order: np.ndarray | None = None) -> np.ndarray:
+    """Boundaries of ``n_chunks`` ranges of towns (of positions in ``order`` if given)
+    with about equal pair (plus town) counts."""
     n = offsets.shape[0] - 1
-    cost = offsets + np.arange(n + 1)  # a town with no neighbour still costs something
+    sizes = np.diff(offsets) if order is None else np.diff(offsets)[order]
+    cost = np.concatenate([[0], np.cumsum(sizes + 1)])  # a town with no neighbour still costs something
     targets = np.linspace(0, cost[-1], min(n_chunks, max(n, 1)) + 1)
     bounds = np.searchsorted(cost, targets, side="left")
     bounds[0], bounds[-1] = 0, n
@@ -141,12 +150,25 @@ def reach_radii(params: dict) -> dict:
 SHARE_ROWS = 0.8  # a mode reaching at least this fraction of the widest radius reads the widest rows
 
 
+ORDER_BAND_DEG = 0.5
+
+
+def spatial_order(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Towns in bands of 0.5 degree of latitude, west to east and back (serpentine)."""
+    band = np.floor((lat + 90.0) / ORDER_BAND_DEG).astype(np.int64)
+    along = np.where(band % 2 == 0, lon, -lon)
+    return np.lexsort((along, band)).astype(np.int64)
+
+
 def _rows(offsets, neighbour, log_dist, lp_rel, radius_km, candidate, lat, lon) -> Rows:
     bucket, cand_offsets, cand_pos, cand_town, cand_d = row_tables(
         offsets, neighbour, log_dist, radius_km, candidate, lat, lon
     )
     with np.errstate(divide="ignore"):
         cand_logd = np.log(cand_d)
+    order = spatial_order(lat, lon)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.shape[0])
     return Rows(
         offsets=offsets,
         neighbour=neighbour,
@@ -159,6 +181,9 @@ def _rows(offsets, neighbour, log_dist, lp_rel, radius_km, candidate, lat, lon) 
         cand_logd=cand_logd,
         cand_d=cand_d,
         chunks=cost_chunks(offsets),
+        order=order,
+        neighbour_rank=rank[neighbour].astype(np.int32),
+        order_chunks=cost_chunks(offsets, order=order),
         radius_km=radius_km,
     )
 
@@ -284,9 +309,10 @@ def core_mask(network: Network, core_min_population: np.ndarray) -> np.ndarray:
 def _gravity(network: Network, rows: Rows, p: dict, closed: np.ndarray, is_core: np.ndarray) -> dict:
     n_reachable, reach, shift, denominator, best_core, best_weight = _origin(network, rows, p, closed, is_core)
     inflow = inflow_pass(
-        rows.chunks,
+        rows.order_chunks,
+        rows.order,
         rows.offsets,
-        rows.neighbour,
+        rows.neighbour_rank,
         rows.log_dist,
         network.log_pop,
         network.region,

@@ -727,8 +727,9 @@ def origin_pass(
 @strict_parallel
 def inflow_pass(
     chunks,
+    order,
     offsets,
-    neighbour,
+    neighbour_rank,
     log_dist,
     log_pop,
     region,
@@ -752,7 +753,11 @@ def inflow_pass(
     scenario).
     Reachability is symmetric (t_ij = t_ji, same region), so town j gathers from the
     reachable prefix of its own row instead of every origin scattering into it: no
-    write is shared by threads.
+    write is shared by threads. Towns are taken in ``order`` (a spatial order;
+    ``chunks`` are ranges of it) and the origin terms are stored in that order, town
+    ``order[r]`` at position ``r`` (``neighbour_rank`` holds each pair's neighbour by
+    that position), so that nearby towns read nearby, mostly cached origin terms; each
+    town's sum is the same whatever the order.
     """
     n_scen = circuity.shape[0]
     n_towns = log_pop.shape[0]
@@ -763,11 +768,14 @@ def inflow_pass(
     opened = ~closed
     origin_term = np.empty((n_scen, n_towns), dtype=np.float32)
     term_t = np.empty((n_towns, n_scen), dtype=np.float32)
-    for i in prange(n_towns):
+    region_r = np.empty(n_towns, dtype=region.dtype)  # region by position in the order
+    for r in prange(n_towns):
+        i = order[r]
+        region_r[r] = region[i]
         for s in range(n_scen):
             o = np.float32((log_pop[i] - shift[s, i] - np.log(denominator[s, i])) * LOG2E)
-            origin_term[s, i] = o
-            term_t[i, s] = o
+            origin_term[s, r] = o
+            term_t[r, s] = o
     longest = _longest_row(offsets)
     one = np.float32(1.0)
     for ch in prange(chunks.shape[0] - 1):
@@ -781,11 +789,12 @@ def inflow_pass(
         buf2 = np.zeros(n_scen, dtype=np.float32)
         buf3 = np.zeros(n_scen, dtype=np.float32)
         buf4 = np.zeros(n_scen, dtype=np.float32)
-        for j in range(chunks[ch], chunks[ch + 1]):
+        for at in range(chunks[ch], chunks[ch + 1]):
+            j = order[at]
             start = offsets[j]
             stop = offsets[j + 1]
             ld = log_dist[start:stop]
-            nb = neighbour[start:stop]
+            nb = neighbour_rank[start:stop]
             home = region[j]
             for s in range(n_scen):
                 ends[s] = reach[s, j]
@@ -797,7 +806,7 @@ def inflow_pass(
                     term_t,
                     nb,
                     ends,
-                    region,
+                    region_r,
                     home,
                     closed,
                     opened,
@@ -829,7 +838,7 @@ def inflow_pass(
                     ld,
                     gathered,
                     nb,
-                    region,
+                    region_r,
                     home,
                     closed[s],
                     end,
