@@ -167,8 +167,8 @@ def _rows(offsets, neighbour, log_dist, lp_rel, radius_km, candidate, lat, lon) 
     with np.errstate(divide="ignore"):
         cand_logd = np.log(cand_d)
     order = spatial_order(lat, lon)
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.shape[0])
+    rank = np.empty(order.shape[0], dtype=np.int32)
+    rank[order] = np.arange(order.shape[0], dtype=np.int32)
     return Rows(
         offsets=offsets,
         neighbour=neighbour,
@@ -182,7 +182,7 @@ def _rows(offsets, neighbour, log_dist, lp_rel, radius_km, candidate, lat, lon) 
         cand_d=cand_d,
         chunks=cost_chunks(offsets),
         order=order,
-        neighbour_rank=rank[neighbour].astype(np.int32),
+        neighbour_rank=rank[neighbour],
         order_chunks=cost_chunks(offsets, order=order),
         radius_km=radius_km,
     )
@@ -309,6 +309,7 @@ def core_mask(network: Network, core_min_population: np.ndarray) -> np.ndarray:
 def _gravity(network: Network, rows: Rows, p: dict, closed: np.ndarray, is_core: np.ndarray) -> dict:
     n_reachable, reach, shift, denominator, best_core, best_weight = _origin(network, rows, p, closed, is_core)
     inflow = inflow_pass(
+        rows.chunks,
         rows.order_chunks,
         rows.order,
         rows.offsets,

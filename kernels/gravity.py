@@ -727,6 +727,7 @@ def origin_pass(
 @strict_parallel
 def inflow_pass(
     chunks,
+    order_chunks,
     order,
     offsets,
     neighbour_rank,
@@ -753,11 +754,12 @@ def inflow_pass(
     scenario).
     Reachability is symmetric (t_ij = t_ji, same region), so town j gathers from the
     reachable prefix of its own row instead of every origin scattering into it: no
-    write is shared by threads. Towns are taken in ``order`` (a spatial order;
-    ``chunks`` are ranges of it) and the origin terms are stored in that order, town
+    write is shared by threads. The origin terms are stored in a spatial order, town
     ``order[r]`` at position ``r`` (``neighbour_rank`` holds each pair's neighbour by
-    that position), so that nearby towns read nearby, mostly cached origin terms; each
-    town's sum is the same whatever the order.
+    that position); batches of 8 or more also take the towns in that order
+    (``order_chunks`` are ranges of it), so that nearby towns read nearby, mostly
+    cached origin terms; smaller batches, bound by streaming the rows, take them in
+    index order (``chunks``). Each town's sum is the same whatever the order.
     """
     n_scen = circuity.shape[0]
     n_towns = log_pop.shape[0]
@@ -778,7 +780,8 @@ def inflow_pass(
             term_t[r, s] = o
     longest = _longest_row(offsets)
     one = np.float32(1.0)
-    for ch in prange(chunks.shape[0] - 1):
+    ranges = order_chunks if inner else chunks
+    for ch in prange(ranges.shape[0] - 1):
         terms = np.empty(longest, dtype=np.float32)
         gathered = np.empty(longest, dtype=np.float32)
         lanes = np.zeros(LANES, dtype=np.float64)
@@ -789,8 +792,8 @@ def inflow_pass(
         buf2 = np.zeros(n_scen, dtype=np.float32)
         buf3 = np.zeros(n_scen, dtype=np.float32)
         buf4 = np.zeros(n_scen, dtype=np.float32)
-        for at in range(chunks[ch], chunks[ch + 1]):
-            j = order[at]
+        for at in range(ranges[ch], ranges[ch + 1]):
+            j = order[at] if inner else at
             start = offsets[j]
             stop = offsets[j + 1]
             ld = log_dist[start:stop]
