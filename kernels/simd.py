@@ -55,7 +55,7 @@ def lane_sums32(typingctx, terms, full):
         for c in range(CHAINS):
             at = builder.add(q, ir.Constant(intp, c * WIDTH))
             ptr = builder.bitcast(cgutils.gep(builder, ary.data, at), f8.as_pointer())
-            new.append(builder.fadd(accs[c], builder.fpext(builder.load(ptr, align=4), d8)))
+            new.append(builder.fadd(accs[c], builder.fpext(builder.load(ptr, align=4, typ=f8), d8)))
         step = builder.add(q, ir.Constant(intp, WIDTH * CHAINS))
         q.add_incoming(step, body)
         for acc, value in zip(accs, new):
