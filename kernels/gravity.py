@@ -405,14 +405,15 @@ def _inner_sums(
     inflow pass ``a = term_t[nb[q]]`` (origin terms, contiguous over scenarios: no
     gather) and ``b = 1``. The same terms, in the same order, as :func:`_pair_terms` +
     :func:`_lane_sum` (for a power scenario in a batch with exponential ones,
-    fma(0, d, nref) is nref up to the sign of a zero, which 2^x does not see). Three
-    forms of the scenario loop give the same bits: all scenarios take the pair with the
-    same c0, c2 and none is exponential (max(ld + c0, c2) is shared); all take it; or
-    only those with q < ends[s] and, under closed borders, a same-region pair (the
-    others add +0.0). In the first form four pairs share one loop over the scenarios
-    (four independent exp chains per vector step; measured 0.9 ms of 9.2 less per
-    scenario on Mexico than one pair per loop), each into its own float32 buffer (rows
-    of one 2-D buffer were slower), then each buffer into its lane in pair order.
+    fma(0, d, nref) is nref up to the sign of a zero, which 2^x does not see). The forms
+    of the scenario loop give the same bits. Where every scenario takes the pair, with
+    the same c0, c2 and none exponential (max(ld + c0, c2) is shared), four pairs share
+    one loop over the scenarios (four independent exp chains per vector step; measured
+    0.9 ms of 9.2 less per scenario on Mexico than one pair per loop), each into its own
+    float32 buffer (rows of one 2-D buffer were slower), then each buffer into its lane
+    in pair order. The other pairs go one at a time, each scenario with its own c0, c2;
+    from the shortest reach on, only scenarios with q < ends[s] and, under closed
+    borders, a same-region pair keep the term (the others add +0.0).
     """
     acc[:, :] = 0.0
     n_scen = ends.shape[0]
@@ -466,24 +467,19 @@ def _inner_sums(
         else:
             b = lp[q]
         row = acc[q % LANES]
-        # Terms into a float32 buffer first (8 to a vector), then into the float64 lanes.
-        if q < qmin and shape == 0:
-            m = max(ldq + c0[0], c2[0])
+        # One pair: terms into a float32 buffer first (a vector loop), then into its lane.
+        if use_k:
+            dq = exp32(ldq)
             for s in range(n_scen):
-                buf[s] = exp2_32(fma32(a[s], b, fma32(p[s], m, nref[s])))
+                buf[s] = exp2_32(fma32(a[s], b, fma32(p[s], max(ldq + c0[s], c2[s]), fma32(k[s], dq, nref[s]))))
         else:
-            if use_k:
-                dq = exp32(ldq)
-                for s in range(n_scen):
-                    buf[s] = exp2_32(fma32(a[s], b, fma32(p[s], max(ldq + c0[s], c2[s]), fma32(k[s], dq, nref[s]))))
-            else:
-                for s in range(n_scen):
-                    buf[s] = exp2_32(fma32(a[s], b, fma32(p[s], max(ldq + c0[s], c2[s]), nref[s])))
-            if q >= qmin:
-                same = region[nb[q]] == home
-                for s in range(n_scen):
-                    ok = (q < ends[s]) & (same | opened[s])
-                    buf[s] = buf[s] if ok else zero
+            for s in range(n_scen):
+                buf[s] = exp2_32(fma32(a[s], b, fma32(p[s], max(ldq + c0[s], c2[s]), nref[s])))
+        if q >= qmin:
+            same = region[nb[q]] == home
+            for s in range(n_scen):
+                ok = (q < ends[s]) & (same | opened[s])
+                buf[s] = buf[s] if ok else zero
         for s in range(n_scen):
             row[s] += np.float64(buf[s])
         q += 1
@@ -768,16 +764,20 @@ def inflow_pass(
     inner = n_scen >= INNER_MIN
     use_k = _any_exponential(decay)
     opened = ~closed
-    origin_term = np.empty((n_scen, n_towns), dtype=np.float32)
-    term_t = np.empty((n_towns, n_scen), dtype=np.float32)
+    # The origin terms in the layout the loop shape reads: (town, scenario) rows when the
+    # scenario loop is innermost, (scenario, town) rows for the pair loop.
+    origin_term = np.empty((0 if inner else n_scen, n_towns), dtype=np.float32)
+    term_t = np.empty((n_towns if inner else 0, n_scen), dtype=np.float32)
     region_r = np.empty(n_towns, dtype=region.dtype)  # region by position in the order
     for r in prange(n_towns):
         i = order[r]
         region_r[r] = region[i]
         for s in range(n_scen):
             o = np.float32((log_pop[i] - shift[s, i] - np.log(denominator[s, i])) * LOG2E)
-            origin_term[s, r] = o
-            term_t[r, s] = o
+            if inner:
+                term_t[r, s] = o
+            else:
+                origin_term[s, r] = o
     longest = _longest_row(offsets)
     one = np.float32(1.0)
     ranges = order_chunks if inner else chunks
