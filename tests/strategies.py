@@ -92,9 +92,10 @@ def kernels_one(towns: Towns, cfg: AggloConfig) -> dict:
     return {k: v[0] for k, v in out.items()}
 
 
-def reference_one(towns: Towns, cfg: AggloConfig, mode: str, **kw) -> dict:
+def reference_one(towns: Towns, cfg: AggloConfig, mode: str, twin=scenario, **kw) -> dict:
+    """One scenario of ``cfg`` for ``mode`` by a NumPy twin (tests/naive.py)."""
     is_core = (towns.population >= cfg.cores.min_population) | towns.core
-    return scenario(
+    return twin(
         towns.lat,
         towns.lon,
         towns.population,

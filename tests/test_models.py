@@ -7,22 +7,13 @@ from hypothesis import strategies as st
 
 from engine.towns import load_geonames
 from tests.naive import scenario_dense
-from tests.strategies import compare, kernels_one, make_config, modes, town_tables
+from tests.strategies import compare, kernels_one, make_config, modes, reference_one, town_tables
 
 MODELS = ["attraction", "doubly", "radiation"]
 
 
 def reference(towns, cfg, mode):
-    is_core = (towns.population >= cfg.cores.min_population) | towns.core
-    return scenario_dense(
-        towns.lat,
-        towns.lon,
-        towns.population,
-        towns.region_code,
-        is_core,
-        vars(cfg.mode(mode)),
-        cfg.borders == "closed",
-    )
+    return reference_one(towns, cfg, mode, twin=scenario_dense)
 
 
 def check(towns, cfg):
