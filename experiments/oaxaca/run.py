@@ -16,12 +16,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from experiments.common import agglo_run, write_results  # noqa: E402
+from tests.real_towns import oaxaca_inegi_frame  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 HIGHLIGHT = {
@@ -36,19 +36,8 @@ INEGI_CORES = [200670001, 201840001, 200790001]  # Oaxaca de Juárez, Tuxtepec, 
 
 
 def inegi_table() -> str:
-    raw = pd.read_csv(ROOT / "tests/data/oaxaca/oaxaca_localidades_1000plus_2020.csv", dtype={"cve_municipio": str})
-    table = pd.DataFrame(
-        {
-            "town_id": raw["cvegeo"].astype("int64"),
-            "name": raw["nom_localidad"],
-            "lat": raw["latitud"],
-            "lon": raw["longitud"],
-            "population": raw["poblacion_total"].astype(float),
-            "region": raw["cve_municipio"],
-        }
-    )
     path = HERE / "inegi_towns.csv"
-    table.to_csv(path, index=False)
+    oaxaca_inegi_frame().to_csv(path, index=False)  # the tests' reader of the INEGI file
     return str(path.relative_to(ROOT))
 
 
