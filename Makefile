@@ -19,8 +19,8 @@ run: $(STAMP)
 	$(BIN)/agglo run $(ARGS) --figures results/figures
 
 test: $(STAMP)
-	$(BIN)/ruff check engine kernels tests benchmarks experiments
-	$(BIN)/ruff format --check engine kernels tests benchmarks experiments
+	$(BIN)/ruff check agglo tests benchmarks experiments
+	$(BIN)/ruff format --check agglo tests benchmarks experiments
 	$(BIN)/python -m pytest -q
 
 test-all: $(STAMP)
@@ -47,7 +47,7 @@ study-cbsa: $(STAMP)
 	$(BIN)/python experiments/cbsa/run.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check engine kernels tests benchmarks experiments
+	$(BIN)/ruff check agglo tests benchmarks experiments
 
 clean:
 	rm -rf $(VENV) results outputs .pytest_cache .hypothesis

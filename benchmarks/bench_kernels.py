@@ -27,9 +27,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.compute import batch_parameters, compute_batch, forced_cores, prepare, reach_radii  # noqa: E402
-from engine.config import AggloConfig  # noqa: E402
-from engine.towns import load_geonames, synthetic  # noqa: E402
+from agglo.engine.compute import batch_parameters, compute_batch, forced_cores, prepare, reach_radii  # noqa: E402
+from agglo.engine.config import AggloConfig  # noqa: E402
+from agglo.engine.towns import load_geonames, synthetic  # noqa: E402
 from tests.naive import scenario  # noqa: E402
 
 CASES = {

@@ -45,7 +45,7 @@ CASES = {
 
 _CHILD = """
 import json, resource, sys
-from engine.cli import main
+from agglo.tools.cli import main
 rc = main(sys.argv[1:])
 print("BENCH " + json.dumps({"rc": rc, "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """

@@ -9,7 +9,7 @@ os.environ.setdefault("HYDRA_FULL_ERROR", "0")
 @pytest.fixture
 def run_cli(capsys):
     """Call ``agglo`` in-process; return (exit code, stdout, stderr)."""
-    from engine.cli import main
+    from agglo.tools.cli import main
 
     def call(*args):
         code = main(list(args))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine.towns import Towns, from_frame, load_geonames
+from agglo.engine.towns import Towns, from_frame, load_geonames
 
 DATA = Path(__file__).parent / "data"
 

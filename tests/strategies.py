@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 from hypothesis import strategies as st
 
-from engine.compute import batch_parameters, compute_batch, prepare, reach_radii
-from engine.config import AggloConfig, CoresConfig, ModeConfig
-from engine.towns import Towns, from_frame
+from agglo.engine.compute import batch_parameters, compute_batch, prepare, reach_radii
+from agglo.engine.config import AggloConfig, CoresConfig, ModeConfig
+from agglo.engine.towns import Towns, from_frame
 from tests.naive import scenario
 
 NEAR = 1e-9  # relative gap under which two float64 values are an honest tie (reach: exact in the kernels)

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine import calibrate
-from engine.towns import load_table
+from agglo.engine.towns import load_table
+from agglo.tools import calibrate
 
 DATA = Path(__file__).parent / "data"
 AUSTRIA = DATA / "austria_gravity"

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from engine import open_results
-from engine.store import VARIABLES
+from agglo import open_results
+from agglo.engine.store import VARIABLES
 from tests.conftest import SMALL
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from engine.store import VARIABLES, batch_done
+from agglo.engine.store import VARIABLES, batch_done
 from tests.conftest import SMALL
 
 pytestmark = pytest.mark.distributed

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.compute import batch_parameters, prepare, reach_radii, scenario_pairs
-from engine.towns import from_frame
-from kernels import build_neighbourhood
+from agglo.engine.compute import batch_parameters, prepare, reach_radii, scenario_pairs
+from agglo.engine.towns import from_frame
+from agglo.kernels import build_neighbourhood
 from tests.naive import haversine_rows
 from tests.strategies import (
     DEFAULT_COMMUTE,
@@ -116,7 +116,7 @@ def test_closed_borders_keep_members_in_their_region(towns, mode):
 def test_single_town_and_all_cores():
     import pandas as pd
 
-    from engine.towns import from_frame
+    from agglo.engine.towns import from_frame
 
     one = from_frame(
         pd.DataFrame({"town_id": [1], "name": ["a"], "lat": [17.0], "lon": [-96.0], "population": [900.0]}), "one"
@@ -134,7 +134,7 @@ def test_single_town_and_all_cores():
 def test_exact_tie_goes_to_lower_index():
     import pandas as pd
 
-    from engine.towns import from_frame
+    from agglo.engine.towns import from_frame
 
     # Two equal cores at exactly the same distance east and west of a small town (lon ±0.25 is
     # symmetric in floating point, so the shares tie to the last bit).
@@ -190,8 +190,8 @@ def test_batch_results_do_not_depend_on_batch_or_threads(batch, sweep):
     'caps' sweep that form up to the shortest reach and the masked form beyond."""
     import numba
 
-    from engine.compute import compute_batch
-    from engine.towns import synthetic
+    from agglo.engine.compute import compute_batch
+    from agglo.engine.towns import synthetic
 
     towns = synthetic(400, 3)
     base = dict(DEFAULT_COMMUTE)
@@ -236,7 +236,7 @@ def _slice(params, s):
 
 
 def _gravity_sums(network, params, mode):
-    from engine.compute import _gravity, core_mask
+    from agglo.engine.compute import _gravity, core_mask
 
     is_core = core_mask(network, params["core_min_population"])
     got = _gravity(network, network.rows[mode], params[mode], params["closed"], is_core)
@@ -245,8 +245,8 @@ def _gravity_sums(network, params, mode):
 
 def test_mixed_sweep_equals_reference():
     """The branches of the batched kernels against the NumPy twin, scenario by scenario."""
-    from engine.compute import compute_batch
-    from engine.towns import synthetic
+    from agglo.engine.compute import compute_batch
+    from agglo.engine.towns import synthetic
 
     towns = synthetic(300, 5)
     base = dict(DEFAULT_COMMUTE)

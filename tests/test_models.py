@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.towns import load_geonames
+from agglo.engine.towns import load_geonames
 from tests.naive import scenario_dense
 from tests.strategies import compare, kernels_one, make_config, modes, reference_one, town_tables
 
@@ -50,7 +50,7 @@ def test_models_equal_reference(towns, commute, freight, models, closed, core_mi
 
 @pytest.mark.parametrize("model", MODELS)
 def test_models_on_oaxaca(model):
-    from engine.config import AggloConfig
+    from agglo.engine.config import AggloConfig
 
     towns = load_geonames("MX", ["20"], 500)
     base = AggloConfig()
@@ -61,8 +61,8 @@ def test_models_on_oaxaca(model):
 
 
 def test_a_batch_mixing_models_equals_one_scenario_at_a_time():
-    from engine.compute import batch_parameters, compute_batch, prepare, reach_radii
-    from engine.towns import synthetic
+    from agglo.engine.compute import batch_parameters, compute_batch, prepare, reach_radii
+    from agglo.engine.towns import synthetic
     from tests.strategies import DEFAULT_COMMUTE
 
     towns = synthetic(300, 4)

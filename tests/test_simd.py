@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels.gravity import LANES, _lane_sum
+from agglo.kernels.gravity import LANES, _lane_sum
 
 
 def _reference(terms, n):

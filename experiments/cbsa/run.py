@@ -118,9 +118,9 @@ def main() -> int:
     table.to_csv(HERE / "counties.csv", index=False)
     figures = ROOT / "results/cbsa_figures"
     agglo_run("experiment=cbsa", "--figures", str(figures))
-    import engine
+    import agglo
 
-    ds = engine.open_results(str(ROOT / "results/cbsa.zarr"))
+    ds = agglo.open_results(str(ROOT / "results/cbsa.zarr"))
     cz = pd.read_csv(ROOT / "tests/data/us_commuting_zones/clusfin_jtw1990.csv", dtype={"county": str})
     zones = pd.Series(cz["cluster"].values, index=cz["county"].str.zfill(5))
     scores = score(ds, table, truth, zones).sort_values("f1", ascending=False)

@@ -39,10 +39,10 @@ def run(country: str) -> str:
 
 
 def tables(country: str, store: str) -> list[str]:
-    import engine
-    from engine.analysis import stability
+    import agglo
+    from agglo.tools.analysis import stability
 
-    ds = engine.open_results(store)
+    ds = agglo.open_results(store)
     pop = ds["population"].values
     cov = ds["coverage"].values  # (scenario, mode)
     lines = [f"### {COUNTRIES[country]}: {ds.sizes['town']} towns", ""]

@@ -68,7 +68,7 @@ def sizes(one, label: str) -> list[str]:
 
 
 def main() -> int:
-    import engine
+    import agglo
 
     agglo_run("experiment=oaxaca")
     inegi_args = ["data.source=table", f"data.path={inegi_table()}", "data.admin1=null",
@@ -79,10 +79,10 @@ def main() -> int:
     # GeoNames' regions are states (all of Oaxaca is one): the restriction closes INEGI's municipalities.
     agglo_run("experiment=oaxaca", *inegi_args, "sweep.grid={}", "commute.cap_min=0,10,20,30", "borders=open,closed",
           "store.path=results/oaxaca_restriction.zarr")  # fmt: skip
-    main_ds = engine.open_results(str(ROOT / "results/oaxaca.zarr"))
-    inegi = engine.open_results(str(ROOT / "results/oaxaca_inegi.zarr"))
-    decay = engine.open_results(str(ROOT / "results/oaxaca_decay.zarr"))
-    restr = engine.open_results(str(ROOT / "results/oaxaca_restriction.zarr"))
+    main_ds = agglo.open_results(str(ROOT / "results/oaxaca.zarr"))
+    inegi = agglo.open_results(str(ROOT / "results/oaxaca_inegi.zarr"))
+    decay = agglo.open_results(str(ROOT / "results/oaxaca_decay.zarr"))
+    restr = agglo.open_results(str(ROOT / "results/oaxaca_restriction.zarr"))
     one = main_ds.sel({"commute.cap_min": 60, "freight.cap_min": 240})
     ids = list(main_ds["town_id"].values)
     names = main_ds["name"].values

@@ -73,9 +73,9 @@ def build_table() -> tuple[pd.DataFrame, list[str]]:
 
 
 def results(table: pd.DataFrame) -> str:
-    import engine
+    import agglo
 
-    ds = engine.open_results(str(ROOT / "results/ural.zarr"))
+    ds = agglo.open_results(str(ROOT / "results/ural.zarr"))
     cat = table.set_index("town_id").loc[ds["town_id"].values, "category"].to_numpy()
     pop = ds["population"].values
     core = ds["core"]
@@ -124,7 +124,7 @@ def by_category(ds, table, select: dict) -> dict:
 
 def extra_questions(table) -> list[str]:
     """Decay and a lockdown (commute 0-30 min, closed oblast borders), by monotown category."""
-    import engine
+    import agglo
 
     oaxaca = ROOT / "experiments/oaxaca/decay_scenarios.csv"
     for args in (
@@ -132,8 +132,8 @@ def extra_questions(table) -> list[str]:
         ["sweep.grid={}", "commute.cap_min=0,10,20,30", "borders=open,closed", "store.path=results/ural_lockdown.zarr"],
     ):
         agglo_run("experiment=ural", *args)
-    decay = engine.open_results(str(ROOT / "results/ural_decay.zarr"))
-    lock = engine.open_results(str(ROOT / "results/ural_lockdown.zarr"))
+    decay = agglo.open_results(str(ROOT / "results/ural_decay.zarr"))
+    lock = agglo.open_results(str(ROOT / "results/ural_lockdown.zarr"))
     lines = ["", "Decay: share of each category's population attached (categories 1 / 2 / 3):", ""]
     lines += ["| caps | decay | by commuting | by freight |", "| --- | --- | --- | --- |"]
     for k in range(decay.sizes["scenario"]):

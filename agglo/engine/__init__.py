@@ -1,0 +1,1 @@
+"""Towns, configuration, sweep planning, execution and the Zarr result cube."""

@@ -1,0 +1,77 @@
+"""Dask execution: a LocalCluster the engine starts, or an existing scheduler.
+
+The towns and their neighbourhood are scattered to every worker once
+(``broadcast=True``); each task computes one batch and writes its own region of the
+store, so the driver never holds the cube.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from agglo.engine.errors import UserError
+from agglo.engine.executors.task import run_batch
+
+
+def _client(cfg):
+    from distributed import Client, LocalCluster
+
+    if cfg.kind == "address":
+        security = None
+        if cfg.security.ca_file:
+            from distributed.security import Security
+
+            security = Security(
+                tls_ca_file=cfg.security.ca_file,
+                tls_client_cert=cfg.security.cert_file,
+                tls_client_key=cfg.security.key_file,
+                require_encryption=True,
+            )
+        try:
+            return Client(cfg.address, timeout="10s", security=security), None
+        except Exception as exc:  # noqa: BLE001 - unreachable or refused scheduler
+            raise UserError(
+                f"executor.address = {cfg.address!r}: cannot connect ({exc}); allowed: a running scheduler's address"
+            ) from None
+    n_workers = cfg.n_workers or max(1, os.cpu_count() or 1)
+    cluster = LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=cfg.threads_per_worker,
+        memory_limit=cfg.memory_limit,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        processes=True,
+    )
+    return Client(cluster), cluster
+
+
+def check_address(cfg) -> None:
+    """Fail early (before any store is written) when the scheduler cannot be reached."""
+    if cfg.kind != "address":
+        return
+    client, _ = _client(cfg)
+    client.close()
+
+
+def run_batches(network, job, batches, progress, executor_config):
+    from dataclasses import replace
+
+    from distributed import as_completed
+
+    client, cluster = _client(executor_config)
+    try:
+        if client.dashboard_link:
+            print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
+        job = replace(job, threads=executor_config.threads_per_worker)
+        network_f = client.scatter(network, broadcast=True)
+        job_f = client.scatter(job, broadcast=True)
+        futures = [client.submit(run_batch, network_f, job_f, b, pure=False) for b in batches]
+        for future in as_completed(futures):
+            _, size = future.result()
+            progress.update(size)
+            future.release()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

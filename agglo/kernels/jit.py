@@ -1,0 +1,46 @@
+"""The one place where Numba flags are set.
+
+``serial``/``parallel`` allow reassociation and contraction only: no-NaN / no-inf
+flags would break the NaN that marks "no core reachable". ``strict``/``strict_parallel``
+carry no fast-math flag at all: travel times decide reachability and must be bit for
+bit what MODEL.md's formula gives, and the gravity terms must be the same IEEE
+operations whichever loop shape computes them (see :mod:`agglo.kernels.gravity`).
+``cache=CACHE`` lets a second process (a Dask worker) load the compiled code
+instead of compiling again; the cache folder is keyed by the kernels' sources.
+"""
+
+import hashlib
+import os
+from pathlib import Path
+
+import numba
+
+CACHE = os.environ.get("AGGLO_NO_CACHE") is None
+
+
+def _cache_dir() -> str | None:
+    """Numba invalidates a cached function when its own file changes, not when a function
+    it inlines from another file does (an edited exp32 would stay in the cached gravity
+    kernels). So the cache lives in a folder named by a hash of every kernel source."""
+    sources = sorted(Path(__file__).parent.glob("*.py"))
+    key = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in sources)).hexdigest()[:16]
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "agglo" / "numba" / key
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None  # not writable: Numba's own default (next to the sources)
+    return str(base)
+
+
+if CACHE and "NUMBA_CACHE_DIR" not in os.environ:
+    _dir = _cache_dir()
+    if _dir is not None:
+        numba.config.CACHE_DIR = _dir
+
+FASTMATH = {"reassoc", "contract", "nsz"}
+
+serial = numba.njit(cache=CACHE, nogil=True, fastmath=FASTMATH)
+parallel = numba.njit(cache=CACHE, nogil=True, fastmath=FASTMATH, parallel=True)
+strict = numba.njit(cache=CACHE, nogil=True)
+strict_parallel = numba.njit(cache=CACHE, nogil=True, parallel=True)
+prange = numba.prange

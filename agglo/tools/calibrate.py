@@ -1,0 +1,264 @@
+"""Fitting gravity models to observed flows: Poisson regression with a log link (IRLS).
+
+The four models of spatial-interaction practice (Wilson's family, as PySAL spint and
+scikit-mobility fit them), for flows ``T_ij`` between distinct places::
+
+    gravity (unconstrained)   log mu_ij = k + alpha log O_i + gamma log D_j + c(t_ij)
+    production-constrained    log mu_ij = k + a_i + gamma log D_j + c(t_ij)
+    attraction-constrained    log mu_ij = k + b_j + alpha log O_i + c(t_ij)
+    doubly-constrained        log mu_ij = k + a_i + b_j + c(t_ij)
+
+with ``a_i``/``b_j`` one indicator per origin/destination (the first dropped), masses
+``O_i``/``D_j`` (the towns' populations unless given), and ``c(t) = -beta log t``
+(power) or ``-beta t`` (exponential); ``t`` is the distance in km or MODEL.md's travel
+time in minutes. The fit maximises the Poisson likelihood by iteratively reweighted
+least squares; standard errors from the inverse Fisher information. Goodness of fit:
+deviance, McFadden's pseudo-R² (1 - llf / llf of the constant-only model), SRMSE and
+the common part of commuters, CPC = 2 Σ min(T, mu) / (Σ T + Σ mu).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.special import gammaln
+
+MODELS = ("gravity", "production", "attraction", "doubly")
+
+
+@dataclass
+class Fit:
+    model: str
+    decay: str
+    names: list
+    params: np.ndarray
+    se: np.ndarray
+    mu: np.ndarray
+    deviance: float
+    null_deviance: float
+    llf: float
+    llnull: float
+    iterations: int
+    stats: dict = field(default_factory=dict)
+
+    def param(self, name: str) -> float:
+        return float(self.params[self.names.index(name)])
+
+
+def poisson_irls(y: np.ndarray, x: np.ndarray, tol: float = 1e-12, max_iter: int = 200):
+    """Maximum-likelihood Poisson regression with log link: (beta, mu, iterations)."""
+    y = np.asarray(y, dtype=np.float64)
+    mu = y + y.mean()  # a start every observation agrees with (mu > 0)
+    eta = np.log(mu)
+    beta = np.zeros(x.shape[1])
+    old = np.inf
+    for it in range(1, max_iter + 1):
+        z = eta + (y - mu) / mu
+        w = mu
+        xtw = x.T * w
+        beta = np.linalg.solve(xtw @ x, xtw @ z)
+        eta = x @ beta
+        mu = np.exp(eta)
+        dev = _deviance(y, mu)
+        if abs(old - dev) <= tol * (abs(dev) + 1e-300):
+            return beta, mu, it
+        old = dev
+    return beta, mu, max_iter
+
+
+def _deviance(y, mu):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        term = np.where(y > 0, y * np.log(y / mu), 0.0)
+    return float(2.0 * np.sum(term - (y - mu)))
+
+
+def _llf(y, mu):
+    return float(np.sum(y * np.log(mu) - mu - gammaln(y + 1.0)))
+
+
+def _indicators(labels: np.ndarray, prefix: str):
+    levels = sorted(set(labels.tolist()))  # sorted, the first is the reference level (as spint)
+    cols = [(labels == lev).astype(np.float64) for lev in levels[1:]]
+    return cols, [f"{prefix}[{lev}]" for lev in levels[1:]]
+
+
+def design(model: str, decay: str, origin, destination, cost, o_mass=None, d_mass=None):
+    """The regression's columns and their names, in spint's order."""
+    origin = np.asarray(origin)
+    destination = np.asarray(destination)
+    cost = np.asarray(cost, dtype=np.float64)
+    cols, names = [np.ones(cost.shape[0])], ["const"]
+    if model in ("production", "doubly"):
+        c, n = _indicators(origin, "origin")
+        cols, names = cols + c, names + n
+    if model in ("attraction", "doubly"):
+        c, n = _indicators(destination, "destination")
+        cols, names = cols + c, names + n
+    if model in ("gravity", "attraction"):
+        cols.append(np.log(np.asarray(o_mass, dtype=np.float64)))
+        names.append("log_origin_mass")
+    if model in ("gravity", "production"):
+        cols.append(np.log(np.asarray(d_mass, dtype=np.float64)))
+        names.append("log_destination_mass")
+    cols.append(np.log(cost) if decay == "power" else cost)
+    names.append("log_cost" if decay == "power" else "cost")
+    return np.column_stack(cols), names
+
+
+def fit(model: str, decay: str, flows, origin, destination, cost, o_mass=None, d_mass=None) -> Fit:
+    """Fit one model; ``flows``, ``origin``, ``destination``, ``cost`` (and masses) per pair."""
+    if model not in MODELS:
+        raise ValueError(model)
+    y = np.asarray(flows, dtype=np.float64)
+    x, names = design(model, decay, origin, destination, cost, o_mass, d_mass)
+    beta, mu, iterations = poisson_irls(y, x)
+    cov = np.linalg.inv((x.T * mu) @ x)
+    mu_null = np.full_like(y, y.mean())
+    out = Fit(
+        model=model,
+        decay=decay,
+        names=names,
+        params=beta,
+        se=np.sqrt(np.diag(cov)),
+        mu=mu,
+        deviance=_deviance(y, mu),
+        null_deviance=_deviance(y, mu_null),
+        llf=_llf(y, mu),
+        llnull=_llf(y, mu_null),
+        iterations=iterations,
+    )
+    out.stats = {
+        "deviance": out.deviance,
+        "pseudo_r2": 1.0 - out.llf / out.llnull,
+        "srmse": float(np.sqrt(np.mean((y - mu) ** 2)) / np.mean(y)),
+        "cpc": float(2.0 * np.minimum(y, mu).sum() / (y.sum() + mu.sum())),
+        "pairs": int(y.shape[0]),
+        "iterations": iterations,
+    }
+    return out
+
+
+def engine_values(f: Fit) -> dict:
+    """The fitted values as MODEL.md keys of one mode: decay, beta, and gamma / alpha."""
+    key = "log_cost" if f.decay == "power" else "cost"
+    values = {"decay": f.decay, "beta": -f.param(key)}
+    if "log_destination_mass" in f.names:
+        values["gamma"] = f.param("log_destination_mass")
+    if "log_origin_mass" in f.names:
+        values["alpha"] = f.param("log_origin_mass")
+    return values
+
+
+def format_fit(f: Fit, show_indicators: bool = False) -> str:
+    lines = [
+        f"{f.model}-constrained gravity, {f.decay} deterrence"
+        if f.model != "gravity"
+        else f"unconstrained gravity, {f.decay} deterrence"
+    ]
+    lines.append(f"{'parameter':28} {'estimate':>14} {'std. error':>12} {'z':>9}")
+    for name, p, s in zip(f.names, f.params, f.se):
+        if not show_indicators and name.startswith(("origin[", "destination[")):
+            continue
+        lines.append(f"{name:28} {p:>14.6g} {s:>12.4g} {p / s if s > 0 else np.nan:>9.2f}")
+    hidden = sum(n.startswith(("origin[", "destination[")) for n in f.names)
+    if hidden and not show_indicators:
+        lines.append(f"({hidden} origin/destination indicators not shown)")
+    st = f.stats
+    lines.append(
+        f"pairs {st['pairs']}, deviance {st['deviance']:.6g}, pseudo-R² {st['pseudo_r2']:.4f}, "
+        f"SRMSE {st['srmse']:.4f}, CPC {st['cpc']:.4f}, IRLS iterations {st['iterations']}"
+    )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def read_flows(path: str, towns) -> pd.DataFrame:  # noqa: F821
+    """An observed-flows CSV (``origin``, ``destination``, ``flow``; town_ids of ``towns``),
+    checked like a town table: one line naming the file, row or column, and what is allowed."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from agglo.engine.errors import UserError
+
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"--flows {path!r}: no such file; allowed: an existing CSV with origin, destination, flow")
+    try:
+        frame = pd.read_csv(file, dtype={"origin": str, "destination": str})
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
+        raise UserError(f"{path}: cannot be read as CSV: {str(exc).splitlines()[0]}") from None
+    missing = [c for c in ("origin", "destination", "flow") if c not in frame.columns]
+    if missing:
+        raise UserError(f"{path}: missing column {missing[0]!r}; allowed: a CSV with columns origin, destination, flow")
+    flow = pd.to_numeric(frame["flow"], errors="coerce")
+    known = {str(t) for t in towns.town_id}
+    for k in range(len(frame)):
+        row = k + 2  # 1-based, after the header
+        if not np.isfinite(flow.iloc[k]) or flow.iloc[k] < 0:
+            raise UserError(f"{path}: row {row}: flow = {str(frame['flow'].iloc[k])!r}; allowed: a number >= 0")
+        for col in ("origin", "destination"):
+            if str(frame[col].iloc[k]) not in known:
+                raise UserError(
+                    f"{path}: row {row}: {col} = {frame[col].iloc[k]!r} is not a town_id of {towns.source}; "
+                    "allowed: town_ids of the towns table"
+                )
+    out = pd.DataFrame({"origin": frame["origin"].astype(str), "destination": frame["destination"].astype(str)})
+    out["flow"] = flow.astype(np.float64)
+    return out
+
+
+def pairs_for_fit(flows, towns, cost: str, speed: float, circuity: float):
+    """Every ordered pair of distinct places that appear in the flows (pairs not listed
+    count 0), with their cost (km, or MODEL.md's minutes), masses and observed flow."""
+    from agglo.kernels import haversine_km
+
+    from agglo.engine.errors import UserError
+
+    flows = (
+        flows[flows["origin"] != flows["destination"]].groupby(["origin", "destination"], as_index=False)["flow"].sum()
+    )
+    places = sorted(set(flows["origin"]) | set(flows["destination"]))
+    index = {str(t): i for i, t in enumerate(towns.town_id)}
+    listed = {(o, d): f for o, d, f in flows.itertuples(index=False)}
+    rows = []
+    for o in places:
+        for d in places:
+            if o == d:
+                continue
+            i, j = index[o], index[d]
+            km = haversine_km(towns.lat[i], towns.lon[i], towns.lat[j], towns.lon[j])
+            value = km if cost == "km" else 60 * circuity * km / speed
+            rows.append((o, d, listed.get((o, d), 0.0), value, towns.population[i], towns.population[j]))
+    origin, destination, flow, c, o_mass, d_mass = (np.asarray(col) for col in zip(*rows))
+    flow = flow.astype(np.float64)
+    for o in places:
+        if not flow[origin == o].sum() > 0:
+            raise UserError(
+                f"--flows: origin {o!r} has no flow to another place; allowed: at least one positive flow per origin (or drop it)"
+            )
+    if np.any(c.astype(np.float64) <= 0):
+        k = int(np.flatnonzero(c.astype(np.float64) <= 0)[0])
+        raise UserError(
+            f"--towns: {origin[k]!r} and {destination[k]!r} are at the same place; allowed: distinct coordinates"
+        )
+    return origin, destination, flow, c.astype(np.float64), o_mass.astype(np.float64), d_mass.astype(np.float64)
+
+
+def to_yaml(f: Fit, mode: str, cost: str, source: str) -> str:
+    """An override file for ``agglo run --params``: the fitted keys of one mode."""
+    values = engine_values(f)
+    lines = [
+        f"# agglo calibrate: {f.model} model, {f.decay} deterrence on {cost}, fitted to {source}",
+        f"# pairs {f.stats['pairs']}, deviance {f.stats['deviance']:.6g}, pseudo-R2 {f.stats['pseudo_r2']:.4f}, "
+        f"SRMSE {f.stats['srmse']:.4f}, CPC {f.stats['cpc']:.4f}",
+    ]
+    if f.decay == "exponential" and cost == "km":
+        lines.append("# beta is per km here; MODEL.md's exponential beta is per minute: fit on minutes to use it")
+    lines.append(f"{mode}:")
+    for key, value in values.items():
+        lines.append(f"  {key}: {value if isinstance(value, str) else repr(float(value))}")
+    return "\n".join(lines) + "\n"

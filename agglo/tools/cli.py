@@ -1,0 +1,262 @@
+"""The command line: ``agglo run|config|info``.
+
+Overrides use Hydra's grammar (``key=value``, ``key=a,b,c``, ``key=range(1,3,0.5)``,
+``key=choice(a,b)``); every key of MODEL.md can be set or swept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from agglo.engine.errors import UserError
+
+USAGE_OVERRIDES = "Hydra overrides: key=value, sweeps key=a,b,c | key=range(start,stop,step) | key=choice(a,b)"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agglo",
+        description="Cluster small towns into agglomerations by commuting and by freight; sweep scenarios into a Zarr cube.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the configured study (default: Oaxaca) and print its table")
+    run.add_argument("overrides", nargs="*", help=USAGE_OVERRIDES)
+    run.add_argument("--quiet", action="store_true", help="no progress line")
+    run.add_argument("--figures", metavar="DIR", help="also write the cube's figures (as 'agglo plot') to DIR")
+    run.add_argument(
+        "--params",
+        action="append",
+        default=[],
+        metavar="FILE.yaml",
+        help="override file(s), e.g. from 'agglo calibrate'",
+    )
+    config = sub.add_parser("config", help="print the resolved configuration")
+    config.add_argument("overrides", nargs="*", help=USAGE_OVERRIDES)
+    config.add_argument("--params", action="append", default=[], metavar="FILE.yaml", help="override file(s)")
+    flows = sub.add_parser("flows", help="write one scenario's origin-destination table (Parquet or CSV)")
+    flows.add_argument("overrides", nargs="*", help=USAGE_OVERRIDES)
+    flows.add_argument("--out", required=True, metavar="FILE.parquet", help="the table to write (.parquet or .csv)")
+    flows.add_argument("--to-cores", action="store_true", help="only pairs whose destination is a core")
+    cal = sub.add_parser("calibrate", help="fit gravity parameters to observed flows (Poisson regression)")
+    cal.add_argument("--flows", required=True, help="CSV with origin, destination, flow (town_ids)")
+    cal.add_argument("--towns", required=True, help="towns table (CSV or Parquet with MODEL.md's columns)")
+    cal.add_argument("--model", default="production", choices=["gravity", "production", "attraction", "doubly"])
+    cal.add_argument("--decay", default="power", choices=["power", "exponential"])
+    cal.add_argument("--cost", default="minutes", choices=["minutes", "km"], help="travel time (MODEL.md) or distance")
+    cal.add_argument("--mode", default="commute", choices=["commute", "freight"], help="the mode the values are for")
+    cal.add_argument(
+        "--out", metavar="FILE.yaml", help="write the fitted values as an override file for 'agglo run --params'"
+    )
+    cal.add_argument(
+        "overrides", nargs="*", help="config overrides (the mode's speed_kmh and circuity make the minutes)"
+    )
+    info = sub.add_parser("info", help="summarise an existing result cube")
+    info.add_argument("store", help="path of the Zarr cube")
+    analyze = sub.add_parser(
+        "analyze", help="sensitivity, cluster stability and scenario discovery of a cube (written next to it)"
+    )
+    analyze.add_argument("store", help="path of the Zarr cube")
+    analyze.add_argument("--towns", help="co-assignment probabilities between these town_ids (comma-separated)")
+    analyze.add_argument("--region", help=f"... or between all towns of this region (at most {500})")
+    analyze.add_argument(
+        "--ari", nargs=2, type=int, metavar=("A", "B"), help="adjusted Rand index of two scenarios (flat indices)"
+    )
+    analyze.add_argument(
+        "--discover",
+        type=float,
+        metavar="GAP",
+        help="PRIM box where freight coverage exceeds commuting coverage by GAP (0..1)",
+    )
+    plot = sub.add_parser("plot", help="write PNG figures of a cube (map, heatmap, sensitivity, stability, caps)")
+    plot.add_argument("store", help="path of the Zarr cube")
+    plot.add_argument(
+        "--select",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="the scenario to map (default: the configured values)",
+    )
+    plot.add_argument("--out", required=True, help="folder for the PNGs")
+    plot.add_argument("--x", help="swept key on the heatmap's x axis")
+    plot.add_argument("--y", help="swept key on the heatmap's y axis")
+    return parser
+
+
+def cmd_run(args) -> int:
+    from agglo.engine.config import resolve
+    from agglo.engine.run import execute
+    from agglo.engine.store import open_results
+    from agglo.tools.summary import header, table
+
+    cfg, cfg_omega = resolve(_with_params(args.params, args.overrides))
+    outcome = execute(cfg, cfg_omega, quiet=args.quiet)
+    ds = open_results(outcome.path)
+    print(header(ds))
+    print(table(ds))
+    print(f"cube: {outcome.path}")
+    if args.figures:
+        from agglo.tools.analysis.report import plot_store
+
+        print("figures: " + ", ".join(plot_store(outcome.path, {}, args.figures)))
+    return 0
+
+
+def cmd_config(args) -> int:
+    from agglo.engine.config import resolve, to_yaml
+
+    _, cfg_omega = resolve(_with_params(args.params, args.overrides))
+    print(to_yaml(cfg_omega), end="")
+    return 0
+
+
+def _flatten(prefix: str, node, out: list) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), value, out)
+    elif node is None:
+        out.append(f"{prefix}=null")
+    elif isinstance(node, list):
+        out.append(f"{prefix}=[{','.join(map(str, node))}]")
+    else:
+        out.append(f"{prefix}={node}")
+
+
+def _with_params(files: list, overrides: list) -> list:
+    """Override files as dotted overrides, before the command line's (which win)."""
+    from agglo.engine.config import resolve
+
+    from_files = []
+    for path in files:
+        try:
+            import yaml
+
+            with open(path, encoding="utf-8") as fh:
+                node = yaml.safe_load(fh)
+        except OSError as exc:
+            raise UserError(
+                f"--params {path!r}: cannot be read ({exc.strerror}); allowed: an existing YAML file"
+            ) from None
+        except yaml.YAMLError as exc:
+            raise UserError(
+                f"--params {path!r}: not YAML ({str(exc).splitlines()[0]}); allowed: a YAML mapping"
+            ) from None
+        if not isinstance(node, dict):
+            raise UserError(f"--params {path!r}: not a mapping; allowed: a YAML mapping of config keys")
+        mine = []
+        _flatten("", node, mine)
+        try:
+            resolve(mine)
+        except UserError as err:
+            raise UserError(f"--params {path!r}: {err}") from None
+        from_files += mine
+    return from_files + list(overrides)
+
+
+def cmd_flows(args) -> int:
+    from agglo.tools.flows import export
+
+    path, rows = export(args.overrides, args.out, args.to_cores)
+    print(f"{path}: {rows} origin-destination pairs (origin, destination, mode, travel_min, share, flow)")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    import os
+
+    from agglo.engine.config import resolve
+    from agglo.engine.towns import load_table
+    from agglo.tools import calibrate
+
+    if args.out and os.path.exists(args.out):
+        raise UserError(f"--out {args.out!r} exists; allowed: a new path (it is never overwritten)")
+    cfg, _ = resolve(args.overrides)
+    towns = load_table(args.towns)
+    flows = calibrate.read_flows(args.flows, towns)
+    mode = cfg.mode(args.mode)
+    o, d, y, cost, o_mass, d_mass = calibrate.pairs_for_fit(flows, towns, args.cost, mode.speed_kmh, mode.circuity)
+    fit = calibrate.fit(args.model, args.decay, y, o, d, cost, o_mass, d_mass)
+    print(
+        f"{args.flows}: {int((y > 0).sum())} observed pairs of {y.size} between {len(set(o))} places; cost in {args.cost}"
+    )
+    print(calibrate.format_fit(fit))
+    values = calibrate.engine_values(fit)
+    print(
+        "MODEL.md keys: "
+        + ", ".join(f"{args.mode}.{k} = {v if isinstance(v, str) else f'{v:.6g}'}" for k, v in values.items())
+    )
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            fh.write(calibrate.to_yaml(fit, args.mode, args.cost, args.flows))
+        print(f"-> {args.out} (use: agglo run --params {args.out} ...)")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from agglo.engine import store
+    from agglo.tools.summary import header, table
+
+    args.store = store.local_path(args.store)
+    if not store.exists(args.store):
+        raise UserError(f"{args.store}: no such store; allowed: the path of a cube written by 'agglo run'")
+    ds = store.open_results(args.store)
+    done = store.batch_done(args.store)
+    print(
+        f"{args.store}: engine {ds.attrs.get('engine_version')}, input SHA-256 {ds.attrs.get('input_sha256', '')[:16]}…"
+    )
+    print("dims: " + ", ".join(f"{d}={n}" for d, n in ds.sizes.items()))
+    print(
+        f"batches written: {int(done.sum())}/{done.size}"
+        + ("" if done.all() else " (incomplete: 'agglo run' with the same config resumes it)")
+    )
+    print(header(ds))
+    print(table(ds))
+    return 0
+
+
+def cmd_analyze(args) -> int:
+    from agglo.tools.analysis.report import analyze_store
+
+    if args.discover is not None and not 0 <= args.discover <= 1:
+        raise UserError(f"--discover {args.discover}: a coverage gap; allowed: a number from 0 to 1")
+    print(analyze_store(args.store, args.towns, args.region, tuple(args.ari) if args.ari else None, args.discover))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from agglo.tools.analysis.report import plot_store
+
+    select = {}
+    for item in args.select:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--select {item!r}: allowed: KEY=VALUE, e.g. commute.cap_min=60")
+        select[key] = value
+    for path in plot_store(args.store, select, args.out, args.x, args.y):
+        print(path)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    commands = {
+        "run": cmd_run,
+        "config": cmd_config,
+        "info": cmd_info,
+        "analyze": cmd_analyze,
+        "plot": cmd_plot,
+        "calibrate": cmd_calibrate,
+        "flows": cmd_flows,
+    }
+    try:
+        return commands[args.command](args)
+    except UserError as err:
+        print(f"agglo: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("agglo: interrupted; run again with the same config to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""The study's answer per scenario, as a short table: how much small-town population
+lies inside an agglomeration, how many agglomerations, and how large, per mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+MAX_ROWS = 48
+
+
+def _people(x: float) -> str:
+    if x >= 1e6:
+        return f"{x / 1e6:.2f} M"
+    if x >= 1e3:
+        return f"{x / 1e3:.0f} k"
+    return f"{x:.0f}"
+
+
+def scenario_rows(ds: xr.Dataset):
+    """(labels, flat scenario selector) for every scenario, in C order."""
+    dims = [d for d in ds.coverage.dims if d != "mode"]
+    if not dims:
+        yield {}, {}
+        return
+    shape = [ds.sizes[d] for d in dims]
+    for flat in range(int(np.prod(shape))):
+        index = np.unravel_index(flat, shape)
+        sel = dict(zip(dims, (int(i) for i in index)))
+        if len(dims) == 1 and dims[0] in ("sample", "scenario"):
+            dim = dims[0]
+            labels = {k: ds[k].values[sel[dim]] for k in ds.coverage.coords if k not in ("mode", dim)}
+            labels = {dim: sel[dim]} | labels
+        else:
+            labels = {d: ds[d].values[sel[d]] for d in dims}
+        yield labels, sel
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (float, np.floating)):
+        return f"{v:g}"
+    return str(v)
+
+
+def table(ds: xr.Dataset, top: int = 3) -> str:
+    """A plain-text table of the cube (first ``MAX_ROWS`` scenarios)."""
+    population = ds.population.values
+    names = ds.name.values
+    core0 = ds.core
+    lines = []
+    n_scen = int(np.prod([ds.sizes[d] for d in ds.coverage.dims if d != "mode"] or [1]))
+    header_keys = None
+    rows = []
+    for k, (labels, sel) in enumerate(scenario_rows(ds)):
+        if k >= MAX_ROWS:
+            break
+        header_keys = list(labels)
+        cores = core0.isel(sel).values  # (mode, town)
+        for m, mode in enumerate(ds.mode.values):
+            c = cores[m]
+            is_core = c == np.arange(c.shape[0])
+            member = (c >= 0) & ~is_core
+            counts = np.bincount(c[member], minlength=c.shape[0])
+            sizes = np.bincount(c[member], weights=population[member], minlength=c.shape[0]) + np.where(
+                is_core, population, 0.0
+            )
+            agglos = np.flatnonzero(is_core & (counts > 0))
+            agglos = agglos[np.argsort(-sizes[agglos], kind="stable")]
+            small = population[~is_core].sum()
+            coverage = population[member].sum() / small if small > 0 else np.nan
+            largest = ", ".join(f"{names[a]} {_people(sizes[a])}/{counts[a]}" for a in agglos[:top])
+            rows.append(
+                [_fmt(labels[key]) for key in header_keys]
+                + [str(mode), f"{100 * coverage:.1f} %", str(len(agglos)), largest or "-"]
+            )
+    header = (header_keys or []) + [
+        "mode",
+        "coverage",
+        "agglos",
+        f"largest agglomerations (population/member towns, top {top})",
+    ]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    fmt = lambda r: "  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip()  # noqa: E731
+    lines.append(fmt(header))
+    lines.append(fmt(["-" * w for w in widths]))
+    lines.extend(fmt(r) for r in rows)
+    if n_scen > MAX_ROWS:
+        lines.append(f"... {n_scen - MAX_ROWS} more scenarios in the cube (open it with agglo.open_results)")
+    return "\n".join(lines)
+
+
+def header(ds: xr.Dataset) -> str:
+    core = ds.core.isel({d: 0 for d in ds.core.dims if d not in ("mode", "town")}).values[0]
+    is_core = core == np.arange(core.shape[0])
+    small_pop = float(ds.population.values[~is_core].sum())
+    return (
+        f"{ds.attrs.get('input_source', '?')}: {ds.sizes['town']} towns, "
+        f"{int(is_core.sum())} cores in the first scenario, small-town population {_people(small_pop)}; "
+        "coverage = share of small-town population inside an agglomeration"
+    )
