@@ -2,7 +2,7 @@
 
 Prints, per case (default caps, both modes): the neighbourhood build, the first call (JIT
 compile or cache load, reported apart), the kernels' time per scenario alone and in a batch,
-the dense NumPy reference's time per scenario (tests/naive.py; on large cases timed on a
+the dense NumPy baseline's time per scenario (benchmarks/dense.py; on large cases timed on a
 sample of origin rows and scaled, as it says), the speed-up, pairs per second per core and
 the peak memory of the kernels' process before the reference runs. Each case runs in a
 fresh process. Then issue #4's targets for all of Mexico, met or not.
@@ -27,10 +27,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agglo.engine.compute import batch_parameters, compute_batch, forced_cores, prepare, reach_radii  # noqa: E402
+from agglo.engine.compute import compute_batch  # noqa: E402
 from agglo.engine.config import AggloConfig  # noqa: E402
+from agglo.engine.network import forced_cores, prepare  # noqa: E402
+from agglo.engine.scenarios import batch_parameters, reach_radii  # noqa: E402
 from agglo.engine.towns import load_geonames, synthetic  # noqa: E402
-from tests.naive import scenario  # noqa: E402
+from benchmarks.dense import dense_gravity  # noqa: E402
 
 CASES = {
     "oaxaca": lambda: load_geonames("MX", ["20"], 500),
@@ -60,38 +62,14 @@ def reference_seconds(towns, cfg, max_rows: int) -> tuple[float, str]:
     is_core = (towns.population >= cfg.cores.min_population) | towns.core
     max_rows = max(50, min(max_rows, 40_000_000 // n))  # keep the dense rows x N arrays to ~300 MB
     rows = n if n <= max_rows else max_rows
-    lat, lon, pop = towns.lat[:rows], towns.lon[:rows], towns.population[:rows]
     # The reference's cost is rows x N; time `rows` origins against all N destinations.
     t = time.perf_counter()
     for mode in ("commute", "freight"):
-        _dense_rows(towns, rows, vars(cfg.mode(mode)), is_core)
+        dense_gravity(towns.lat, towns.lon, towns.population, is_core, vars(cfg.mode(mode)), rows)
     seconds = time.perf_counter() - t
-    del lat, lon, pop
     if rows == n:
         return seconds, "measured"
     return seconds * n / rows, f"{rows} of {n} origin rows timed, scaled"
-
-
-def _dense_rows(towns, rows, mode, is_core):
-    # tests/naive.scenario over all towns, restricted to the first `rows` origins' work.
-    from tests.naive import deterrence, haversine_rows
-
-    idx = np.arange(rows)
-    t = 60 * mode["circuity"] * haversine_rows(towns.lat, towns.lon, idx) / mode["speed_kmh"]
-    reach = t <= mode["cap_min"]
-    reach[idx, idx] = False
-    w = np.where(
-        reach,
-        towns.population[None, :] ** mode["gamma"] * deterrence(t, mode["decay"], mode["beta"], mode["min_time_min"]),
-        0.0,
-    )
-    w_self = towns.population[idx] ** mode["gamma"] * deterrence(
-        mode["self_time_min"], mode["decay"], mode["beta"], mode["min_time_min"]
-    )
-    s = w / (w_self + w.sum(axis=1))[:, None]
-    s_core = np.where(reach & is_core[None, :], s, -1.0)
-    best = s_core.argmax(axis=1)
-    _ = (towns.population[idx, None] * s).sum(axis=0), best
 
 
 def run_case(name: str, batch: int, repeat: int, max_rows: int, check: bool) -> dict:
@@ -116,10 +94,8 @@ def run_case(name: str, batch: int, repeat: int, max_rows: int, check: bool) -> 
     if check and len(towns) <= max_rows:
         is_core = towns.population >= cfg.cores.min_population
         for m, mode in enumerate(("commute", "freight")):
-            ref = scenario(
-                towns.lat, towns.lon, towns.population, towns.region_code, is_core, vars(cfg.mode(mode)), False
-            )
-            assert np.array_equal(ref["core"], out_one["core"][0, m]), "kernels disagree with the reference"
+            core = dense_gravity(towns.lat, towns.lon, towns.population, is_core, vars(cfg.mode(mode)), len(towns))
+            assert np.array_equal(core, out_one["core"][0, m]), "kernels disagree with the dense baseline"
     cores = os.cpu_count() or 1
     pairs = network.n_pairs
     return {

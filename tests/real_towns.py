@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from agglo.engine.towns import Towns, from_frame, load_geonames
+from agglo.engine.towns import Towns, from_frame, inegi_localities, load_geonames
 
 DATA = Path(__file__).parent / "data"
 
@@ -25,17 +25,7 @@ def russia() -> Towns:
 
 
 def oaxaca_inegi_frame() -> pd.DataFrame:
-    raw = pd.read_csv(DATA / "oaxaca" / "oaxaca_localidades_1000plus_2020.csv", dtype={"cve_municipio": str})
-    return pd.DataFrame(
-        {
-            "town_id": raw["cvegeo"].astype("int64"),
-            "name": raw["nom_localidad"],
-            "lat": raw["latitud"],
-            "lon": raw["longitud"],
-            "population": raw["poblacion_total"].astype(float),
-            "region": raw["cve_municipio"],
-        }
-    )
+    return inegi_localities(str(DATA / "oaxaca" / "oaxaca_localidades_1000plus_2020.csv"))
 
 
 def oaxaca_geonames() -> Towns:

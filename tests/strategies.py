@@ -6,8 +6,10 @@ import numpy as np
 import pandas as pd
 from hypothesis import strategies as st
 
-from agglo.engine.compute import batch_parameters, compute_batch, prepare, reach_radii
+from agglo.engine.compute import compute_batch
 from agglo.engine.config import AggloConfig, CoresConfig, ModeConfig
+from agglo.engine.network import prepare
+from agglo.engine.scenarios import batch_parameters, reach_radii
 from agglo.engine.towns import Towns, from_frame
 from tests.naive import scenario
 

@@ -6,7 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agglo.engine.compute import batch_parameters, prepare, reach_radii, scenario_pairs
+from agglo.engine.network import prepare
+from agglo.engine.pairs import scenario_pairs
+from agglo.engine.scenarios import batch_parameters, reach_radii
 from agglo.engine.towns import from_frame
 from agglo.kernels import build_neighbourhood
 from tests.naive import haversine_rows
@@ -229,17 +231,15 @@ def test_batch_results_do_not_depend_on_batch_or_threads(batch, sweep):
 
 
 def _slice(params, s):
-    return {
-        k: (v[s : s + 1] if k in ("closed", "core_min_population") else {kk: vv[s : s + 1] for kk, vv in v.items()})
-        for k, v in params.items()
-    }
+    return params.take(slice(s, s + 1))
 
 
 def _gravity_sums(network, params, mode):
-    from agglo.engine.compute import _gravity, core_mask
+    from agglo.engine.compute import _gravity
+    from agglo.engine.scenarios import core_mask
 
-    is_core = core_mask(network, params["core_min_population"])
-    got = _gravity(network, network.rows[mode], params[mode], params["closed"], is_core)
+    is_core = core_mask(network.population, network.forced_core, params.core_min_population)
+    got = _gravity(network, network.rows[mode], params.mode(mode), params.closed, is_core)
     return {k: got[k] for k in ("denominator", "inflow", "best_weight")}
 
 

@@ -61,7 +61,9 @@ def test_models_on_oaxaca(model):
 
 
 def test_a_batch_mixing_models_equals_one_scenario_at_a_time():
-    from agglo.engine.compute import batch_parameters, compute_batch, prepare, reach_radii
+    from agglo.engine.compute import compute_batch
+    from agglo.engine.network import prepare
+    from agglo.engine.scenarios import batch_parameters, reach_radii
     from agglo.engine.towns import synthetic
     from tests.strategies import DEFAULT_COMMUTE
 

@@ -4,7 +4,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agglo.kernels.gravity import LANES, _lane_sum
+from agglo.kernels.lanes import LANES
+from agglo.kernels.lanes import lane_sum as _lane_sum
 
 
 def _reference(terms, n):

@@ -19,6 +19,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf, open_dict
 
 from agglo.engine.errors import UserError
+from agglo.engine.scenario_table import read_scenario_table
 
 MODES = ("commute", "freight")
 MODELS = ("gravity", "attraction", "doubly", "radiation")
@@ -227,6 +228,8 @@ ConfigStore.instance().store(name="agglo_schema", node=AggloConfig)
 SWEEPABLE = tuple(
     [f"{m}.{f}" for m in MODES for f in ModeConfig.__dataclass_fields__] + ["cores.min_population", "borders"]
 )
+# Swept keys whose values are text, not numbers.
+STRING_KEYS = ("borders",) + tuple(f"{m}.{f}" for m in MODES for f in ("model", "decay"))
 # Keys that do not change results: excluded when comparing a run with a store.
 NOT_RESULTS = ("store", "executor")
 
@@ -337,9 +340,7 @@ def check_sweep(cfg) -> None:
             f"(set the other to null or {{}})"
         )
     if sweep.table is not None:
-        from agglo.engine.plan import read_scenario_table
-
-        for key, values in read_scenario_table(sweep.table).items():
+        for key, values in scenario_table(cfg).items():
             if key not in SWEEPABLE:
                 raise UserError(f"{sweep.table}: column '{key}' cannot be swept; allowed: {', '.join(SWEEPABLE)}")
             for v in dict.fromkeys(values.tolist()):
@@ -371,6 +372,11 @@ def check_sweep(cfg) -> None:
         if ok:
             _check_value(cfg, key, b[0])
             _check_value(cfg, key, b[1])
+
+
+def scenario_table(cfg) -> dict:
+    """The values of ``sweep.table`` (key -> one value per scenario), read and typed."""
+    return read_scenario_table(cfg.sweep.table, SWEEPABLE, STRING_KEYS)
 
 
 def _check_value(cfg, key: str, value: Any) -> None:

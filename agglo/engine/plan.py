@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from omegaconf import OmegaConf
 
+from agglo.engine.config import STRING_KEYS
 from agglo.engine.errors import UserError
-
-STRING_KEYS = ("borders",) + tuple(f"{m}.{f}" for m in ("commute", "freight") for f in ("model", "decay"))
 
 
 @dataclass(frozen=True)
@@ -102,51 +101,22 @@ def sample(sampler: str, bounds: dict, n: int, seed: int) -> np.ndarray:
     return latin.sample(problem, n, seed=seed)
 
 
-def read_scenario_table(path: str) -> dict:
-    """An explicit scenario table: a CSV with one column per swept key, one row per scenario."""
-    import pandas as pd
-
-    try:
-        frame = pd.read_csv(path)
-    except FileNotFoundError:
-        raise UserError(f"sweep.table = {path!r}: no such file; allowed: a CSV with one column per key") from None
-    except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
-        raise UserError(f"sweep.table = {path!r}: cannot be read as CSV ({str(exc).splitlines()[0]})") from None
-    if len(frame) == 0 or len(frame.columns) == 0:
-        raise UserError(f"{path}: no scenarios; allowed: a header of keys and at least one row")
-    from agglo.engine.config import SWEEPABLE
-
-    for key in frame.columns:
-        if key not in SWEEPABLE:
-            raise UserError(f"{path}: column '{key}' cannot be swept; allowed: {', '.join(SWEEPABLE)}")
-    out = {}
-    for key in frame.columns:
-        column = frame[key]
-        if key in STRING_KEYS:
-            out[key] = column.astype(str).to_numpy(dtype=object)
-        else:
-            values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
-            bad = np.isnan(values) & column.notna().to_numpy()
-            if bad.any():
-                k = int(np.flatnonzero(bad)[0])
-                raise UserError(f"{path}, row {k + 2}: column '{key}' has {column.iloc[k]!r}; allowed: a number")
-            out[key] = values
-    return out
-
-
-def make_plan(cfg, batch_size: int, chunks: tuple | None = None) -> Plan:
-    """The plan of a resolved OmegaConf config (``sweep.grid``, ``sweep.table`` or
-    ``sweep.sampler``); ``chunks`` (from an existing store) overrides ``batch_size``."""
-    plan = _plan(cfg, batch_size)
+def make_plan(cfg, batch_size: int, table: dict | None = None, chunks: tuple | None = None) -> Plan:
+    """The plan of a resolved OmegaConf config (``sweep.grid``, ``sweep.sampler``, or the
+    scenario ``table`` read from ``sweep.table``: key -> one value per scenario);
+    ``chunks`` (from an existing store) overrides ``batch_size``."""
+    if (cfg.sweep.table is not None) != (table is not None):
+        raise ValueError("make_plan: give the scenario table exactly when sweep.table is set")
+    plan = _plan(cfg, batch_size, table)
     if chunks is not None and plan.shape:
         plan = Plan(plan.kind, plan.keys, plan.dims, plan.shape, tuple(chunks), plan.values, plan.sampler)
     return plan
 
 
-def _plan(cfg, batch_size: int) -> Plan:
+def _plan(cfg, batch_size: int, table: dict | None) -> Plan:
     sweep = cfg.sweep
-    if sweep.table is not None:
-        values = read_scenario_table(sweep.table)
+    if table is not None:
+        values = table
         keys = tuple(values)
         shape = (len(next(iter(values.values()))),)
         return Plan("table", keys, ("scenario",), shape, block_chunks(shape, batch_size), values)

@@ -11,12 +11,13 @@ from omegaconf import OmegaConf
 
 from agglo import __version__
 from agglo.engine import store
-from agglo.engine.compute import batch_parameters, forced_cores, prepare, reach_radii
-from agglo.engine.config import AggloConfig, diff_keys, result_keys
+from agglo.engine.config import AggloConfig, diff_keys, result_keys, scenario_table
 from agglo.engine.errors import UserError
 from agglo.engine.executors import Progress, get_executor
 from agglo.engine.executors.task import Job
+from agglo.engine.network import forced_cores, prepare
 from agglo.engine.plan import Plan, make_plan
+from agglo.engine.scenarios import batch_parameters, reach_radii
 from agglo.engine.towns import Towns, load_geonames, load_table, synthetic
 
 
@@ -85,9 +86,10 @@ def _decide_store(cfg: AggloConfig, cfg_omega, sha: str) -> tuple[bool, np.ndarr
 def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
     towns = load_towns(cfg)
     forced = forced_cores(towns, list(cfg.cores.ids))
-    plan = make_plan(cfg_omega, cfg.executor.batch_size)
+    table = scenario_table(cfg_omega) if cfg.sweep.table is not None else None
+    plan = make_plan(cfg_omega, cfg.executor.batch_size, table)
     params_all = batch_parameters(cfg, plan.scenario_values(None), plan.n_scenarios)
-    if params_all["closed"].any() and towns.region is None:
+    if params_all.closed.any() and towns.region is None:
         raise UserError(
             f"borders = 'closed' needs a 'region' column, and {towns.source} has none; allowed: borders=open, or a table with regions"
         )
@@ -99,7 +101,7 @@ def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
     create, done = _decide_store(cfg, cfg_omega, sha)
     path = cfg.store.path
     if done is not None and done.size:
-        plan = make_plan(cfg_omega, 1, chunks=json.loads(store.read_attrs(path)["plan_chunks"]))
+        plan = make_plan(cfg_omega, 1, table, chunks=json.loads(store.read_attrs(path)["plan_chunks"]))
     if create:
         if store.exists(path):
             store.remove(path)
@@ -121,7 +123,7 @@ def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
     todo = [b for b in range(plan.n_batches) if not done[b]]
     if todo:
         network = prepare(
-            towns, forced, reach_radii(params_all), core_floor=float(np.min(params_all["core_min_population"]))
+            towns, forced, reach_radii(params_all), core_floor=float(np.min(params_all.core_min_population))
         )
         if not quiet:
             print(

@@ -1,4 +1,4 @@
-"""Town tables: GeoNames (embedded), CSV/Parquet files and seeded synthetic systems.
+"""Town tables: GeoNames (embedded), CSV/Parquet files, INEGI locality tables and seeded synthetic systems.
 
 Every loader returns :class:`Towns` in the fixed order of MODEL.md ("Towns"), checked
 once here; the kernels trust these arrays.
@@ -150,6 +150,23 @@ def load_table(path: str) -> Towns:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"{path}: cannot be read as {suffix[1:]}: {first}") from None
     return from_frame(frame, str(path))
+
+
+def inegi_localities(path: str) -> pd.DataFrame:
+    """MODEL.md's columns from an INEGI census table of localities (ITER: ``cvegeo``,
+    ``nom_localidad``, ``latitud``, ``longitud``, ``poblacion_total``), the municipality
+    (``cve_municipio``) as region; check it with :func:`from_frame` or write it for ``data.path``."""
+    raw = pd.read_csv(path, dtype={"cve_municipio": str})
+    return pd.DataFrame(
+        {
+            "town_id": raw["cvegeo"].astype("int64"),
+            "name": raw["nom_localidad"],
+            "lat": raw["latitud"],
+            "lon": raw["longitud"],
+            "population": raw["poblacion_total"].astype(float),
+            "region": raw["cve_municipio"],
+        }
+    )
 
 
 _GEONAMES: dict | None = None

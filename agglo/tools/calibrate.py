@@ -214,9 +214,8 @@ def read_flows(path: str, towns) -> pd.DataFrame:  # noqa: F821
 def pairs_for_fit(flows, towns, cost: str, speed: float, circuity: float):
     """Every ordered pair of distinct places that appear in the flows (pairs not listed
     count 0), with their cost (km, or MODEL.md's minutes), masses and observed flow."""
-    from agglo.kernels import haversine_km
-
     from agglo.engine.errors import UserError
+    from agglo.kernels.reach import haversine_km, minutes_of_km
 
     flows = (
         flows[flows["origin"] != flows["destination"]].groupby(["origin", "destination"], as_index=False)["flow"].sum()
@@ -231,7 +230,7 @@ def pairs_for_fit(flows, towns, cost: str, speed: float, circuity: float):
                 continue
             i, j = index[o], index[d]
             km = haversine_km(towns.lat[i], towns.lon[i], towns.lat[j], towns.lon[j])
-            value = km if cost == "km" else 60 * circuity * km / speed
+            value = km if cost == "km" else minutes_of_km(km, circuity, speed)
             rows.append((o, d, listed.get((o, d), 0.0), value, towns.population[i], towns.population[j]))
     origin, destination, flow, c, o_mass, d_mass = (np.asarray(col) for col in zip(*rows))
     flow = flow.astype(np.float64)

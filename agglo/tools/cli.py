@@ -1,4 +1,4 @@
-"""The command line: ``agglo run|config|info``.
+"""The command line: ``agglo run | config | info | analyze | plot | flows | calibrate``.
 
 Overrides use Hydra's grammar (``key=value``, ``key=a,b,c``, ``key=range(1,3,0.5)``,
 ``key=choice(a,b)``); every key of MODEL.md can be set or swept.

@@ -14,9 +14,11 @@ import os
 import numpy as np
 import pandas as pd
 
-from agglo.engine.compute import batch_parameters, forced_cores, prepare, reach_radii, scenario_pairs
 from agglo.engine.config import MODES
 from agglo.engine.errors import UserError
+from agglo.engine.network import forced_cores, prepare
+from agglo.engine.pairs import scenario_pairs
+from agglo.engine.scenarios import batch_parameters, reach_radii
 
 
 def flow_table(cfg, towns, to_cores: bool = False) -> pd.DataFrame:

@@ -117,7 +117,7 @@ def main() -> int:
     table, truth = build_table()
     table.to_csv(HERE / "counties.csv", index=False)
     figures = ROOT / "results/cbsa_figures"
-    agglo_run("experiment=cbsa", "--figures", str(figures))
+    agglo_run("experiment=cbsa", figures=str(figures))
     import agglo
 
     ds = agglo.open_results(str(ROOT / "results/cbsa.zarr"))

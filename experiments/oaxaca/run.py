@@ -20,8 +20,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from agglo.engine.towns import inegi_localities  # noqa: E402
 from experiments.common import agglo_run, write_results  # noqa: E402
-from tests.real_towns import oaxaca_inegi_frame  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 HIGHLIGHT = {
@@ -37,7 +37,7 @@ INEGI_CORES = [200670001, 201840001, 200790001]  # Oaxaca de Juárez, Tuxtepec, 
 
 def inegi_table() -> str:
     path = HERE / "inegi_towns.csv"
-    oaxaca_inegi_frame().to_csv(path, index=False)  # the tests' reader of the INEGI file
+    inegi_localities(str(ROOT / "tests/data/oaxaca/oaxaca_localidades_1000plus_2020.csv")).to_csv(path, index=False)
     return str(path.relative_to(ROOT))
 
 

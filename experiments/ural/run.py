@@ -162,7 +162,7 @@ def main() -> int:
     table.drop(columns=["category"]).to_csv(HERE / "ural_towns.csv", index=False)
     (HERE / "monotown_categories.csv").write_text(table[["town_id", "name", "category"]].to_csv(index=False))
     figures = ROOT / "results/ural_figures"
-    agglo_run("experiment=ural", "--figures", str(figures))
+    agglo_run("experiment=ural", figures=str(figures))
     (HERE / "figures").mkdir(exist_ok=True)
     for name in ("map.png", "heatmap_coverage.png"):  # the two the README shows; the rest stay in results/
         shutil.copyfile(figures / name, HERE / "figures" / name)

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 import numba
 
-from agglo.engine.compute import Network, batch_parameters, compute_batch
+from agglo.engine.compute import compute_batch
 from agglo.engine.config import AggloConfig
+from agglo.engine.network import Network
 from agglo.engine.plan import Plan
+from agglo.engine.scenarios import batch_parameters
 from agglo.engine.store import write_batch
 
 

@@ -1,11 +1,7 @@
-"""Great-circle distance and the neighbourhood of every town (CSR).
+"""The neighbourhood of every town (CSR), built once per run.
 
 Notes
 -----
-Haversine, ``R = 6371.0088 km`` (MODEL.md, "Travel time")::
-
-    d_ij = 2 R asin( sqrt( sin²(Δφ/2) + cos φ_i cos φ_j sin²(Δλ/2) ) )
-
 The neighbourhood holds, for every town, every other town within ``radius_km``,
 sorted by distance then town index. A scenario whose reach radius is smaller
 uses a prefix of each row, so one neighbourhood serves a whole sweep.
@@ -13,31 +9,27 @@ Candidates come from a uniform grid of cubes over the unit vectors: memory grows
 with the number of pairs, never with N².
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
-from agglo.kernels.jit import parallel, prange, serial, strict
-
-EARTH_RADIUS_KM = 6371.0088
-DEG = np.pi / 180.0
+from agglo.kernels.jit import parallel, prange, serial
+from agglo.kernels.reach import DEG, EARTH_RADIUS_KM, haversine_km, haversine_pre
 
 
-@strict
-def haversine_pre(phi_i, lam_i, cos_i, phi_j, lam_j, cos_j):
-    """Haversine distance in km from latitudes and longitudes in radians and the cosines
-    of the latitudes: the same operations, so the same bits, as :func:`haversine_km`."""
-    half_dphi = np.sin((phi_j - phi_i) / 2.0)
-    half_dlam = np.sin((lam_j - lam_i) / 2.0)
-    h = half_dphi * half_dphi + cos_i * cos_j * half_dlam * half_dlam
-    h = min(max(h, 0.0), 1.0)
-    return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(h))
+class Grid(NamedTuple):
+    """The towns on a uniform grid of cubes over their unit vectors, cells ``cell`` wide."""
 
-
-@strict
-def haversine_km(lat_i, lon_i, lat_j, lon_j):
-    """Haversine distance in km between points given in degrees."""
-    phi_i = lat_i * DEG
-    phi_j = lat_j * DEG
-    return haversine_pre(phi_i, lon_i * DEG, np.cos(phi_i), phi_j, lon_j * DEG, np.cos(phi_j))
+    phi: np.ndarray  # latitude, radians
+    lam: np.ndarray  # longitude, radians
+    cos_phi: np.ndarray
+    xyz: np.ndarray  # (N, 3) unit vectors
+    order: np.ndarray  # towns sorted by cell key
+    sorted_keys: np.ndarray  # their cell keys
+    cell: float
+    n_cells: int
+    chord_max: float  # squared chord pre-filter, a little wider than the radius
+    radius_km: float
 
 
 @serial
@@ -59,10 +51,11 @@ def _search(sorted_keys, key):
 
 
 @serial
-def _row_candidates(i, phi, lam, cos_phi, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km, out_j, out_d):
+def _row_candidates(i, grid, out_j, out_d):
     """The neighbours of i. Without room in ``out_j`` (the counting pass): how many
     towns pass the chord pre-filter, a superset. Otherwise: fill out_j/out_d with those
     within ``radius_km`` by haversine, and return how many."""
+    xyz, cell, n_cells = grid.xyz, grid.cell, grid.n_cells
     cx = np.int64((xyz[i, 0] + 1.0) / cell)
     cy = np.int64((xyz[i, 1] + 1.0) / cell)
     cz = np.int64((xyz[i, 2] + 1.0) / cell)
@@ -74,21 +67,23 @@ def _row_candidates(i, phi, lam, cos_phi, xyz, order, sorted_keys, cell, n_cells
                 ax, ay, az = cx + dx, cy + dy, cz + dz
                 if ax < 0 or ay < 0 or az < 0 or ax >= n_cells or ay >= n_cells or az >= n_cells:
                     continue
-                lo, hi = _search(sorted_keys, (ax * n_cells + ay) * n_cells + az)
+                lo, hi = _search(grid.sorted_keys, (ax * n_cells + ay) * n_cells + az)
                 for q in range(lo, hi):
-                    j = order[q]
+                    j = grid.order[q]
                     if j == i:
                         continue
                     ex = xyz[i, 0] - xyz[j, 0]
                     ey = xyz[i, 1] - xyz[j, 1]
                     ez = xyz[i, 2] - xyz[j, 2]
-                    if ex * ex + ey * ey + ez * ez > chord_max:
+                    if ex * ex + ey * ey + ez * ez > grid.chord_max:
                         continue
                     if not fill:
                         count += 1
                         continue
-                    d = haversine_pre(phi[i], lam[i], cos_phi[i], phi[j], lam[j], cos_phi[j])
-                    if d <= radius_km:
+                    d = haversine_pre(
+                        grid.phi[i], grid.lam[i], grid.cos_phi[i], grid.phi[j], grid.lam[j], grid.cos_phi[j]
+                    )
+                    if d <= grid.radius_km:
                         out_j[count] = j
                         out_d[count] = d
                         count += 1
@@ -96,15 +91,13 @@ def _row_candidates(i, phi, lam, cos_phi, xyz, order, sorted_keys, cell, n_cells
 
 
 @parallel
-def _count_rows(phi, lam, cos_phi, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km):
-    n = phi.shape[0]
+def _count_rows(grid):
+    n = grid.phi.shape[0]
     counts = np.zeros(n, dtype=np.int64)
     empty_j = np.empty(0, dtype=np.int32)
     empty_d = np.empty(0, dtype=np.float64)
     for i in prange(n):
-        counts[i] = _row_candidates(
-            i, phi, lam, cos_phi, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km, empty_j, empty_d
-        )
+        counts[i] = _row_candidates(i, grid, empty_j, empty_d)
     return counts
 
 
@@ -128,24 +121,8 @@ def _sort_row(row_j, row_d, n):
 
 
 @parallel
-def _fill_rows(
-    phi,
-    lam,
-    cos_phi,
-    xyz,
-    order,
-    sorted_keys,
-    cell,
-    n_cells,
-    chord_max,
-    radius_km,
-    offsets,
-    kept,
-    neighbour,
-    dist_km,
-    take_log,
-):
-    n = phi.shape[0]
+def _fill_rows(grid, offsets, kept, neighbour, dist_km, take_log):
+    n = grid.phi.shape[0]
     for i in prange(n):
         start = offsets[i]
         stop = offsets[i + 1]
@@ -153,9 +130,7 @@ def _fill_rows(
             continue
         row_j = np.empty(stop - start, dtype=np.int32)
         row_d = np.empty(stop - start, dtype=np.float64)
-        count = _row_candidates(
-            i, phi, lam, cos_phi, xyz, order, sorted_keys, cell, n_cells, chord_max, radius_km, row_j, row_d
-        )
+        count = _row_candidates(i, grid, row_j, row_d)
         kept[i] = count
         by = _sort_row(row_j, row_d, count)
         for p in range(count):
@@ -203,31 +178,14 @@ def build_neighbourhood(lat, lon, radius_km, log_float32=False):
     n_cells = int(2.0 / cell) + 2
     keys = _cell_keys(xyz, cell, n_cells)
     order = np.argsort(keys, kind="mergesort").astype(np.int64)
-    sorted_keys = keys[order]
-    cos_phi = np.cos(phi)
-    counts = _count_rows(phi, lam, cos_phi, xyz, order, sorted_keys, cell, n_cells, chord * chord, radius_km)
+    grid = Grid(phi, lam, np.cos(phi), xyz, order, keys[order], cell, n_cells, chord * chord, radius_km)
+    counts = _count_rows(grid)
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     neighbour = np.empty(offsets[-1], dtype=np.int32)
     dist_km = np.empty(offsets[-1], dtype=np.float32 if log_float32 else np.float64)
     kept = np.zeros(n, dtype=np.int64)
-    _fill_rows(
-        phi,
-        lam,
-        cos_phi,
-        xyz,
-        order,
-        sorted_keys,
-        cell,
-        n_cells,
-        chord * chord,
-        radius_km,
-        offsets,
-        kept,
-        neighbour,
-        dist_km,
-        log_float32,
-    )
+    _fill_rows(grid, offsets, kept, neighbour, dist_km, log_float32)
     offsets = _compact(offsets, kept, neighbour, dist_km)
     total = int(offsets[-1])
     # Views: the few pairs the pre-filter let through beyond the radius leave a tail.

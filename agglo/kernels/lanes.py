@@ -1,20 +1,28 @@
-"""Explicit SIMD where LLVM will not find it by itself.
+"""A row sum in 32 float64 lanes, in a fixed order: the same bits for any loop shape.
 
-A row sum in :mod:`agglo.kernels.gravity` adds its float32 terms into 32 float64 lanes,
-lane ``q mod 32`` for term ``q``, in row order. Written with scalar accumulators,
-LLVM keeps one scalar chain per lane (its SLP vectoriser does not pack loop-carried
-sums); :func:`lane_sums32` is that loop written as four vector chains of 8 lanes.
-Each lane still receives exactly the same IEEE additions in the same order (no
-fast-math flag), so the bits equal those of a scalar loop and of the batched kernels.
+A row's float32 terms are added into 32 float64 lanes, lane ``q mod 32`` for term ``q``,
+in row order, and the lanes are combined pairwise in a fixed tree (:func:`lane_total`).
+The pair-loop shape sums a row at once (:func:`lane_sum`); the scenario-innermost shape
+keeps a (32, S) accumulator and reads one scenario's lanes back (:func:`lanes_of`). Each
+lane receives exactly the same IEEE additions in the same order (no fast-math flag), so a
+row sum does not depend on the batch size nor on the number of threads.
+
+Written with scalar accumulators, LLVM keeps one scalar chain per lane (its SLP
+vectoriser does not pack loop-carried sums); :func:`lane_sums32` is that loop written as
+four explicit vector chains of 8 lanes, with the same additions as the scalar loop.
 """
 
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from agglo.kernels.jit import strict
+
 WIDTH = 8
 CHAINS = 4
+LANES = WIDTH * CHAINS
 
 
 @intrinsic
@@ -70,3 +78,35 @@ def lane_sums32(typingctx, terms, full):
         return out
 
     return result(terms, full), codegen
+
+
+@strict
+def lane_total(lanes):
+    """The fixed combination of the lane sums: pairwise, (0+1), (2+3), ... then again."""
+    width = LANES
+    while width > 1:
+        width //= 2
+        for i in range(width):
+            lanes[i] = lanes[2 * i] + lanes[2 * i + 1]
+    return lanes[0]
+
+
+@strict
+def lane_sum(terms, n, lanes):
+    """Σ terms[:n] by 32 lanes (q mod 32, in order), combined by :func:`lane_total`; the
+    full blocks of 32 by :func:`lane_sums32`. ``lanes`` is a float64 scratch of 32."""
+    full = n - n % LANES
+    sums = lane_sums32(terms, full)
+    for i in range(LANES):
+        lanes[i] = sums[i]
+    for q in range(full, n):
+        lanes[q - full] += np.float64(terms[q])
+    return lane_total(lanes)
+
+
+@strict
+def lanes_of(acc, s, lanes):
+    """The row sum of scenario ``s`` from a (32, S) lane accumulator."""
+    for q in range(LANES):
+        lanes[q] = acc[q, s]
+    return lane_total(lanes)

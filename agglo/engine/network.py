@@ -1,0 +1,147 @@
+"""What every worker needs once per run: the towns as the kernels read them and, per mode,
+the neighbourhood its scenarios can reach.
+
+:func:`prepare` builds it from a town table: one neighbourhood within the widest reach
+of the sweep (:func:`agglo.engine.scenarios.reach_radii`), and for a mode that reaches
+much less far (commuting) a truncated copy, so that its scenarios read only their pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from agglo.engine.config import MODES
+from agglo.engine.errors import UserError
+from agglo.engine.towns import Towns
+from agglo.kernels import Places, Rows, build_neighbourhood, row_lp, row_tables, truncate_rows
+
+N_CHUNKS = 256  # town ranges of about equal pair count; fixed so results never depend on threads
+SHARE_ROWS = 0.8  # a mode reaching at least this fraction of the widest radius reads the widest rows
+ORDER_BAND_DEG = 0.5  # latitude band of the spatial order
+
+
+@dataclass(frozen=True)
+class Network:
+    """The kernels' :class:`~agglo.kernels.Places` and, per mode, its :class:`~agglo.kernels.Rows`
+    (one shared object when the modes reach about as far); ``forced_core`` marks the towns
+    that are cores whatever their size."""
+
+    places: Places
+    rows: dict
+    forced_core: np.ndarray
+
+    @property
+    def population(self) -> np.ndarray:
+        return self.places.population
+
+    @property
+    def n_towns(self) -> int:
+        return int(self.places.population.shape[0])
+
+    @property
+    def radius_km(self) -> float:
+        return max(r.radius_km for r in self.rows.values())
+
+    @property
+    def n_pairs(self) -> int:
+        """Pairs of the widest neighbourhood (both directions)."""
+        return max(int(r.neighbour.shape[0]) for r in self.rows.values())
+
+    @property
+    def nbytes(self) -> int:
+        unique = {id(r): r for r in self.rows.values()}
+        arrays = [*self.places, self.forced_core] + [a for r in unique.values() for a in r]
+        return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
+
+
+def cost_chunks(offsets: np.ndarray, n_chunks: int = N_CHUNKS, order: np.ndarray | None = None) -> np.ndarray:
+    """Boundaries of ``n_chunks`` ranges of towns (of positions in ``order`` if given)
+    with about equal pair (plus town) counts."""
+    n = offsets.shape[0] - 1
+    sizes = np.diff(offsets) if order is None else np.diff(offsets)[order]
+    cost = np.concatenate([[0], np.cumsum(sizes + 1)])  # a town with no neighbour still costs something
+    targets = np.linspace(0, cost[-1], min(n_chunks, max(n, 1)) + 1)
+    bounds = np.searchsorted(cost, targets, side="left")
+    bounds[0], bounds[-1] = 0, n
+    return np.unique(bounds).astype(np.int64)
+
+
+def forced_cores(towns: Towns, ids: list) -> np.ndarray:
+    """Towns that are cores whatever their size: the table's ``core`` column and ``cores.ids``."""
+    forced = towns.core.copy()
+    if ids:
+        keys = {str(t): i for i, t in enumerate(towns.town_id)}
+        for wanted in ids:
+            if str(wanted) not in keys:
+                raise UserError(
+                    f"cores.ids: town_id {wanted!r} is not in {towns.source}; allowed: town_ids of the table"
+                )
+            forced[keys[str(wanted)]] = True
+    return forced
+
+
+def spatial_order(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Towns in bands of 0.5 degree of latitude, west to east and back (serpentine)."""
+    band = np.floor((lat + 90.0) / ORDER_BAND_DEG).astype(np.int64)
+    along = np.where(band % 2 == 0, lon, -lon)
+    return np.lexsort((along, band)).astype(np.int64)
+
+
+def _rows(offsets, neighbour, log_dist, lp_rel, radius_km, candidate, lat, lon) -> Rows:
+    bucket, cand_offsets, cand_pos, cand_town, cand_d = row_tables(
+        offsets, neighbour, log_dist, radius_km, candidate, lat, lon
+    )
+    with np.errstate(divide="ignore"):
+        cand_logd = np.log(cand_d)
+    order = spatial_order(lat, lon)
+    rank = np.empty(order.shape[0], dtype=np.int32)
+    rank[order] = np.arange(order.shape[0], dtype=np.int32)
+    return Rows(
+        offsets=offsets,
+        neighbour=neighbour,
+        log_dist=log_dist,
+        lp_rel=lp_rel,
+        radius_km=float(radius_km),
+        bucket=bucket,
+        cand_offsets=cand_offsets,
+        cand_pos=cand_pos,
+        cand_town=cand_town,
+        cand_logd=cand_logd,
+        cand_d=cand_d,
+        chunks=cost_chunks(offsets),
+        order=order,
+        order_chunks=cost_chunks(offsets, order=order),
+        neighbour_rank=rank[neighbour],
+    )
+
+
+def prepare(towns: Towns, forced: np.ndarray, radius_km, core_floor: float | None = None) -> Network:
+    """Build the neighbourhood once for a run.
+
+    ``radius_km``: per mode (``{"commute": km, "freight": km}``, see
+    :func:`agglo.engine.scenarios.reach_radii`) or one radius for both; ``core_floor``: the
+    run's smallest ``cores.min_population`` (None: every town may be a core).
+    """
+    radii = dict(radius_km) if isinstance(radius_km, dict) else {mode: float(radius_km) for mode in MODES}
+    widest = max(radii.values())
+    offsets, neighbour, log_dist = build_neighbourhood(towns.lat, towns.lon, widest, log_float32=True)
+    population = towns.population.astype(np.float64)
+    log_pop = np.log(population)
+    candidate = forced.copy() if core_floor is not None else np.ones(len(population), dtype=bool)
+    if core_floor is not None:
+        candidate |= population >= core_floor
+    lat = np.ascontiguousarray(towns.lat, dtype=np.float64)
+    lon = np.ascontiguousarray(towns.lon, dtype=np.float64)
+    lp_rel, lp_max = row_lp(offsets, neighbour, log_pop)
+    full = _rows(offsets, neighbour, log_dist, lp_rel, widest, candidate, lat, lon)
+    rows = {}
+    for mode in MODES:
+        if radii[mode] >= SHARE_ROWS * widest:
+            rows[mode] = full
+        else:
+            sub = truncate_rows(offsets, neighbour, log_dist, lp_rel, radii[mode])
+            rows[mode] = _rows(*sub, radii[mode], candidate, lat, lon)
+    places = Places(population=population, log_pop=log_pop, lat=lat, lon=lon, region=towns.region_code, lp_max=lp_max)
+    return Network(places=places, rows=rows, forced_core=forced)

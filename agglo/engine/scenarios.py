@@ -1,0 +1,95 @@
+"""A batch of scenarios as typed arrays: a resolved config plus the swept values of the batch.
+
+:func:`batch_parameters` gives a :class:`ScenarioBatch`: per mode a
+:class:`agglo.kernels.ModeParams` (one value per scenario, MODEL.md's names), the borders
+and the core size rule per scenario. The kernels read these arrays as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from agglo.engine.config import MODES, AggloConfig
+from agglo.kernels import DECAY_CODES, ModeParams
+from agglo.kernels.records import take
+
+MODEL_CODES = {"gravity": 0, "attraction": 1, "doubly": 2, "radiation": 3}
+CODES = {"decay": DECAY_CODES, "model": MODEL_CODES}
+
+
+@dataclass(frozen=True)
+class ScenarioBatch:
+    commute: ModeParams
+    freight: ModeParams
+    closed: np.ndarray  # (S,) bool: borders = closed
+    core_min_population: np.ndarray  # (S,) float64
+
+    @property
+    def n_scenarios(self) -> int:
+        return int(self.closed.shape[0])
+
+    def mode(self, name: str) -> ModeParams:
+        return getattr(self, name)
+
+    def take(self, index) -> ScenarioBatch:
+        """The scenarios ``index`` (a slice or an integer array)."""
+        return ScenarioBatch(
+            commute=take(self.commute, index),
+            freight=take(self.freight, index),
+            closed=np.ascontiguousarray(self.closed[index]),
+            core_min_population=np.ascontiguousarray(self.core_min_population[index]),
+        )
+
+
+def batch_parameters(cfg: AggloConfig, swept: dict, n_scenarios: int) -> ScenarioBatch:
+    """Per-scenario arrays: the config's values, replaced by the swept ones (``swept`` maps
+    a dotted key such as ``commute.cap_min`` to one value per scenario)."""
+
+    def column(key: str, base, dtype):
+        if key in swept:
+            return np.asarray(swept[key])
+        return np.full(n_scenarios, base, dtype=dtype)
+
+    modes = {}
+    for mode in MODES:
+        mc = cfg.mode(mode)
+        values = {}
+        for name in ModeParams._fields:
+            base = getattr(mc, name)
+            key = f"{mode}.{name}"
+            if name in CODES:
+                values[name] = np.asarray([CODES[name][str(v)] for v in column(key, base, object)], dtype=np.int8)
+            else:
+                value = np.nan if base is None else float(base)
+                values[name] = column(key, value, np.float64).astype(np.float64)
+        modes[mode] = ModeParams(**values)
+    borders = column("borders", cfg.borders, object)
+    core_min = column("cores.min_population", float(cfg.cores.min_population), np.float64)
+    return ScenarioBatch(
+        commute=modes["commute"],
+        freight=modes["freight"],
+        closed=np.asarray([str(b) == "closed" for b in borders], dtype=np.bool_),
+        core_min_population=core_min.astype(np.float64),
+    )
+
+
+def reach_radii(batch: ScenarioBatch) -> dict:
+    """Per mode, the largest distance its scenarios reach: max of cap_min · speed_kmh / (60 · circuity).
+
+    From ``60 · circuity · d / speed_kmh <= cap_min``; widened by a relative 1e-9 so that
+    rounding never drops a pair that the exact test in the kernel keeps.
+    """
+    radii = {}
+    for mode in MODES:
+        p = batch.mode(mode)
+        radius = float(np.max(p.cap_min * p.speed_kmh / (60.0 * p.circuity)))
+        radii[mode] = radius * (1.0 + 1e-9) + 1e-9
+    return radii
+
+
+def core_mask(population: np.ndarray, forced_core: np.ndarray, core_min_population: np.ndarray) -> np.ndarray:
+    """(S, N) bool: MODEL.md's cores of each scenario (size rule or forced)."""
+    is_core = (population[None, :] >= core_min_population[:, None]) | forced_core[None, :]
+    return np.ascontiguousarray(is_core)
