@@ -42,6 +42,18 @@ def attraction_log_a(network: Network, rows: Rows, mode: ModeParams, closed: np.
     return origins, log_a
 
 
+def _by_destination(origins, best_core, best_share, inflow, **extra) -> dict:
+    """The results of a model whose shares come whole (not as weight / denominator)."""
+    return {
+        "n_reachable": origins.n_reachable,
+        "best_core": best_core,
+        "best_weight": best_share,
+        "denominator": np.ones_like(best_share),
+        "inflow": inflow,
+        **extra,
+    }
+
+
 def _attraction(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -> dict:
     origins, log_a = attraction_log_a(network, rows, mode, closed, is_core)
     origin_term = (mode.alpha[:, None] - 1.0) * network.places.log_pop[None, :]
@@ -49,13 +61,8 @@ def _attraction(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarr
     best_core, best_share = best_core_by_destination(
         rows, network.places, origins.reach, is_core, terms, -log_a, origin_term
     )
-    return {
-        "n_reachable": origins.n_reachable,
-        "best_core": best_core,
-        "best_weight": best_share,
-        "denominator": np.ones_like(best_share),
-        "inflow": np.where(origins.denominator > 0, network.population[None, :], 0.0),
-    }
+    inflow = np.where(origins.denominator > 0, network.population[None, :], 0.0)
+    return _by_destination(origins, best_core, best_share, inflow)
 
 
 def reach_of(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarray, is_core: np.ndarray):
@@ -78,15 +85,7 @@ def _doubly(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarray, 
         log_a[s], log_b[s], iterations[s], error[s] = balance.log_a, balance.log_b, balance.iterations, balance.error
         inflow[s] = doubly_inflow(rows, network.places, balance, ends)
     best_core, best_share = best_core_by_destination(rows, network.places, origins.reach, is_core, terms, log_b, log_a)
-    return {
-        "n_reachable": origins.n_reachable,
-        "best_core": best_core,
-        "best_weight": best_share,
-        "denominator": np.ones_like(best_share),
-        "inflow": inflow,
-        "ipf_iterations": iterations,
-        "ipf_error": error,
-    }
+    return _by_destination(origins, best_core, best_share, inflow, ipf_iterations=iterations, ipf_error=error)
 
 
 def radiate(network: Network, rows: Rows, mode: ModeParams, s: int, closed: bool, ends, is_core):
@@ -106,13 +105,7 @@ def _radiation(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarra
         ends = origins.reach[s].astype(np.int64)
         share, best_core[s], best_share[s], _ = radiate(network, rows, mode, s, bool(closed[s]), ends, is_core[s])
         inflow[s] = scatter_inflow(rows, network.places, ends, share)
-    return {
-        "n_reachable": origins.n_reachable,
-        "best_core": best_core,
-        "best_weight": best_share,
-        "denominator": np.ones_like(best_share),
-        "inflow": inflow,
-    }
+    return _by_destination(origins, best_core, best_share, inflow)
 
 
 MODEL_PASSES = {

@@ -104,6 +104,7 @@ def _rows(offsets, neighbour, log_dist, lp_rel, radius_km, candidate, lat, lon) 
         log_dist=log_dist,
         lp_rel=lp_rel,
         radius_km=float(radius_km),
+        longest=int(np.diff(offsets).max(initial=0)),
         bucket=bucket,
         cand_offsets=cand_offsets,
         cand_pos=cand_pos,

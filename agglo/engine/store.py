@@ -30,38 +30,20 @@ READABLE = ("agglo-cube-1", FORMAT)
 # that it is not yet part of the v3 spec. We know, and keep it.
 warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
 
+# fmt: off
 VARIABLES = {
     # name: (dtype, per town?, units, description)
     "core": (np.int32, True, "1", "index (along town) of the town's core; itself for a core; -1 for none"),
-    "share": (
-        np.float32,
-        True,
-        "1",
-        "share s_ij* of the town's trips to its best reachable core; NaN: no core reachable; 1 for a core",
-    ),
+    "share": (np.float32, True, "1", "share s_ij* of the town's trips to its best reachable core; NaN: no core reachable; 1 for a core"),
     "n_reachable": (np.int32, True, "1", "number of towns reachable within the mode's cap, |R_m(i)|"),
     "inflow": (np.float32, True, "persons", "gravity inflow of trips into the town from the towns that reach it"),
-    "agglo_population": (
-        np.float64,
-        True,
-        "persons",
-        "for a core: its population plus its members'; 0 for other towns",
-    ),
-    "coverage": (
-        np.float64,
-        False,
-        "1",
-        "population of non-core towns in an agglomeration / population of all non-core towns",
-    ),
+    "agglo_population": (np.float64, True, "persons", "for a core: its population plus its members'; 0 for other towns"),
+    "coverage": (np.float64, False, "1", "population of non-core towns in an agglomeration / population of all non-core towns"),
     "n_agglomerations": (np.int32, False, "1", "number of cores with at least one member"),
     "ipf_iterations": (np.int32, False, "1", "doubly-constrained model: balancing iterations used; 0 for other models"),
-    "ipf_error": (
-        np.float64,
-        False,
-        "1",
-        "doubly-constrained model: largest relative row or column error when balancing stopped; NaN otherwise",
-    ),
+    "ipf_error": (np.float64, False, "1", "doubly-constrained model: largest relative row or column error when balancing stopped; NaN otherwise"),
 }
+# fmt: on
 
 MODE_TEXT = {
     "commute": "daily commuting: people travel to the core",

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from agglo.kernels.fastexp import exp2_32, exp32
-from agglo.kernels.jit import strict
+from agglo.kernels.jit import inlined, strict
 from agglo.kernels.lanes import LANES
 from agglo.kernels.terms import POWER, exponent, exponential_base_km, log2_minutes
 
@@ -38,18 +38,51 @@ class BatchScratch(NamedTuple):
     buf4: np.ndarray
 
 
+class RowState(NamedTuple):
+    """Per-thread values of one row for every scenario (length S) and the buffers of a pass
+    (the origin pass uses all but ``gathered``, the inflow pass ``ends``, ``nrefs``,
+    ``terms``, ``gathered``, ``lanes`` and ``batch``)."""
+
+    ends: np.ndarray  # int64 reachable prefix length
+    counts: np.ndarray  # int64 |R(i)|
+    nrefs: np.ndarray  # float32 -ref (base 2)
+    self_lw: np.ndarray  # float64 self log-weight relative to lp_max (-inf: none)
+    bests: np.ndarray  # int64 best core (scenario-innermost shape)
+    best_lws: np.ndarray  # float64 its log-weight
+    terms: np.ndarray  # float32 terms of one row (pair-loop shape)
+    gathered: np.ndarray  # float32 origin terms gathered for one row (inflow, pair-loop shape)
+    lanes: np.ndarray  # 32 float64 lanes
+    no_gather: np.ndarray  # (0, S): the origin pass gathers no mass term
+    batch: BatchScratch  # the scenario-innermost shape's buffers (empty in the pair-loop shape)
+
+
 @strict
-def batch_scratch(n_scen):
-    return BatchScratch(
-        np.zeros((LANES, n_scen), dtype=np.float64),
+def row_state(n_scen, longest, inner):
+    """A :class:`RowState` for ``n_scen`` scenarios and rows up to ``longest`` pairs."""
+    n_batch = n_scen if inner else 0
+    batch = BatchScratch(
+        np.zeros((LANES, n_batch), dtype=np.float64),
+        np.zeros(n_batch, dtype=np.float32),
+        np.zeros(n_batch, dtype=np.float32),
+        np.zeros(n_batch, dtype=np.float32),
+        np.zeros(n_batch, dtype=np.float32),
+    )
+    return RowState(
+        np.zeros(n_scen, dtype=np.int64),
+        np.zeros(n_scen, dtype=np.int64),
         np.zeros(n_scen, dtype=np.float32),
-        np.zeros(n_scen, dtype=np.float32),
-        np.zeros(n_scen, dtype=np.float32),
-        np.zeros(n_scen, dtype=np.float32),
+        np.zeros(n_scen, dtype=np.float64),
+        np.zeros(n_scen, dtype=np.int64),
+        np.zeros(n_scen, dtype=np.float64),
+        np.empty(longest, dtype=np.float32),
+        np.empty(longest, dtype=np.float32),
+        np.zeros(LANES, dtype=np.float64),
+        np.zeros((0, n_scen), dtype=np.float32),
+        batch,
     )
 
 
-@strict
+@inlined
 def _batch_shape(ends, terms):
     """(shortest reach, longest reach, whether four pairs may share a scenario loop)."""
     qmin = ends[0]
@@ -66,93 +99,80 @@ def _batch_shape(ends, terms):
     return qmin, qmax, shared
 
 
-@strict
-def _four_pairs(row, gathered, q, terms, nref, scratch):
-    """Pairs q..q+3, every scenario takes them: four term rows, then each into its lane."""
-    a = a2 = a3 = a4 = terms.mass2
-    one = np.float32(1.0)
-    b = b2 = b3 = b4 = one
-    if gathered.shape[0] > 0:
-        nb = row.neighbour
-        a = gathered[nb[q]]
-        a2 = gathered[nb[q + 1]]
-        a3 = gathered[nb[q + 2]]
-        a4 = gathered[nb[q + 3]]
-    else:
-        b = row.mass[q]
-        b2 = row.mass[q + 1]
-        b3 = row.mass[q + 2]
-        b4 = row.mass[q + 3]
-    c0 = terms.log_min_per_km32[0]
-    c2 = terms.log_min_time32[0]
-    m = log2_minutes(row.log_dist[q], c0, c2)
-    m2 = log2_minutes(row.log_dist[q + 1], c0, c2)
-    m3 = log2_minutes(row.log_dist[q + 2], c0, c2)
-    m4 = log2_minutes(row.log_dist[q + 3], c0, c2)
-    p = terms.power2
-    buf, buf2, buf3, buf4 = scratch.buf, scratch.buf2, scratch.buf3, scratch.buf4
-    for s in range(nref.shape[0]):
-        buf[s] = exp2_32(exponent(a[s], b, p[s], m, nref[s]))
-        buf2[s] = exp2_32(exponent(a2[s], b2, p[s], m2, nref[s]))
-        buf3[s] = exp2_32(exponent(a3[s], b3, p[s], m3, nref[s]))
-        buf4[s] = exp2_32(exponent(a4[s], b4, p[s], m4, nref[s]))
-    _add_to_lane(scratch.acc, q, buf)
-    _add_to_lane(scratch.acc, q + 1, buf2)
-    _add_to_lane(scratch.acc, q + 2, buf3)
-    _add_to_lane(scratch.acc, q + 3, buf4)
-
-
-@strict
+@inlined
 def _add_to_lane(acc, q, buf):
     lane = acc[q % LANES]
     for s in range(buf.shape[0]):
         lane[s] += np.float64(buf[s])
 
 
-@strict
-def _one_pair(row, gathered, q, masked, ends, home, terms, nref, buf):
-    """Pair q for every scenario into ``buf``; where ``masked``, 0 for the scenarios that do
-    not reach it or, under closed borders, do not share its region."""
-    a = terms.mass2
-    b = np.float32(1.0)
-    if gathered.shape[0] > 0:
-        a = gathered[row.neighbour[q]]
-    else:
-        b = row.mass[q]
-    ld = row.log_dist[q]
-    p = terms.power2
-    c0 = terms.log_min_per_km32
-    c2 = terms.log_min_time32
-    if terms.any_exponential:
-        km = exp32(ld)
-        k = terms.expo2
-        for s in range(nref.shape[0]):
-            base = exponential_base_km(k[s], km, nref[s])
-            buf[s] = exp2_32(exponent(a[s], b, p[s], log2_minutes(ld, c0[s], c2[s]), base))
-    else:
-        for s in range(nref.shape[0]):
-            buf[s] = exp2_32(exponent(a[s], b, p[s], log2_minutes(ld, c0[s], c2[s]), nref[s]))
-    if masked:
-        same = row.region[row.neighbour[q]] == home
-        zero = np.float32(0.0)
-        opened = terms.opened
-        for s in range(nref.shape[0]):
-            ok = (q < ends[s]) & (same | opened[s])
-            buf[s] = buf[s] if ok else zero
-
-
-@strict
+@inlined
 def batch_lane_sums(row, gathered, ends, home, terms, nref, scratch):
     """Fill ``scratch.acc`` with the lane sums of ``row`` for every scenario: scenario s adds
-    the terms of its first ``ends[s]`` pairs (``gathered`` is empty in the origin pass)."""
-    scratch.acc[:, :] = 0.0
+    the terms of its first ``ends[s]`` pairs (``gathered`` is empty in the origin pass).
+
+    The records are unpacked once here: inside the pair loop every array is a local."""
+    acc, buf, buf2, buf3, buf4 = scratch
+    acc[:, :] = 0.0
+    log_dist, mass, neighbour, region = row.log_dist, row.mass, row.neighbour, row.region
+    g, p, k = terms.mass2, terms.power2, terms.expo2
+    c0, c2 = terms.log_min_per_km32, terms.log_min_time32
+    opened = terms.opened
+    any_exponential = terms.any_exponential
+    inflow = gathered.shape[0] > 0
+    n_scen = nref.shape[0]
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    a = a2 = a3 = a4 = g
+    b = b2 = b3 = b4 = one
     qmin, qmax, shared = _batch_shape(ends, terms)
     q = 0
     while q < qmax:
         if shared and q + 3 < qmin:
-            _four_pairs(row, gathered, q, terms, nref, scratch)
+            # Four pairs that every scenario takes, with a shared max(ld + c0, c2).
+            if inflow:
+                a = gathered[neighbour[q]]
+                a2 = gathered[neighbour[q + 1]]
+                a3 = gathered[neighbour[q + 2]]
+                a4 = gathered[neighbour[q + 3]]
+            else:
+                b = mass[q]
+                b2 = mass[q + 1]
+                b3 = mass[q + 2]
+                b4 = mass[q + 3]
+            m = log2_minutes(log_dist[q], c0[0], c2[0])
+            m2 = log2_minutes(log_dist[q + 1], c0[0], c2[0])
+            m3 = log2_minutes(log_dist[q + 2], c0[0], c2[0])
+            m4 = log2_minutes(log_dist[q + 3], c0[0], c2[0])
+            for s in range(n_scen):
+                buf[s] = exp2_32(exponent(a[s], b, p[s], m, nref[s]))
+                buf2[s] = exp2_32(exponent(a2[s], b2, p[s], m2, nref[s]))
+                buf3[s] = exp2_32(exponent(a3[s], b3, p[s], m3, nref[s]))
+                buf4[s] = exp2_32(exponent(a4[s], b4, p[s], m4, nref[s]))
+            _add_to_lane(acc, q, buf)
+            _add_to_lane(acc, q + 1, buf2)
+            _add_to_lane(acc, q + 2, buf3)
+            _add_to_lane(acc, q + 3, buf4)
             q += 4
             continue
-        _one_pair(row, gathered, q, q >= qmin, ends, home, terms, nref, scratch.buf)
-        _add_to_lane(scratch.acc, q, scratch.buf)
+        # One pair, each scenario with its own c0, c2 (and K where some scenario is exponential).
+        ld = log_dist[q]
+        if inflow:
+            a = gathered[neighbour[q]]
+        else:
+            b = mass[q]
+        if any_exponential:
+            km = exp32(ld)
+            for s in range(n_scen):
+                base = exponential_base_km(k[s], km, nref[s])
+                buf[s] = exp2_32(exponent(a[s], b, p[s], log2_minutes(ld, c0[s], c2[s]), base))
+        else:
+            for s in range(n_scen):
+                buf[s] = exp2_32(exponent(a[s], b, p[s], log2_minutes(ld, c0[s], c2[s]), nref[s]))
+        if q >= qmin:
+            same = region[neighbour[q]] == home
+            for s in range(n_scen):
+                ok = (q < ends[s]) & (same | opened[s])
+                buf[s] = buf[s] if ok else zero
+        _add_to_lane(acc, q, buf)
         q += 1

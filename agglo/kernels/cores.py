@@ -10,11 +10,11 @@ distances. The bodies are branch-free: which candidate wins is data, not a branc
 
 import numpy as np
 
-from agglo.kernels.jit import prange, strict, strict_parallel
+from agglo.kernels.jit import inlined, prange, strict_parallel
 from agglo.kernels.terms import log_deterrence_km
 
 
-@strict
+@inlined
 def _candidate_log_f(rows, c, terms, s):
     return log_deterrence_km(
         rows.cand_logd[c],
@@ -27,7 +27,7 @@ def _candidate_log_f(rows, c, terms, s):
     )
 
 
-@strict
+@inlined
 def best_core(rows, places, i, s, end, is_core, terms):
     """(j*, its log-weight) for origin ``i`` in scenario ``s`` among the first ``end`` pairs
     of its row; (-1, -inf) when no core is reachable."""
@@ -37,12 +37,17 @@ def best_core(rows, places, i, s, end, is_core, terms):
     home = places.region[i]
     opened = terms.opened[s]
     gamma = terms.gamma[s]
+    cand_pos, cand_town, log_pop, region = rows.cand_pos, rows.cand_town, places.log_pop, places.region
+    cand_logd, cand_d = rows.cand_logd, rows.cand_d
+    decay, beta = terms.decay[s], terms.beta[s]
+    min_per_km, log_min_per_km, log_min_time = terms.min_per_km[s], terms.log_min_per_km[s], terms.log_min_time[s]
     for c in range(rows.cand_offsets[i], rows.cand_offsets[i + 1]):
-        if rows.cand_pos[c] >= end:
+        if cand_pos[c] >= end:
             break
-        j = rows.cand_town[c]
-        lw = gamma * places.log_pop[j] + _candidate_log_f(rows, c, terms, s)
-        ok = is_core[s, j] & (opened | (places.region[j] == home))
+        j = cand_town[c]
+        log_f = log_deterrence_km(cand_logd[c], cand_d[c], decay, beta, min_per_km, log_min_per_km, log_min_time)
+        lw = gamma * log_pop[j] + log_f
+        ok = is_core[s, j] & (opened | (region[j] == home))
         take = ok & ((lw > best_lw) | ((lw == best_lw) & (j < best)))
         best = j if take else best
         best_lw = lw if take else best_lw
@@ -51,7 +56,7 @@ def best_core(rows, places, i, s, end, is_core, terms):
     return best, best_lw
 
 
-@strict
+@inlined
 def best_cores_all(rows, places, i, ends, core_t, terms, best, best_lw):
     """:func:`best_core` for every scenario at once into ``best``/``best_lw``, the scenario
     loop innermost (``core_t`` is is_core transposed): the same float64 operations, the
@@ -66,6 +71,7 @@ def best_cores_all(rows, places, i, ends, core_t, terms, best, best_lw):
     home = places.region[i]
     gamma, beta = terms.gamma, terms.beta
     min_per_km, log_min_per_km, log_min_time = terms.min_per_km, terms.log_min_per_km, terms.log_min_time
+    decay, opened = terms.decay, terms.opened
     for c in range(rows.cand_offsets[i], rows.cand_offsets[i + 1]):
         q = rows.cand_pos[c]
         if q >= qmax:
@@ -80,8 +86,8 @@ def best_cores_all(rows, places, i, ends, core_t, terms, best, best_lw):
             # log_deterrence_km written out for both decays: a select, not a branch, per scenario.
             power = gamma[s] * lp - beta[s] * max(ld + log_min_per_km[s], log_min_time[s])
             exponential = gamma[s] * lp - beta[s] * (min_per_km[s] * d)
-            lw = power if terms.decay[s] == 0 else exponential
-            ok = (q < ends[s]) & is_core[s] & (terms.opened[s] | same)
+            lw = power if decay[s] == 0 else exponential
+            ok = (q < ends[s]) & is_core[s] & (opened[s] | same)
             take = ok & ((lw > best_lw[s]) | ((lw == best_lw[s]) & (j < best[s])))
             best[s] = j if take else best[s]
             best_lw[s] = lw if take else best_lw[s]

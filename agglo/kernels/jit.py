@@ -1,10 +1,17 @@
 """The one place where Numba flags are set.
 
+``inlined`` is ``strict`` inlined into its caller at Numba's IR level, and ``borrowed`` is
+``strict`` without reference counting: the kernels take records of arrays, and every array
+read out of a record costs an atomic increment and decrement, which in a per-row helper
+costs more than its arithmetic. So the loop over a chunk of rows is ``borrowed`` (it
+allocates nothing; its buffers come from its caller) with its per-row and per-pair helpers
+``inlined`` into it. Only helpers called from ``strict`` code are inlined: inlined code
+takes its caller's flags.
 ``serial``/``parallel`` allow reassociation and contraction only: no-NaN / no-inf
 flags would break the NaN that marks "no core reachable". ``strict``/``strict_parallel``
 carry no fast-math flag at all: travel times decide reachability and must be bit for
 bit what MODEL.md's formula gives, and the gravity terms must be the same IEEE
-operations whichever loop shape computes them (see :mod:`agglo.kernels.gravity`).
+operations whichever loop shape computes them (see :mod:`agglo.kernels.terms`).
 ``cache=CACHE`` lets a second process (a Dask worker) load the compiled code
 instead of compiling again; the cache folder is keyed by the kernels' sources.
 """
@@ -42,5 +49,7 @@ FASTMATH = {"reassoc", "contract", "nsz"}
 serial = numba.njit(cache=CACHE, nogil=True, fastmath=FASTMATH)
 parallel = numba.njit(cache=CACHE, nogil=True, fastmath=FASTMATH, parallel=True)
 strict = numba.njit(cache=CACHE, nogil=True)
+inlined = numba.njit(cache=CACHE, nogil=True, inline="always")
+borrowed = numba.njit(cache=CACHE, nogil=True, _nrt=False)
 strict_parallel = numba.njit(cache=CACHE, nogil=True, parallel=True)
 prange = numba.prange

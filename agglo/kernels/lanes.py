@@ -18,7 +18,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from agglo.kernels.jit import strict
+from agglo.kernels.jit import inlined
 
 WIDTH = 8
 CHAINS = 4
@@ -80,7 +80,7 @@ def lane_sums32(typingctx, terms, full):
     return result(terms, full), codegen
 
 
-@strict
+@inlined
 def lane_total(lanes):
     """The fixed combination of the lane sums: pairwise, (0+1), (2+3), ... then again."""
     width = LANES
@@ -91,7 +91,7 @@ def lane_total(lanes):
     return lanes[0]
 
 
-@strict
+@inlined
 def lane_sum(terms, n, lanes):
     """Σ terms[:n] by 32 lanes (q mod 32, in order), combined by :func:`lane_total`; the
     full blocks of 32 by :func:`lane_sums32`. ``lanes`` is a float64 scratch of 32."""
@@ -104,7 +104,7 @@ def lane_sum(terms, n, lanes):
     return lane_total(lanes)
 
 
-@strict
+@inlined
 def lanes_of(acc, s, lanes):
     """The row sum of scenario ``s`` from a (32, S) lane accumulator."""
     for q in range(LANES):

@@ -18,14 +18,12 @@ Per row ``i`` and scenario ``s``:
    kept, and the best core's weight relative to it.
 """
 
-from typing import NamedTuple
-
 import numpy as np
 
-from agglo.kernels.batch_sums import INNER_MIN, batch_lane_sums, batch_scratch
+from agglo.kernels.batch_sums import INNER_MIN, batch_lane_sums, row_state
 from agglo.kernels.cores import best_core, best_cores_all
-from agglo.kernels.jit import prange, strict, strict_parallel
-from agglo.kernels.lanes import LANES, lane_sum, lanes_of
+from agglo.kernels.jit import borrowed, inlined, prange, strict, strict_parallel
+from agglo.kernels.lanes import lane_sum, lanes_of
 from agglo.kernels.reach import count_in_region, reach_end
 from agglo.kernels.records import Origins
 from agglo.kernels.terms import LN2, LOG2E, PairRow, exact_reference, mode_terms, nearest_bound, pair_terms
@@ -33,69 +31,41 @@ from agglo.kernels.terms import LN2, LOG2E, PairRow, exact_reference, mode_terms
 UNDERFLOW = 1e-30  # a row total below this means the reference overshot: redo the row exactly
 
 
-class RowState(NamedTuple):
-    """Per-thread, per-row values of every scenario (length S), and scratch."""
-
-    ends: np.ndarray  # reachable prefix length
-    counts: np.ndarray  # |R(i)|
-    nrefs: np.ndarray  # float32 -ref (base 2)
-    self_lw: np.ndarray  # float64 self log-weight relative to lp_max (-inf: none)
-    bests: np.ndarray  # best core (scenario-innermost shape)
-    best_lws: np.ndarray  # its log-weight
-    terms: np.ndarray  # float32 terms of one row (pair-loop shape)
-    lanes: np.ndarray  # 32 float64 lanes
-
-
-@strict
-def _row_state(n_scen, longest):
-    return RowState(
-        np.zeros(n_scen, dtype=np.int64),
-        np.zeros(n_scen, dtype=np.int64),
-        np.zeros(n_scen, dtype=np.float32),
-        np.zeros(n_scen, dtype=np.float64),
-        np.zeros(n_scen, dtype=np.int64),
-        np.zeros(n_scen, dtype=np.float64),
-        np.empty(longest, dtype=np.float32),
-        np.zeros(LANES, dtype=np.float64),
-    )
-
-
-@strict
-def longest_row(offsets):
-    longest = 0
-    for i in range(offsets.shape[0] - 1):
-        longest = max(longest, offsets[i + 1] - offsets[i])
-    return longest
-
-
-@strict
+@inlined
 def _reach_and_reference(rows, places, mode, terms, i, row, state, out):
     """Steps 1 and 2 for every scenario of row ``i``."""
     home = places.region[i]
-    ends = state.ends
+    ends, counts, nrefs, self_lws = state.ends, state.counts, state.nrefs, state.self_lw
+    reach, n_reachable = out.reach, out.n_reachable
+    circuity, speed_kmh, cap_min = mode.circuity, mode.speed_kmh, mode.cap_min
+    same, closed, has_self = terms.same_reach_as_previous, terms.closed, terms.has_self
+    gamma, self_log_f = terms.gamma, terms.self_log_f
+    decay, power2, expo2, c0, c2 = terms.decay, terms.power2, terms.expo2, terms.log_min_per_km32, terms.log_min_time32
+    lp_home = places.log_pop[i] - places.lp_max[i]
+    nearest = row.log_dist[0] if row.log_dist.shape[0] > 0 else np.float32(0.0)
     for s in range(ends.shape[0]):
-        if terms.same_reach_as_previous[s]:
+        if same[s]:
             end = ends[s - 1]
         else:
-            end = reach_end(rows, places, i, mode.circuity[s], mode.speed_kmh[s], mode.cap_min[s])
-        count = count_in_region(row.neighbour, places.region, home, end) if terms.closed[s] else end
+            end = reach_end(rows, places, i, circuity[s], speed_kmh[s], cap_min[s])
+        count = count_in_region(row.neighbour, places.region, home, end) if closed[s] else end
         self_lw = -np.inf
-        if terms.has_self[s]:
-            self_lw = terms.gamma[s] * (places.log_pop[i] - places.lp_max[i]) + terms.self_log_f[s]
+        if has_self[s]:
+            self_lw = gamma[s] * lp_home + self_log_f[s]
         ref = self_lw * LOG2E
-        if count > 0 and terms.gamma[s] >= 0:
-            ref = max(ref, nearest_bound(row, terms, s))
+        if count > 0 and gamma[s] >= 0:
+            ref = max(ref, nearest_bound(nearest, decay[s], power2[s], expo2[s], c0[s], c2[s]))
         elif count > 0:
             ref = exact_reference(row, end, home, terms, s, ref)
         ends[s] = end
-        state.counts[s] = count
-        state.nrefs[s] = -np.float32(ref)
-        state.self_lw[s] = self_lw
-        out.reach[s, i] = end
-        out.n_reachable[s, i] = count
+        counts[s] = count
+        nrefs[s] = -np.float32(ref)
+        self_lws[s] = self_lw
+        reach[s, i] = end
+        n_reachable[s, i] = count
 
 
-@strict
+@inlined
 def _row_total(row, home, terms, s, state, total, inner):
     """Step 3's sum for scenario ``s`` (``total``: the lanes of the batch shape), redone
     with the exact maximum on underflow; returns (total, the float32 -ref used)."""
@@ -111,30 +81,35 @@ def _row_total(row, home, terms, s, state, total, inner):
     return total, nref
 
 
-@strict
-def _finish_row(rows, places, i, row, is_core, terms, state, batch, out):
-    """Step 4 for every scenario of row ``i``; ``batch`` holds the lane sums and best cores
-    of the scenario-innermost shape (empty in the pair-loop shape)."""
-    inner = batch.acc.shape[1] > 0
+@inlined
+def _finish_row(rows, places, i, row, is_core, terms, state, out):
+    """Step 4 for every scenario of row ``i``; ``state.batch`` holds the lane sums of the
+    scenario-innermost shape (empty in the pair-loop shape)."""
+    acc = state.batch.acc
+    inner = acc.shape[1] > 0
     home = places.region[i]
-    for s in range(state.ends.shape[0]):
-        if state.counts[s] == 0 and not terms.has_self[s]:
+    lp_max = places.lp_max[i]
+    counts, self_lws, bests, best_lws, lanes = state.counts, state.self_lw, state.bests, state.best_lws, state.lanes
+    has_self, gamma = terms.has_self, terms.gamma
+    shift, denominator, best_core_out, best_weight = out.shift, out.denominator, out.best_core, out.best_weight
+    for s in range(counts.shape[0]):
+        if counts[s] == 0 and not has_self[s]:
             continue
-        total = lanes_of(batch.acc, s, state.lanes) if inner else 0.0
+        total = lanes_of(acc, s, lanes) if inner else 0.0
         total, nref = _row_total(row, home, terms, s, state, total, inner)
         ref_nat = -np.float64(nref) * LN2  # the terms are exp(lw - ref_nat)
-        if terms.has_self[s]:
-            total += np.exp(state.self_lw[s] - ref_nat)
-        row_shift = ref_nat + terms.gamma[s] * places.lp_max[i]
-        out.shift[s, i] = row_shift
-        out.denominator[s, i] = total
+        if has_self[s]:
+            total += np.exp(self_lws[s] - ref_nat)
+        row_shift = ref_nat + gamma[s] * lp_max
+        shift[s, i] = row_shift
+        denominator[s, i] = total
         if inner:
-            best, best_lw = state.bests[s], state.best_lws[s]
+            best, best_lw = bests[s], best_lws[s]
         else:
             best, best_lw = best_core(rows, places, i, s, state.ends[s], is_core, terms)
-        out.best_core[s, i] = best
+        best_core_out[s, i] = best
         if best >= 0:
-            out.best_weight[s, i] = np.exp(best_lw - row_shift)
+            best_weight[s, i] = np.exp(best_lw - row_shift)
 
 
 @strict
@@ -149,7 +124,7 @@ def empty_origins(n_scen, n_towns):
     )
 
 
-@strict
+@inlined
 def _origin_row(rows, places, i):
     start = rows.offsets[i]
     stop = rows.offsets[i + 1]
@@ -171,19 +146,23 @@ def origin_pass(rows, places, mode, gamma, closed, is_core):
 @strict_parallel
 def _origin_rows(rows, places, mode, terms, is_core, core_t, out):
     """Every row of ``rows``, in parallel over ``rows.chunks`` (ranges of about equal pair count)."""
-    n_scen = mode.cap_min.shape[0]
-    inner = n_scen >= INNER_MIN
-    longest = longest_row(rows.offsets)
-    no_gather = np.zeros((0, n_scen), dtype=np.float32)
     chunks = rows.chunks
+    n_scen = mode.cap_min.shape[0]
     for ch in prange(chunks.shape[0] - 1):
-        state = _row_state(n_scen, longest)
-        batch = batch_scratch(n_scen if inner else 0)
-        for i in range(chunks[ch], chunks[ch + 1]):
-            row = _origin_row(rows, places, i)
-            _reach_and_reference(rows, places, mode, terms, i, row, state, out)
-            if inner:
-                best_cores_all(rows, places, i, state.ends, core_t, terms, state.bests, state.best_lws)
-                batch_lane_sums(row, no_gather, state.ends, places.region[i], terms, state.nrefs, batch)
-            _finish_row(rows, places, i, row, is_core, terms, state, batch, out)
-    return out
+        state = row_state(n_scen, rows.longest, n_scen >= INNER_MIN)
+        _origin_chunk(rows, places, mode, terms, is_core, core_t, out, state, chunks[ch], chunks[ch + 1])
+
+
+@borrowed
+def _origin_chunk(rows, places, mode, terms, is_core, core_t, out, state, first, stop):
+    """Rows first..stop-1 in one thread. One compiled function with every helper inlined,
+    and no reference counting (it allocates nothing): reading a record's array would
+    otherwise cost an atomic increment and decrement per row and helper."""
+    inner = state.batch.acc.shape[1] > 0
+    for i in range(first, stop):
+        row = _origin_row(rows, places, i)
+        _reach_and_reference(rows, places, mode, terms, i, row, state, out)
+        if inner:
+            best_cores_all(rows, places, i, state.ends, core_t, terms, state.bests, state.best_lws)
+            batch_lane_sums(row, state.no_gather, state.ends, places.region[i], terms, state.nrefs, state.batch)
+        _finish_row(rows, places, i, row, is_core, terms, state, out)

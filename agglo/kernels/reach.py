@@ -16,7 +16,7 @@ float32 could be in doubt. Reachability is exact, never an artefact of single pr
 
 import numpy as np
 
-from agglo.kernels.jit import strict
+from agglo.kernels.jit import inlined, strict
 
 EARTH_RADIUS_KM = 6371.0088
 DEG = np.pi / 180.0
@@ -42,20 +42,20 @@ def haversine_km(lat_i, lon_i, lat_j, lon_j):
     return haversine_pre(phi_i, lon_i * DEG, np.cos(phi_i), phi_j, lon_j * DEG, np.cos(phi_j))
 
 
-@strict
+@inlined
 def minutes_of_km(km, circuity, speed_kmh):
     """MODEL.md's t = 60 · circuity · d / speed_kmh, in that order of operations."""
     return 60 * circuity * km / speed_kmh
 
 
-@strict
+@inlined
 def travel_minutes(places, i, j, circuity, speed_kmh):
     """t_ij between towns i and j of ``places``, bit for bit MODEL.md's formula."""
     km = haversine_km(places.lat[i], places.lon[i], places.lat[j], places.lon[j])
     return minutes_of_km(km, circuity, speed_kmh)
 
 
-@strict
+@inlined
 def _reach_at_zero(log_dist, start, n):
     """Cap 0: only places at distance 0 (log -inf) are reachable."""
     end = 0
@@ -64,24 +64,30 @@ def _reach_at_zero(log_dist, start, n):
     return end
 
 
-@strict
+@inlined
 def reach_end(rows, places, i, circuity, speed_kmh, cap_min):
     """Length of the prefix of row ``i`` with t_ij <= cap_min, exactly as MODEL.md decides it."""
-    start = rows.offsets[i]
-    n = rows.offsets[i + 1] - start
+    offsets, log_dist, bucket, neighbour, radius_km = (
+        rows.offsets,
+        rows.log_dist,
+        rows.bucket,
+        rows.neighbour,
+        rows.radius_km,
+    )
+    start = offsets[i]
+    n = offsets[i + 1] - start
     if n == 0:
         return 0
-    log_dist = rows.log_dist
     limit_km = cap_min * speed_kmh / (60 * circuity)
     if not limit_km > 0:
         return _reach_at_zero(log_dist, start, n)
     limit = np.log(limit_km)
-    n_buckets = rows.bucket.shape[1] - 1
+    n_buckets = bucket.shape[1] - 1
     k = n_buckets
-    if limit_km < rows.radius_km:
-        k = int(n_buckets * (limit_km / rows.radius_km) ** 2)
-    lo = rows.bucket[i, k - 1] if k > 0 else 0
-    hi = rows.bucket[i, min(k + 2, n_buckets)]
+    if limit_km < radius_km:
+        k = int(n_buckets * (limit_km / radius_km) ** 2)
+    lo = bucket[i, k - 1] if k > 0 else 0
+    hi = bucket[i, min(k + 2, n_buckets)]
     while lo < hi:
         mid = (lo + hi) // 2
         if np.float64(log_dist[start + mid]) > limit:
@@ -95,8 +101,7 @@ def reach_end(rows, places, i, circuity, speed_kmh, cap_min):
     while end > 0:
         ld = np.float64(log_dist[start + end - 1])
         beyond = ld > limit + doubt or (
-            ld > limit - doubt
-            and travel_minutes(places, i, rows.neighbour[start + end - 1], circuity, speed_kmh) > cap_min
+            ld > limit - doubt and travel_minutes(places, i, neighbour[start + end - 1], circuity, speed_kmh) > cap_min
         )
         if not beyond:
             break
@@ -104,8 +109,7 @@ def reach_end(rows, places, i, circuity, speed_kmh, cap_min):
     while end < n:
         ld = np.float64(log_dist[start + end])
         within = ld < limit - doubt or (
-            ld < limit + doubt
-            and travel_minutes(places, i, rows.neighbour[start + end], circuity, speed_kmh) <= cap_min
+            ld < limit + doubt and travel_minutes(places, i, neighbour[start + end], circuity, speed_kmh) <= cap_min
         )
         if not within:
             break
@@ -113,7 +117,7 @@ def reach_end(rows, places, i, circuity, speed_kmh, cap_min):
     return end
 
 
-@strict
+@inlined
 def count_in_region(neighbour, region, home, n):
     """How many of the first n neighbours lie in region ``home`` (closed borders' |R(i)|)."""
     count = 0

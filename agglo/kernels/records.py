@@ -31,6 +31,7 @@ class Rows(NamedTuple):
     log_dist: np.ndarray  # (P,) float32, log km (-inf for a repeated place)
     lp_rel: np.ndarray  # (P,) float32, log population of the neighbour minus the row's lp_max
     radius_km: float  # every pair within this distance is a row entry
+    longest: int  # the largest row length (scratch size)
     bucket: np.ndarray  # (N, 33) int32: first row position beyond radius_km * sqrt(k / 32)
     cand_offsets: np.ndarray  # (N+1,) int64: CSR of the neighbours that may be cores
     cand_pos: np.ndarray  # row position of each candidate core (ascending)

@@ -32,7 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from agglo.kernels.fastexp import exp2_32, exp32, fma32
-from agglo.kernels.jit import strict
+from agglo.kernels.jit import inlined, strict
 
 DECAY_CODES = {"power": 0, "exponential": 1}
 POWER = 0
@@ -71,7 +71,7 @@ def log_deterrence(t, decay, beta, min_time_min):
     return -beta * t
 
 
-@strict
+@inlined
 def log_deterrence_km(log_km, km, decay, beta, min_per_km, log_min_per_km, log_min_time):
     """log f(t) in float64 from a distance (its log for power decay, km for exponential):
     -beta · max(log km + log min_per_km, log min_time_min), or -beta · min_per_km · km."""
@@ -138,26 +138,26 @@ def mode_terms(mode, gamma, closed):
     )
 
 
-@strict
+@inlined
 def log2_minutes(log_km, c0, c2):
     """log max(t, min_time_min) in float32 from a float32 log km: max(log km + c0, c2)."""
     return max(log_km + c0, c2)
 
 
-@strict
+@inlined
 def exponent(a, b, power2, log_minutes, base):
     """x = fma(a, b, fma(P, log_minutes, base)): a pair's base-2 log-weight minus the reference
     (``a · b`` is G · lp in the origin pass, the origin term · 1 in the inflow pass)."""
     return fma32(a, b, fma32(power2, log_minutes, base))
 
 
-@strict
+@inlined
 def exponential_base_km(expo2, km, nref):
     """fma(K, d, -ref): the exponential decay's part of :func:`exponent`'s base."""
     return fma32(expo2, km, nref)
 
 
-@strict
+@inlined
 def exponential_base(expo2, log_km, nref):
     """:func:`exponential_base_km` with d = exp(ld) in float32."""
     return exponential_base_km(expo2, exp32(log_km), nref)
@@ -173,20 +173,22 @@ class PairRow(NamedTuple):
     region: np.ndarray
 
 
-@strict
+@inlined
 def _terms_power(row, n, a, p, c0, c2, nref, out):
+    mass, log_dist = row.mass, row.log_dist
     for q in range(n):
-        out[q] = exp2_32(exponent(a, row.mass[q], p, log2_minutes(row.log_dist[q], c0, c2), nref))
+        out[q] = exp2_32(exponent(a, mass[q], p, log2_minutes(log_dist[q], c0, c2), nref))
 
 
-@strict
+@inlined
 def _terms_exponential(row, n, a, p, k, c0, c2, nref, out):
+    mass, log_dist = row.mass, row.log_dist
     for q in range(n):
-        ld = row.log_dist[q]
-        out[q] = exp2_32(exponent(a, row.mass[q], p, log2_minutes(ld, c0, c2), exponential_base(k, ld, nref)))
+        ld = log_dist[q]
+        out[q] = exp2_32(exponent(a, mass[q], p, log2_minutes(ld, c0, c2), exponential_base(k, ld, nref)))
 
 
-@strict
+@inlined
 def pair_terms(row, n, home, terms, s, a, nref, out):
     """out[q] = 2^x_q for the first n pairs of ``row`` in scenario ``s`` (0 for a foreign
     pair under closed borders), ``a`` the multiplier of the mass term. Branches stay
@@ -200,11 +202,12 @@ def pair_terms(row, n, home, terms, s, a, nref, out):
         _terms_exponential(row, n, a, p, terms.expo2[s], c0, c2, nref, out)
     if terms.closed[s]:
         zero = np.float32(0.0)
+        region, neighbour = row.region, row.neighbour
         for q in range(n):
-            out[q] = out[q] if row.region[row.neighbour[q]] == home else zero
+            out[q] = out[q] if region[neighbour[q]] == home else zero
 
 
-@strict
+@inlined
 def exact_reference(row, n, home, terms, s, start):
     """The largest base-2 log-weight of the first n pairs of an origin row (and ``start``),
     computed as the terms are, in float32."""
@@ -214,23 +217,24 @@ def exact_reference(row, n, home, terms, s, start):
     p = terms.power2[s]
     c0 = terms.log_min_per_km32[s]
     c2 = terms.log_min_time32[s]
+    closed, power, k = terms.closed[s], terms.decay[s] == POWER, terms.expo2[s]
+    region, neighbour, mass, log_dist = row.region, row.neighbour, row.mass, row.log_dist
     for q in range(n):
-        if terms.closed[s] and row.region[row.neighbour[q]] != home:
+        if closed and region[neighbour[q]] != home:
             continue
-        ld = row.log_dist[q]
-        base = zero if terms.decay[s] == POWER else exponential_base(terms.expo2[s], ld, zero)
-        top = max(top, np.float64(exponent(a, row.mass[q], p, log2_minutes(ld, c0, c2), base)))
+        ld = log_dist[q]
+        base = zero if power else exponential_base(k, ld, zero)
+        top = max(top, np.float64(exponent(a, mass[q], p, log2_minutes(ld, c0, c2), base)))
     return top
 
 
-@strict
-def nearest_bound(row, terms, s):
-    """An upper bound of the row's base-2 log-weights when gamma >= 0: lp_rel <= 0 and f
-    falls with t, so the nearest pair's deterrence bounds them all."""
-    ld = row.log_dist[0]
-    if terms.decay[s] == POWER:
-        return np.float64(terms.power2[s] * log2_minutes(ld, terms.log_min_per_km32[s], terms.log_min_time32[s]))
-    return np.float64(terms.expo2[s] * exp32(ld))
+@inlined
+def nearest_bound(log_km, decay, power2, expo2, c0, c2):
+    """An upper bound of a row's base-2 log-weights when gamma >= 0 (``log_km``: its nearest
+    pair): lp_rel <= 0 and f falls with t, so the nearest pair's deterrence bounds them all."""
+    if decay == POWER:
+        return np.float64(power2 * log2_minutes(log_km, c0, c2))
+    return np.float64(expo2 * exp32(log_km))
 
 
 @strict
