@@ -183,13 +183,19 @@ def _mixed_sweep(n: int) -> dict:
         (5, "beta"),
         (16, "beta"),
         (16, "caps"),
+        (3, "wide"),
+        (16, "wide"),
+        (23, "wide"),
     ],
 )
 def test_batch_results_do_not_depend_on_batch_or_threads(batch, sweep):
     """Bit for bit, whatever the batch: batches of 8 or more loop over scenarios
     innermost, smaller ones over pairs; a 'beta' sweep takes the shortest form of the
     scenario loop (same reach, same log-scale, power only: four pairs per loop), a
-    'caps' sweep that form up to the shortest reach and the masked form beyond."""
+    'caps' sweep that form up to the shortest reach and the masked form beyond; a 'wide'
+    sweep mixes caps from 0.5 to 400 minutes and speeds in no order, so that scenarios
+    leave the scenario loop as their reach ends (the float64 sums are also compared
+    with the batch in its given order, not the engine's widest-first order)."""
     import numba
 
     from agglo.engine.compute import compute_batch
@@ -203,6 +209,7 @@ def test_batch_results_do_not_depend_on_batch_or_threads(batch, sweep):
         "mixed": _mixed_sweep(n),
         "beta": {"freight.beta": np.linspace(0.5, 2.0, n)},
         "caps": {"freight.beta": np.linspace(0.5, 2.0, n), "freight.cap_min": np.linspace(60.0, 240.0, n)},
+        "wide": _wide_caps(n),
     }[sweep]
     params = batch_parameters(cfg, swept, n)
     network = prepare(towns, towns.core, reach_radii(params), core_floor=20000.0)
@@ -228,6 +235,22 @@ def test_batch_results_do_not_depend_on_batch_or_threads(batch, sweep):
                 assert np.array_equal(got[name], whole[name][start : start + batch], equal_nan=True), name
     finally:
         numba.set_num_threads(saved)
+
+
+def _wide_caps(n: int) -> dict:
+    """Caps from 0.5 to 400 minutes in a fixed shuffled order, speeds varying, some
+    scenarios with the same reach as another, a few under closed borders."""
+    rng = np.random.default_rng(12)
+    caps = np.geomspace(0.5, 400.0, n)
+    commute = rng.permutation(caps)
+    commute[5] = commute[2]  # equal reaches, apart in the batch
+    return {
+        "commute.cap_min": commute,
+        "freight.cap_min": rng.permutation(caps),
+        "freight.speed_kmh": rng.choice([30.0, 50.0, 80.0], n),
+        "freight.beta": rng.uniform(0.5, 2.0, n),
+        "borders": np.array(["closed" if k % 7 == 3 else "open" for k in range(n)], dtype=object),
+    }
 
 
 def _slice(params, s):

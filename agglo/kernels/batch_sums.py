@@ -7,13 +7,19 @@ it (:func:`agglo.kernels.lanes.lane_sum`), so both shapes give the same bits.
 
 In the origin pass the mass term is ``G_s · lp_rel[q]``; in the inflow pass it is the
 origin term of the neighbour, ``gathered[neighbour[q], s] · 1`` (stored contiguous over
-scenarios: no gather across scenarios). Up to the shortest reach of the batch, where no
-scenario masks a pair, and when every scenario is power decay with the same ``c0`` and
+scenarios: no gather across scenarios).
+
+A scenario pays for its own reach: pair q is computed for the scenarios ``0..n-1`` only,
+``n`` shrinking as the trailing scenarios' reaches end, and the engine orders each batch
+by reach, widest first (:func:`agglo.engine.compute.reach_order`), so the trailing ones
+are those that end first. Up to the shortest reach among the active scenarios, where
+none masks a pair, and when every scenario is power decay with the same ``c0`` and
 ``c2`` (``max(ld + c0, c2)`` is shared), four pairs share one loop over the scenarios:
-four independent ``2^x`` chains per vector step. Beyond it a pair goes alone and a
-scenario that does not reach it, or under closed borders does not share its region, adds
-+0.0 instead of its term (a power scenario in a batch with exponential ones adds
-``fma(0, d, nref) = nref`` up to the sign of a zero, which ``2^x`` does not see).
+four independent ``2^x`` chains per vector step. Beyond it a pair goes alone and an
+active scenario that does not reach it, or under closed borders does not share its
+region, adds +0.0 instead of its term (a power scenario in a batch with exponential ones
+adds ``fma(0, d, nref) = nref`` up to the sign of a zero, which ``2^x`` does not see).
+Any order gives the same bits; the order only decides the cost.
 """
 
 from typing import NamedTuple
@@ -36,6 +42,7 @@ class BatchScratch(NamedTuple):
     buf2: np.ndarray
     buf3: np.ndarray
     buf4: np.ndarray
+    low: np.ndarray  # int64 (S): the shortest reach among scenarios 0..s
 
 
 class RowState(NamedTuple):
@@ -66,6 +73,7 @@ def row_state(n_scen, longest, inner):
         np.zeros(n_batch, dtype=np.float32),
         np.zeros(n_batch, dtype=np.float32),
         np.zeros(n_batch, dtype=np.float32),
+        np.zeros(n_batch, dtype=np.int64),
     )
     return RowState(
         np.zeros(n_scen, dtype=np.int64),
@@ -83,26 +91,26 @@ def row_state(n_scen, longest, inner):
 
 
 @inlined
-def _batch_shape(ends, terms):
-    """(shortest reach, longest reach, whether four pairs may share a scenario loop)."""
-    qmin = ends[0]
-    qmax = ends[0]
+def _batch_shape(ends, terms, low):
+    """(longest reach, whether four pairs may share a scenario loop); ``low[s]`` is the
+    shortest reach among scenarios 0..s (0 where borders are closed: those mask every pair)."""
+    qmax = 0
     shared = True
     c0 = terms.log_min_per_km32
     c2 = terms.log_min_time32
+    running = ends[0]
     for s in range(ends.shape[0]):
-        qmin = min(qmin, ends[s])
         qmax = max(qmax, ends[s])
         shared = shared and terms.decay[s] == POWER and c0[s] == c0[0] and c2[s] == c2[0]
-        if terms.closed[s]:
-            qmin = 0
-    return qmin, qmax, shared
+        running = min(running, 0 if terms.closed[s] else ends[s])
+        low[s] = running
+    return qmax, shared
 
 
 @inlined
-def _add_to_lane(acc, q, buf):
+def _add_to_lane(acc, q, buf, n_active):
     lane = acc[q % LANES]
-    for s in range(buf.shape[0]):
+    for s in range(n_active):
         lane[s] += np.float64(buf[s])
 
 
@@ -111,8 +119,14 @@ def batch_lane_sums(row, gathered, ends, home, terms, nref, scratch):
     """Fill ``scratch.acc`` with the lane sums of ``row`` for every scenario: scenario s adds
     the terms of its first ``ends[s]`` pairs (``gathered`` is empty in the origin pass).
 
+    Pair q is computed only for the active scenarios ``0..n_active-1``: the trailing ones
+    whose reach ends at or before q leave the loop (the engine orders a batch by reach,
+    widest first, so a batch costs about the sum of its scenarios' reaches). An active
+    scenario that does not reach q adds +0.0, which leaves its lane as it is: the sums are
+    the same bits whatever the other scenarios of the batch and their order.
+
     The records are unpacked once here: inside the pair loop every array is a local."""
-    acc, buf, buf2, buf3, buf4 = scratch
+    acc, buf, buf2, buf3, buf4, low = scratch
     acc[:, :] = 0.0
     log_dist, mass, neighbour, region = row.log_dist, row.mass, row.neighbour, row.region
     g, p, k = terms.mass2, terms.power2, terms.expo2
@@ -120,16 +134,19 @@ def batch_lane_sums(row, gathered, ends, home, terms, nref, scratch):
     opened = terms.opened
     any_exponential = terms.any_exponential
     inflow = gathered.shape[0] > 0
-    n_scen = nref.shape[0]
+    n_active = nref.shape[0]
     one = np.float32(1.0)
     zero = np.float32(0.0)
     a = a2 = a3 = a4 = g
     b = b2 = b3 = b4 = one
-    qmin, qmax, shared = _batch_shape(ends, terms)
+    qmax, shared = _batch_shape(ends, terms, low)
     q = 0
     while q < qmax:
-        if shared and q + 3 < qmin:
-            # Four pairs that every scenario takes, with a shared max(ld + c0, c2).
+        while ends[n_active - 1] <= q:  # the widest reach is > q, so this stops at 1
+            n_active -= 1
+        taken = low[n_active - 1]  # every active scenario takes the pairs before this
+        if shared and q + 3 < taken:
+            # Four pairs that every active scenario takes, with a shared max(ld + c0, c2).
             if inflow:
                 a = gathered[neighbour[q]]
                 a2 = gathered[neighbour[q + 1]]
@@ -144,15 +161,15 @@ def batch_lane_sums(row, gathered, ends, home, terms, nref, scratch):
             m2 = log2_minutes(log_dist[q + 1], c0[0], c2[0])
             m3 = log2_minutes(log_dist[q + 2], c0[0], c2[0])
             m4 = log2_minutes(log_dist[q + 3], c0[0], c2[0])
-            for s in range(n_scen):
+            for s in range(n_active):
                 buf[s] = exp2_32(exponent(a[s], b, p[s], m, nref[s]))
                 buf2[s] = exp2_32(exponent(a2[s], b2, p[s], m2, nref[s]))
                 buf3[s] = exp2_32(exponent(a3[s], b3, p[s], m3, nref[s]))
                 buf4[s] = exp2_32(exponent(a4[s], b4, p[s], m4, nref[s]))
-            _add_to_lane(acc, q, buf)
-            _add_to_lane(acc, q + 1, buf2)
-            _add_to_lane(acc, q + 2, buf3)
-            _add_to_lane(acc, q + 3, buf4)
+            _add_to_lane(acc, q, buf, n_active)
+            _add_to_lane(acc, q + 1, buf2, n_active)
+            _add_to_lane(acc, q + 2, buf3, n_active)
+            _add_to_lane(acc, q + 3, buf4, n_active)
             q += 4
             continue
         # One pair, each scenario with its own c0, c2 (and K where some scenario is exponential).
@@ -163,16 +180,16 @@ def batch_lane_sums(row, gathered, ends, home, terms, nref, scratch):
             b = mass[q]
         if any_exponential:
             km = exp32(ld)
-            for s in range(n_scen):
+            for s in range(n_active):
                 base = exponential_base_km(k[s], km, nref[s])
                 buf[s] = exp2_32(exponent(a[s], b, p[s], log2_minutes(ld, c0[s], c2[s]), base))
         else:
-            for s in range(n_scen):
+            for s in range(n_active):
                 buf[s] = exp2_32(exponent(a[s], b, p[s], log2_minutes(ld, c0[s], c2[s]), nref[s]))
-        if q >= qmin:
+        if q >= taken:
             same = region[neighbour[q]] == home
-            for s in range(n_scen):
+            for s in range(n_active):
                 ok = (q < ends[s]) & (same | opened[s])
                 buf[s] = buf[s] if ok else zero
-        _add_to_lane(acc, q, buf)
+        _add_to_lane(acc, q, buf, n_active)
         q += 1

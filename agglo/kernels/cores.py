@@ -60,7 +60,8 @@ def best_core(rows, places, i, s, end, is_core, terms):
 def best_cores_all(rows, places, i, ends, core_t, terms, best, best_lw):
     """:func:`best_core` for every scenario at once into ``best``/``best_lw``, the scenario
     loop innermost (``core_t`` is is_core transposed): the same float64 operations, the
-    same candidates in the same order, the same rule."""
+    same candidates in the same order, the same rule; a candidate is looked at only for
+    the scenarios before the trailing ones whose reach has ended (see batch_sums)."""
     n_scen = ends.shape[0]
     n_towns = places.log_pop.shape[0]
     qmax = 0
@@ -72,17 +73,20 @@ def best_cores_all(rows, places, i, ends, core_t, terms, best, best_lw):
     gamma, beta = terms.gamma, terms.beta
     min_per_km, log_min_per_km, log_min_time = terms.min_per_km, terms.log_min_per_km, terms.log_min_time
     decay, opened = terms.decay, terms.opened
+    n_active = n_scen
     for c in range(rows.cand_offsets[i], rows.cand_offsets[i + 1]):
         q = rows.cand_pos[c]
         if q >= qmax:
             break
+        while ends[n_active - 1] <= q:  # trailing scenarios whose reach has ended (see batch_sums)
+            n_active -= 1
         j = rows.cand_town[c]
         lp = places.log_pop[j]
         ld = rows.cand_logd[c]
         d = rows.cand_d[c]
         same = places.region[j] == home
         is_core = core_t[j]
-        for s in range(n_scen):
+        for s in range(n_active):
             # log_deterrence_km written out for both decays: a select, not a branch, per scenario.
             power = gamma[s] * lp - beta[s] * max(ld + log_min_per_km[s], log_min_time[s])
             exponential = gamma[s] * lp - beta[s] * (min_per_km[s] * d)
