@@ -20,18 +20,20 @@ def _meta(path):
         return json.loads(bytes(npz["meta"]).decode())
 
 
-def _columns_from_json():
+@pytest.fixture(scope="module")
+def json_columns():
+    """The columns parsed from the JSON once for the module (tests copy what they change)."""
     return geonames._from_json(geonames.source_file())
 
 
-def test_cache_is_built_once_and_equals_the_json(cache):
+def test_cache_is_built_once_and_equals_the_json(cache, json_columns):
     path = geonames.cache_file()
     assert not path.exists()
     first = geonames.places()
     assert path.exists()
     again = geonames.places()
-    direct = _columns_from_json()
-    for name in geonames.Places._fields:
+    direct = json_columns
+    for name in geonames.Columns._fields:
         assert np.array_equal(getattr(first, name), direct[name]), name
         assert np.array_equal(getattr(again, name), direct[name]), name
     # A town table read through the cache is the JSON's (spot check on names and order).
@@ -44,43 +46,34 @@ def test_cache_is_built_once_and_equals_the_json(cache):
     assert [blob[off[i] : off[i + 1]].decode() for i in k] == list(towns.name)
 
 
-def test_stale_cache_is_rebuilt(cache):
-    geonames.places()
+def test_stale_cache_is_rebuilt(cache, json_columns):
     path = geonames.cache_file()
     key = geonames._source_key(geonames.source_file())
-    columns = _columns_from_json()
-    columns["lat"] = columns["lat"] + 1.0  # what an older file would hold
+    columns = dict(json_columns, lat=json_columns["lat"] + 1.0)  # what an older file would hold
     geonames._write(path, columns, dict(key, source_mtime_ns=key["source_mtime_ns"] - 1))
     got = geonames.places()
-    assert np.array_equal(got.lat, _columns_from_json()["lat"])
+    assert np.array_equal(got.lat, json_columns["lat"])
     assert _meta(path)["source_mtime_ns"] == key["source_mtime_ns"]
 
 
 @pytest.mark.parametrize("damage", ["torn", "column"])
-def test_damaged_cache_is_detected_and_rebuilt(cache, damage):
-    geonames.places()
+def test_damaged_cache_is_detected_and_rebuilt(cache, damage, json_columns):
     path = geonames.cache_file()
     key = geonames._source_key(geonames.source_file())
+    geonames._write(path, json_columns, key)
     if damage == "torn":
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 2])
     else:
-        # A whole file whose column no longer matches the checksum it records.
-        columns = _columns_from_json()
-        meta_sha = geonames._checksum(columns)
-        columns["population"] = columns["population"].copy()
-        columns["population"][100] += 1.0
-        geonames._write(path, columns, key)
-        with np.load(path) as npz:
-            stored = {name: npz[name] for name in geonames.Places._fields}
-        assert geonames._checksum(stored) != meta_sha
-        # Forge the recorded checksum to the original: the column check must still catch it.
-        with np.load(path) as npz:
-            cols = {name: npz[name] for name in geonames.Places._fields}
-        meta = dict(key, sha256=meta_sha)
+        # A whole file that records the checksum of the true columns but holds a changed one.
+        meta = dict(key, sha256=geonames._checksum(json_columns))
+        population = json_columns["population"].copy()
+        population[100] += 1.0
+        columns = dict(json_columns, population=population)
+        assert geonames._checksum(columns) != meta["sha256"]
         with open(path, "wb") as f:
-            np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **cols)
+            np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **columns)
     assert geonames._read(path, key) is None
     got = geonames.places()
-    assert np.array_equal(got.population, _columns_from_json()["population"])
+    assert np.array_equal(got.population, json_columns["population"])
     assert geonames._read(path, key) is not None

@@ -11,7 +11,7 @@ import numpy as np
 
 from agglo.engine.config import MODES
 from agglo.engine.network import Network
-from agglo.engine.scenarios import MODEL_CODES, ScenarioBatch, core_mask
+from agglo.engine.scenarios import MODEL_CODES, ScenarioBatch, core_mask, reach_radius_km
 from agglo.kernels import ModeParams, Rows, assign_batch, inflow_pass, origin_pass
 from agglo.kernels.cores import best_core_by_destination
 from agglo.kernels.doubly import doubly_inflow, doubly_ipf
@@ -127,12 +127,11 @@ MERGED_TYPES = {
 
 
 def reach_order(mode: ModeParams) -> np.ndarray | None:
-    """The scenarios by reach radius ``cap_min · speed_kmh / (60 · circuity)``, widest first
+    """The scenarios by reach radius (:func:`~agglo.engine.scenarios.reach_radius_km`), widest first
     (ties in batch order), or None when they already are: the batched kernels drop a
     scenario from their inner loop once its reach has ended, so that in this order a batch
     costs about the sum of its scenarios' reaches, not its size times the widest."""
-    radius = mode.cap_min * mode.speed_kmh / (60.0 * mode.circuity)
-    order = np.argsort(-radius, kind="stable")
+    order = np.argsort(-reach_radius_km(mode), kind="stable")
     if np.array_equal(order, np.arange(order.shape[0])):
         return None
     return order

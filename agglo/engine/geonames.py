@@ -15,18 +15,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from agglo.kernels.jit import cache_root
+
 FORMAT = 1
 SOURCE = "cities500.json"
 
 
-class Places(NamedTuple):
+class Columns(NamedTuple):
     """Every GeoNames place of ``cities500.json``, sorted by geonameid."""
 
     geonameid: np.ndarray  # int64
@@ -46,7 +47,7 @@ class Places(NamedTuple):
 def cache_dir() -> Path:
     if os.environ.get("AGGLO_CACHE_DIR"):
         return Path(os.environ["AGGLO_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "agglo"
+    return cache_root()
 
 
 def source_file() -> Path:
@@ -75,7 +76,7 @@ def cache_file() -> Path:
 
 def _checksum(columns: dict) -> str:
     digest = hashlib.sha256()
-    for name in Places._fields:
+    for name in Columns._fields:
         array = np.ascontiguousarray(columns[name])
         digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
         digest.update(array.tobytes())
@@ -101,17 +102,17 @@ def _from_json(source: Path) -> dict:
     }
 
 
-def _read(path: Path, key: dict) -> Places | None:
+def _read(path: Path, key: dict) -> Columns | None:
     """The cached columns if the file is whole, made from this source, and checks out."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             meta = json.loads(bytes(npz["meta"]).decode("utf-8"))
-            columns = {name: npz[name] for name in Places._fields}
+            columns = {name: npz[name] for name in Columns._fields}
     except Exception:  # noqa: BLE001 - absent, torn or not an npz at all: rebuild
         return None
     if {k: meta.get(k) for k in key} != key or meta.get("sha256") != _checksum(columns):
         return None
-    return Places(**columns)
+    return Columns(**columns)
 
 
 def _write(path: Path, columns: dict, key: dict) -> None:
@@ -127,7 +128,7 @@ def _write(path: Path, columns: dict, key: dict) -> None:
         raise
 
 
-def places(quiet: bool = True) -> Places:
+def places() -> Columns:
     """Every place of ``cities500.json``: from the cache when it is valid, else from the
     JSON (and the cache is written; a folder that cannot be written is skipped)."""
     source = source_file()
@@ -136,11 +137,9 @@ def places(quiet: bool = True) -> Places:
     got = _read(path, key)
     if got is not None:
         return got
-    if path.exists() and not quiet:
-        print(f"{path}: stale or damaged GeoNames cache; rebuilt from {source}", file=sys.stderr)
     columns = _from_json(source)
     try:
         _write(path, columns, key)
     except OSError:
         pass  # a read-only home: the JSON it is, every run
-    return Places(**columns)
+    return Columns(**columns)

@@ -75,16 +75,19 @@ def batch_parameters(cfg: AggloConfig, swept: dict, n_scenarios: int) -> Scenari
     )
 
 
-def reach_radii(batch: ScenarioBatch) -> dict:
-    """Per mode, the largest distance its scenarios reach: max of cap_min · speed_kmh / (60 · circuity).
+def reach_radius_km(mode: ModeParams) -> np.ndarray:
+    """Per scenario, the distance its cap reaches: ``cap_min · speed_kmh / (60 · circuity)``,
+    from ``60 · circuity · d / speed_kmh <= cap_min``."""
+    return mode.cap_min * mode.speed_kmh / (60.0 * mode.circuity)
 
-    From ``60 · circuity · d / speed_kmh <= cap_min``; widened by a relative 1e-9 so that
-    rounding never drops a pair that the exact test in the kernel keeps.
+
+def reach_radii(batch: ScenarioBatch) -> dict:
+    """Per mode, the largest distance its scenarios reach (:func:`reach_radius_km`), widened
+    by a relative 1e-9 so that rounding never drops a pair that the exact test in the kernel keeps.
     """
     radii = {}
     for mode in MODES:
-        p = batch.mode(mode)
-        radius = float(np.max(p.cap_min * p.speed_kmh / (60.0 * p.circuity)))
+        radius = float(np.max(reach_radius_km(batch.mode(mode))))
         radii[mode] = radius * (1.0 + 1e-9) + 1e-9
     return radii
 

@@ -25,13 +25,18 @@ import numba
 CACHE = os.environ.get("AGGLO_NO_CACHE") is None
 
 
+def cache_root() -> Path:
+    """The user's agglo cache folder: ``$XDG_CACHE_HOME/agglo``, else ``~/.cache/agglo``."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "agglo"
+
+
 def _cache_dir() -> str | None:
     """Numba invalidates a cached function when its own file changes, not when a function
     it inlines from another file does (an edited exp32 would stay in the cached gravity
     kernels). So the cache lives in a folder named by a hash of every kernel source."""
     sources = sorted(Path(__file__).parent.glob("*.py"))
     key = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in sources)).hexdigest()[:16]
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "agglo" / "numba" / key
+    base = cache_root() / "numba" / key
     try:
         base.mkdir(parents=True, exist_ok=True)
     except OSError:
