@@ -64,9 +64,28 @@ def test_shares_with_home_sum_to_one(towns, mode, closed):
 @settings(max_examples=60, deadline=None)
 @given(towns=town_tables(max_towns=60), radius=st.floats(0.0, 400.0))
 def test_neighbourhood_is_every_pair_within_radius(towns, radius):
-    offsets, neighbour, dist = build_neighbourhood(towns.lat, towns.lon, radius)
-    n = len(towns)
-    d = haversine_rows(towns.lat, towns.lon, np.arange(n))
+    _check_neighbourhood(towns.lat, towns.lon, radius)
+
+
+def test_neighbourhood_sorts_crowded_distance_bands():
+    """Rows where dozens of towns share a place or a distance band (the sort's bucket
+    overflow path) still come out by (distance, town index)."""
+    rng = np.random.default_rng(7)
+    lat = np.concatenate([[17.0], np.full(60, 17.05), 17.2 + rng.normal(0, 1e-4, 80), rng.uniform(16, 18, 120)])
+    lon = np.concatenate([[-96.7], np.full(60, -96.7), -96.6 + rng.normal(0, 1e-4, 80), rng.uniform(-98, -95, 120)])
+    order = rng.permutation(lat.size)  # the crowds scattered over the town indices
+    _check_neighbourhood(lat[order], lon[order], 150.0)
+    # Two crowds at exactly equal distance from the town between them, in different grid
+    # cells: their order comes from the town index alone.
+    lat = np.concatenate([[0.0], np.full(15, 1.0), np.full(15, -1.0)])
+    order = rng.permutation(lat.size)
+    _check_neighbourhood(lat[order], np.zeros(lat.size), 150.0)
+
+
+def _check_neighbourhood(lat, lon, radius):
+    offsets, neighbour, dist = build_neighbourhood(lat, lon, radius)
+    n = len(lat)
+    d = haversine_rows(lat, lon, np.arange(n))
     want = (d <= radius) & ~np.eye(n, dtype=bool)
     got = np.zeros((n, n), dtype=bool)
     origin = np.repeat(np.arange(n), np.diff(offsets))

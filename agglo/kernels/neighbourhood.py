@@ -102,21 +102,59 @@ def _count_rows(grid):
 
 
 @serial
-def _sort_row(row_j, row_d, n):
-    """Order of the first n entries by (distance, town index)."""
-    by = np.argsort(row_d[:n])
-    q = 0
-    while q < n:
-        r = q + 1
-        while r < n and row_d[by[r]] == row_d[by[q]]:
-            r += 1
-        # Equal distances (repeated places): insertion sort of the run by town index.
-        for a in range(q + 1, r):
-            b = a
-            while b > q and row_j[by[b - 1]] > row_j[by[b]]:
-                by[b - 1], by[b] = by[b], by[b - 1]
-                b -= 1
-        q = r
+def _before(row_j, row_d, a, b):
+    """Entry a sorts before entry b: by distance, then town index."""
+    return row_d[a] < row_d[b] or (row_d[a] == row_d[b] and row_j[a] < row_j[b])
+
+
+SMALL_BUCKET = 24  # insertion sort up to this many entries, a merge sort beyond
+
+
+@serial
+def _sort_row(row_j, row_d, n, radius_km):
+    """Order of the first n entries by (distance, town index).
+
+    A bucket sort on floor(n · (d / radius)²), monotone in d (so buckets keep the
+    order) and about uniform for towns spread over the disc, then each bucket sorted
+    by (distance, town index): every (d, j) is distinct, so the order is exactly the
+    one a full sort gives, in about n steps instead of n log n.
+    """
+    by = np.empty(n, dtype=np.int64)
+    if n == 0:
+        return by
+    bucket = np.empty(n, dtype=np.int64)
+    start = np.zeros(n + 1, dtype=np.int64)
+    for p in range(n):
+        # 0 <= d <= radius: (d / radius)² in [0, 1], no overflow for any radius.
+        x = row_d[p] / radius_km if radius_km > 0.0 else 0.0
+        x = x * x * n
+        b = np.int64(x) if x < n else n - 1
+        bucket[p] = b
+        start[b + 1] += 1
+    for b in range(n):
+        start[b + 1] += start[b]
+    fill = start[:n].copy()
+    for p in range(n):
+        by[fill[bucket[p]]] = p
+        fill[bucket[p]] += 1
+    for b in range(n):
+        lo = start[b]
+        hi = start[b + 1]
+        if hi - lo <= 1:
+            continue
+        if hi - lo <= SMALL_BUCKET:
+            for a in range(lo + 1, hi):
+                c = a
+                while c > lo and _before(row_j, row_d, by[c], by[c - 1]):
+                    by[c - 1], by[c] = by[c], by[c - 1]
+                    c -= 1
+            continue
+        # Many towns at one distance band: by town index, then stably by distance.
+        part = by[lo:hi].copy()
+        part = part[np.argsort(row_j[part], kind="mergesort")]
+        ranked = np.argsort(row_d[part], kind="mergesort")
+        for q in range(hi - lo):
+            by[lo + q] = part[ranked[q]]
     return by
 
 
@@ -132,7 +170,7 @@ def _fill_rows(grid, offsets, kept, neighbour, dist_km, take_log):
         row_d = np.empty(stop - start, dtype=np.float64)
         count = _row_candidates(i, grid, row_j, row_d)
         kept[i] = count
-        by = _sort_row(row_j, row_d, count)
+        by = _sort_row(row_j, row_d, count, grid.radius_km)
         for p in range(count):
             neighbour[start + p] = row_j[by[p]]
             if take_log:
