@@ -5,20 +5,30 @@ the neighbourhood, the kernels, the Zarr cube and the summary included); the wal
 is measured around the process, the peak memory is the process's own maximum RSS
 (the Dask workers of the sweep are separate processes and report theirs to Dask).
 
-    python benchmarks/bench_scale.py                       # national, world, sweep (~7 min)
+    python benchmarks/bench_scale.py                       # every case below (~10 min)
     python benchmarks/bench_scale.py --cases national,world
+    python benchmarks/bench_scale.py --cases first-batch,capsweep,capsweep-local
 
 Cases:
   national  every GeoNames town of Mexico, one scenario, in-process (budget: 2 GiB)
   world     every GeoNames place of the world with 500+ people, one scenario (60 s, 8 GiB)
   sweep     10 000 scenarios over all of Mexico, both modes, to Zarr, default local
             cluster (10 minutes)
+  capsweep  the 512-scenario cap sweep of issue #12 over all of Mexico (commute caps 30-100,
+            freight caps 120-330, commute beta 1.0-2.75), synchronous executor; printed in
+            ms a scenario beside one scenario of the dense NumPy twin (benchmarks/dense.py,
+            timed in the same run) and beside the ideal: the kernels' time per reached pair
+            (a fixed-cap batch of 64, same run) x the pairs the sweep's scenarios reach
+  capsweep-local  the same on the default local Dask cluster
+  first-batch  `agglo run experiment=mexico executor.kind=synchronous`: seconds from the
+            process's launch to its first batch's kernels (median of 3; target < 4 s)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -27,6 +37,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 SWEEP = [
     "commute.cap_min=30,40,50,60,70,80,90,100,110,120",
@@ -35,34 +46,65 @@ SWEEP = [
     "freight.beta=range(0.5,1.5,0.1)",
 ]
 
+CAPSWEEP = [
+    "data.source=geonames",
+    "data.country=MX",
+    "data.admin1=null",
+    "cores.ids=[]",
+    "commute.beta=range(1.0,3.0,0.25)",
+    "commute.cap_min=30,40,50,60,70,80,90,100",
+    "freight.cap_min=120,150,180,210,240,270,300,330",
+]
+
 CASES = {
     # name: (overrides, budget seconds or None, budget GiB or None, scenarios)
     "national": (["experiment=mexico", "executor.kind=synchronous"], None, 2.0, 1),
     "world": (["experiment=world"], 60.0, 8.0, 1),
     "sweep": (["experiment=mexico", *SWEEP], 600.0, None, 10_000),
+    "capsweep": ([*CAPSWEEP, "executor.kind=synchronous"], None, None, 512),
+    "capsweep-local": (CAPSWEEP, None, None, 512),
     "synthetic": (["experiment=synthetic", "executor.kind=synchronous"], 60.0, 8.0, 1),  # smoke test
+}
+FIRST_BATCH = {
+    # name: (overrides, target seconds from launch to the first batch)
+    "first-batch": (["experiment=mexico", "executor.kind=synchronous"], 4.0),
+    "first-batch-synthetic": (["experiment=synthetic", "executor.kind=synchronous"], 4.0),  # smoke test
 }
 
 _CHILD = """
-import json, resource, sys
+import json, os, resource, sys, time
+launched = float(os.environ["AGGLO_BENCH_LAUNCH"])
+import agglo.engine.executors.task as task
+first = {}
+compute = task.compute_batch
+def timed(*args, **kwargs):
+    first.setdefault("first_batch_s", time.time() - launched)
+    return compute(*args, **kwargs)
+task.compute_batch = timed
 from agglo.tools.cli import main
 rc = main(sys.argv[1:])
-print("BENCH " + json.dumps({"rc": rc, "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print("BENCH " + json.dumps({"rc": rc, "maxrss_kib": usage, **first}))
 """
+
+
+def _launch(overrides: list[str], store: Path) -> tuple[float, dict]:
+    """One ``agglo run`` in a fresh interpreter: (wall seconds, what the child reported)."""
+    cmd = [sys.executable, "-c", _CHILD, "run", *overrides, f"store.path={store}", "--quiet"]
+    env = os.environ | {"AGGLO_BENCH_LAUNCH": repr(time.time())}
+    t = time.perf_counter()
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t
+    line = [x for x in done.stdout.splitlines() if x.startswith("BENCH ")]
+    if done.returncode != 0 or not line:
+        raise SystemExit(f"agglo run {' '.join(overrides)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    shutil.rmtree(store, ignore_errors=True)
+    return wall, json.loads(line[-1][6:])
 
 
 def run_case(name: str, workdir: Path) -> dict:
     overrides, budget_s, budget_gib, scenarios = CASES[name]
-    store = workdir / f"{name}.zarr"
-    cmd = [sys.executable, "-c", _CHILD, "run", *overrides, f"store.path={store}", "--quiet"]
-    t = time.perf_counter()
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    line = [x for x in done.stdout.splitlines() if x.startswith("BENCH ")]
-    if done.returncode != 0 or not line:
-        raise SystemExit(f"{name}: agglo run failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    info = json.loads(line[-1][6:])
-    shutil.rmtree(store, ignore_errors=True)
+    wall, info = _launch(overrides, workdir / f"{name}.zarr")
     return {
         "case": name,
         "scenarios": scenarios,
@@ -73,17 +115,83 @@ def run_case(name: str, workdir: Path) -> dict:
     }
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default="national,world,sweep")
-    args = parser.parse_args(argv)
+def first_batch(name: str, workdir: Path, repeat: int = 3) -> dict:
+    """Seconds from launch to the first batch (Numba and GeoNames caches warmed by a first run)."""
+    overrides, target = FIRST_BATCH[name]
+    _launch(overrides, workdir / "warm.zarr")
+    times = sorted(_launch(overrides, workdir / f"{name}.zarr")[1]["first_batch_s"] for _ in range(repeat))
+    return {"case": name, "median_s": times[len(times) // 2], "min_s": times[0], "max_s": times[-1], "target_s": target}
+
+
+def kernel_baseline(case: str = "mexico") -> dict:
+    """The kernel benchmark's fixed-cap batch and dense twin for ``case``, in its own process."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_kernels.py"), "--worker", case, "--repeat", "3"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"bench_kernels {case} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def sweep_reached_pairs(overrides: list[str]) -> int:
+    """The pairs the sweep's scenarios reach, summed over scenarios and modes."""
+    from agglo.engine.config import resolve
+    from agglo.engine.network import forced_cores, prepare
+    from agglo.engine.plan import make_plan
+    from agglo.engine.run import load_towns
+    from agglo.engine.scenarios import batch_parameters, reach_radii
+    from benchmarks.bench_kernels import reached_pairs
+
+    cfg, omega = resolve(overrides)
+    towns = load_towns(cfg)
+    plan = make_plan(omega, cfg.executor.batch_size)
+    params = batch_parameters(cfg, plan.scenario_values(None), plan.n_scenarios)
+    network = prepare(towns, forced_cores(towns, list(cfg.cores.ids)), reach_radii(params), cfg.cores.min_population)
+    return int(reached_pairs(network, params).sum())
+
+
+def capsweep_report(results: list[dict]) -> bool:
+    """The cap-sweep cases against the dense twin and the ideal, issue #12's targets."""
+    base = kernel_baseline("mexico")
+    reached = sweep_reached_pairs([*CAPSWEEP, "executor.kind=synchronous"])
+    ideal_ms = base["ns_per_pair"] * 1e-6 * reached / 512
     print(
-        f"{'case':9} {'scenarios':>9} {'wall s':>8} {'budget s':>9} {'of budget':>9} {'peak GiB':>9} {'budget GiB':>10} {'of budget':>9}"
+        f"\ncap sweep, all of Mexico, 512 scenarios: dense NumPy twin {base['ref_ms']:.0f} ms a scenario "
+        f"({base['ref_how']}); kernels {base['ns_per_pair']:.3f} ns a reached pair (fixed-cap batch of 64, "
+        f"{base['batch_ms']:.2f} ms a scenario); the sweep reaches {reached / 512 / 1e6:.1f} M pairs a scenario, "
+        f"ideal {ideal_ms:.2f} ms a scenario"
+    )
+    print(
+        f"{'case':15} {'wall s':>8} {'ms/scen':>8} {'x dense':>8} {'/ideal':>7}  targets: x dense >= 1000, /ideal <= 1.5"
     )
     ok = True
+    for r in results:
+        ms = 1e3 * r["wall_s"] / r["scenarios"]
+        x_dense, over = base["ref_ms"] / ms, ms / ideal_ms
+        met = x_dense >= 1000 and over <= 1.5
+        ok &= met
+        print(
+            f"{r['case']:15} {r['wall_s']:>8.1f} {ms:>8.2f} {x_dense:>8.0f} {over:>7.2f}  {'met' if met else 'NOT met'}"
+        )
+    return ok
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default="national,world,sweep,first-batch,capsweep,capsweep-local")
+    args = parser.parse_args(argv)
+    names = [name.strip() for name in args.cases.split(",")]
+    unknown = [n for n in names if n not in CASES and n not in FIRST_BATCH]
+    if unknown:
+        parser.error(f"unknown case {unknown[0]!r}; allowed: {', '.join([*CASES, *FIRST_BATCH])}")
+    ok = True
     with tempfile.TemporaryDirectory(prefix="agglo-bench-") as tmp:
-        for name in args.cases.split(","):
-            r = run_case(name.strip(), Path(tmp))
+        budgeted = [n for n in names if n in CASES and not n.startswith("capsweep")]
+        if budgeted:
+            print(
+                f"{'case':9} {'scenarios':>9} {'wall s':>8} {'budget s':>9} {'of budget':>9} {'peak GiB':>9} {'budget GiB':>10} {'of budget':>9}"
+            )
+        for name in budgeted:
+            r = run_case(name, Path(tmp))
             share_s = r["wall_s"] / r["budget_s"] if r["budget_s"] else None
             share_m = r["peak_gib"] / r["budget_gib"] if r["budget_gib"] else None
             ok &= (share_s or 0) <= 1 and (share_m or 0) <= 1
@@ -93,7 +201,22 @@ def main(argv=None) -> int:
                 f"{'-' if share_m is None else f'{share_m:.2f}':>9}",
                 flush=True,
             )
-    print("wall = the whole `agglo run` process; peak = its maximum RSS; 'of budget' = measured / issue #4's budget")
+        if budgeted:
+            print(
+                "wall = the whole `agglo run` process; peak = its maximum RSS; 'of budget' = measured / issue #4's budget"
+            )
+        for name in [n for n in names if n in FIRST_BATCH]:
+            r = first_batch(name, Path(tmp))
+            met = r["median_s"] < r["target_s"]
+            ok &= met
+            print(
+                f"{name}: launch to first batch {r['median_s']:.2f} s (median of 3; {r['min_s']:.2f}-{r['max_s']:.2f}), "
+                f"target < {r['target_s']:g} s: {'met' if met else 'NOT met'}",
+                flush=True,
+            )
+        sweeps = [run_case(n, Path(tmp)) for n in names if n.startswith("capsweep")]
+        if sweeps:
+            ok &= capsweep_report(sweeps)
     return 0 if ok else 1
 
 

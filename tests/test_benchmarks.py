@@ -20,6 +20,7 @@ def test_sweep_benchmark_smoke(capsys):
 def test_scale_benchmark_smoke(capsys):
     from benchmarks.bench_scale import main as scale_main
 
-    assert scale_main(["--cases", "synthetic"]) == 0
+    assert scale_main(["--cases", "synthetic,first-batch-synthetic"]) == 0
     out = capsys.readouterr().out
     assert "synthetic" in out and "of budget" in out
+    assert "first-batch-synthetic: launch to first batch" in out and "met" in out

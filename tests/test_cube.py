@@ -148,3 +148,59 @@ def test_cube_of_an_older_format_is_read_but_never_resumed(tmp_path, run_cli):
         "run", *SMALL, "commute.cap_min=30,60", f"store.path={store}", "store.mode=overwrite", "--quiet"
     )
     assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    "sweep",
+    [
+        ["sweep.grid={commute.cap_min:[30,60],freight.beta:[1.0,1.5,2.0]}", "executor.batch_size=4"],
+        [
+            "sweep.grid={}",
+            "sweep.sampler=sobol",
+            "sweep.n=4",
+            "sweep.bounds={commute.cap_min:[20,90],freight.beta:[0.5,2.0]}",
+        ],
+        ["sweep.grid={}", "sweep.table=TABLE"],
+    ],
+    ids=["grid", "sample", "table"],
+)
+def test_template_has_xarrays_metadata_without_dask(sweep, tmp_path):
+    """``store.create`` writes the variables with zarr alone; every node's zarr.json and every
+    coordinate chunk must be what xarray writes for the full lazy Dataset (``store.template``)."""
+    import json
+    from pathlib import Path
+
+    from agglo.engine import store
+    from agglo.engine.config import resolve, scenario_table
+    from agglo.engine.plan import make_plan
+    from agglo.engine.run import load_towns
+
+    table = tmp_path / "scenarios.csv"
+    table.write_text("commute.cap_min,borders\n30,open\n60,closed\n45,open\n")
+    cfg, omega = resolve([*SMALL, *(s.replace("TABLE", str(table)) for s in sweep)])
+    towns = load_towns(cfg)
+    plan = make_plan(omega, cfg.executor.batch_size, scenario_table(omega) if cfg.sweep.table else None)
+    attrs = {"title": "t", "plan_chunks": json.dumps(list(plan.chunks))}
+    new, old = tmp_path / "new.zarr", tmp_path / "old.zarr"
+    store.create(str(new), plan, towns, attrs)
+    store.template(plan, towns, attrs | {"format": store.FORMAT}).to_zarr(
+        old, mode="w-", compute=False, zarr_format=3, consolidated=False
+    )
+    files = sorted(p.relative_to(new) for p in Path(new).rglob("*") if p.is_file())
+    old_files = sorted(p.relative_to(old) for p in Path(old).rglob("*") if p.is_file())
+    data_files = [f for f in files if f.parts[0] != "progress" and f.name != "zarr.json"]
+    assert [f for f in files if f.parts[0] != "progress" and f.parts != ("zarr.json",)] == [
+        f for f in old_files if f.parts != ("zarr.json",)
+    ]
+    assert data_files, "the coordinates' chunks are written"
+    for f in old_files:
+        if f.name == "zarr.json" and f.parts != ("zarr.json",):
+            assert json.loads((new / f).read_text()) == json.loads((old / f).read_text()), f
+        elif f.name != "zarr.json":
+            assert (new / f).read_bytes() == (old / f).read_bytes(), f
+    root_new = json.loads((new / "zarr.json").read_text())
+    root_old = json.loads((old / "zarr.json").read_text())
+    assert root_new["attributes"] == root_old["attributes"]
+    consolidated = root_new["consolidated_metadata"]["metadata"]
+    for name in store.VARIABLES:
+        assert consolidated[name] == json.loads((old / name / "zarr.json").read_text())

@@ -8,20 +8,23 @@ a run killed at any moment resumes with exactly the batches that are missing.
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import dask.array as da
 import numpy as np
-import xarray as xr
 import zarr
 
 from agglo.engine.config import MODES
 from agglo.engine.errors import UserError
 from agglo.engine.plan import Plan
 from agglo.engine.towns import Towns
+
+if TYPE_CHECKING:  # xarray (and pandas) load only where a cube is read, not on a run's way to its first batch
+    import xarray as xr
 
 FORMAT = "agglo-cube-2"  # 2: adds ipf_iterations and ipf_error (flow models)
 READABLE = ("agglo-cube-1", FORMAT)
@@ -90,9 +93,8 @@ def read_attrs(path: str) -> dict | None:
     return attrs if attrs.get("format") in READABLE else None
 
 
-def template(plan: Plan, towns: Towns, attrs: dict) -> xr.Dataset:
-    """Every variable, dimension, coordinate and attribute, with lazy (unwritten) data."""
-    scen_shape = plan.shape
+def _coords(plan: Plan, towns: Towns) -> dict:
+    """The cube's coordinates: name -> (dims, values, attributes)."""
     n = len(towns)
     coords: dict = {
         "mode": (
@@ -126,27 +128,89 @@ def template(plan: Plan, towns: Towns, attrs: dict) -> xr.Dataset:
         coords[dim] = (dim, np.arange(plan.shape[0], dtype=np.int64), {"description": what})
         for key in plan.keys:
             coords[key] = (dim, plan.values[key], {"description": f"configuration key {key} per {dim}"})
-    data_vars = {}
+    return coords
+
+
+def _variables(plan: Plan, n: int):
+    """Each result variable: name, dtype, dims, shape, chunks, units, description."""
     for name, (dtype, per_town, units, text) in VARIABLES.items():
-        dims = plan.dims + (("mode", "town") if per_town else ("mode",))
-        shape = scen_shape + ((len(MODES), n) if per_town else (len(MODES),))
-        chunks = plan.chunks + ((len(MODES), n) if per_town else (len(MODES),))
-        data = da.zeros(shape, chunks=chunks, dtype=dtype)
-        data_vars[name] = (dims, data, {"units": units, "description": text})
-    ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
-    return ds
+        tail = ("mode", "town") if per_town else ("mode",)
+        sizes = (len(MODES), n) if per_town else (len(MODES),)
+        yield name, dtype, plan.dims + tail, plan.shape + sizes, plan.chunks + sizes, units, text
+
+
+def template(plan: Plan, towns: Towns, attrs: dict) -> xr.Dataset:
+    """The cube as xarray would write it: every variable, coordinate and attribute, lazy data.
+
+    ``create`` writes the same metadata without building this (dask is not on a run's path);
+    the tests hold the two to the same ``zarr.json`` files.
+    """
+    import dask.array as da
+    import xarray as xr
+
+    data_vars = {
+        name: (dims, da.zeros(shape, chunks=chunks, dtype=dtype), {"units": units, "description": text})
+        for name, dtype, dims, shape, chunks, units, text in _variables(plan, len(towns))
+    }
+    return xr.Dataset(data_vars, coords=_coords(plan, towns), attrs=attrs)
+
+
+# xarray's CF encoding of a NaN fill value, as it stores it in a float variable's attributes
+_NAN_FILL = base64.standard_b64encode(np.float64(np.nan).tobytes()).decode()
+
+
+def _zarr_array(root, name: str, values_or_shape, dims: tuple, attrs: dict, chunks: tuple | None = None) -> None:
+    """One array as xarray writes it: strings as zarr ``string``, NaN fill and a CF
+    ``_FillValue`` for floats, 0 for integers; coordinates in one chunk."""
+    if isinstance(values_or_shape, np.ndarray):
+        values = values_or_shape
+        if values.dtype.kind in "OUT":
+            values = values.astype(str)
+        shape, dtype = values.shape, values.dtype
+    else:
+        values, (shape, dtype) = None, values_or_shape
+    floating = np.issubdtype(dtype, np.floating)
+    if floating:
+        attrs = attrs | {"_FillValue": _NAN_FILL}
+    if dtype.kind == "U":
+        dtype, fill = str, ""
+    else:
+        fill = np.nan if floating else 0
+    array = root.create_array(
+        name,
+        shape=shape,
+        chunks=chunks or shape,
+        dtype=dtype,
+        fill_value=fill,
+        dimension_names=dims,
+        attributes=attrs,
+    )
+    if values is not None:
+        array[...] = values
 
 
 def create(path: str, plan: Plan, towns: Towns, attrs: dict) -> None:
-    """Write the template (metadata and coordinates only) and an all-false ``batch_done``."""
-    ds = template(plan, towns, attrs | {"format": FORMAT})
-    encoding = {name: {"fill_value": None} for name in VARIABLES}
-    for name in ("share", "inflow"):
-        encoding[name] = {"fill_value": np.nan}
+    """Write the template (metadata and coordinates only) and an all-false ``batch_done``.
+
+    The nodes are what xarray writes for ``template`` (the tests compare every file), made
+    with zarr alone: xarray would import dask.array on a run's way to its first batch.
+    """
     if not _is_remote(path):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    ds.to_zarr(path, mode="w-", compute=False, zarr_format=3, consolidated=False, encoding=encoding)
-    root = zarr.open_group(path, mode="r+")
+    root = zarr.open_group(path, mode="w-", zarr_format=3, attributes=attrs | {"format": FORMAT})
+    coords = _coords(plan, towns)
+    non_index = {}
+    for name, (dims, values, var_attrs) in coords.items():
+        dims = (dims,) if isinstance(dims, str) else tuple(dims)
+        _zarr_array(root, name, np.asarray(values), dims, var_attrs)
+        if dims != (name,):
+            non_index[name] = set(dims)
+    for name, dtype, dims, shape, chunks, units, text in _variables(plan, len(towns)):
+        var_attrs = {"units": units, "description": text}
+        linked = sorted(c for c, c_dims in non_index.items() if c_dims <= set(dims))
+        if linked:
+            var_attrs["coordinates"] = " ".join(linked)
+        _zarr_array(root, name, (shape, np.dtype(dtype)), dims, var_attrs, chunks)
     progress = root.create_group("progress", attributes={"description": "batch_done[b]: batch b is written"})
     progress.create_array("batch_done", shape=(plan.n_batches,), chunks=(1,), dtype=bool, fill_value=False)
     zarr.consolidate_metadata(path)
@@ -178,6 +242,8 @@ def open_results(path: str) -> xr.Dataset:
     """
     if read_attrs(path) is None:
         raise UserError(f"{path}: not an agglo result cube; allowed: a store written by 'agglo run'")
+    import xarray as xr
+
     done = batch_done(path)
     ds = xr.open_zarr(path, consolidated=True, mask_and_scale=False)
     ds.attrs["complete"] = bool(done.all())
