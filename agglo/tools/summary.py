@@ -46,16 +46,19 @@ def table(ds: xr.Dataset, top: int = 3) -> str:
     """A plain-text table of the cube (first ``MAX_ROWS`` scenarios)."""
     population = ds.population.values
     names = ds.name.values
-    core0 = ds.core
+    dims = [d for d in ds.core.dims if d not in ("mode", "town")]
+    n_scen = int(np.prod([ds.sizes[d] for d in dims] or [1]))
+    # The shown scenarios' cores in one read: (scenario in C order, mode, town).
+    shown = ds.core.stack(_scenario=dims) if dims else ds.core.expand_dims("_scenario", -1)
+    cores_shown = shown.isel(_scenario=slice(0, MAX_ROWS)).transpose("_scenario", "mode", "town").values
     lines = []
-    n_scen = int(np.prod([ds.sizes[d] for d in ds.coverage.dims if d != "mode"] or [1]))
     header_keys = None
     rows = []
     for k, (labels, sel) in enumerate(scenario_rows(ds)):
         if k >= MAX_ROWS:
             break
         header_keys = list(labels)
-        cores = core0.isel(sel).values  # (mode, town)
+        cores = cores_shown[k]  # (mode, town)
         for m, mode in enumerate(ds.mode.values):
             c = cores[m]
             is_core = c == np.arange(c.shape[0])
