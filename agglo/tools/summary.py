@@ -54,7 +54,7 @@ def table(ds: xr.Dataset, top: int = 3) -> str:
     lines = []
     header_keys = None
     rows = []
-    for k, (labels, sel) in enumerate(scenario_rows(ds)):
+    for k, (labels, _) in enumerate(scenario_rows(ds)):
         if k >= MAX_ROWS:
             break
         header_keys = list(labels)
