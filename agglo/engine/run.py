@@ -16,6 +16,7 @@ from agglo.engine.errors import UserError
 from agglo.engine.executors import Progress, get_executor
 from agglo.engine.executors.task import Job
 from agglo.engine.network import forced_cores, prepare
+from agglo.engine.outputs import writing
 from agglo.engine.plan import Plan, make_plan
 from agglo.engine.scenarios import batch_parameters, reach_radii
 from agglo.engine.towns import Towns, load_geonames, load_table, synthetic
@@ -54,7 +55,8 @@ class Outcome:
 
 
 def _decide_store(cfg: AggloConfig, cfg_omega, sha: str) -> tuple[bool, np.ndarray | None]:
-    """Apply store.mode to an existing store. Returns (create new?, done mask to resume)."""
+    """Apply store.mode to an existing store. Returns (create new?, done mask to resume;
+    None with False: a cube of this config without its progress record, to redo whole)."""
     path = cfg.store.path
     if not store.exists(path):
         return True, None
@@ -66,6 +68,14 @@ def _decide_store(cfg: AggloConfig, cfg_omega, sha: str) -> tuple[bool, np.ndarr
     if cfg.store.mode == "fail":
         store.require_new(path)
     if cfg.store.mode == "overwrite":
+        return True, None
+    found = store.state(path)
+    if found == "unfinished":
+        print(
+            f"store.path = {path!r}: an unfinished template (a run was stopped while setting it up; "
+            "no results in it); rebuilding it",
+            file=sys.stderr,
+        )
         return True, None
     if attrs.get("format") != store.FORMAT:
         raise UserError(
@@ -80,10 +90,19 @@ def _decide_store(cfg: AggloConfig, cfg_omega, sha: str) -> tuple[bool, np.ndarr
             f"store.path = {path!r} holds a different configuration (differs in: {', '.join(differing)}); "
             "allowed: the same configuration, store.mode=overwrite, or another store.path"
         )
+    if found == "no-progress":
+        print(
+            f"store.path = {path!r}: the progress record (progress/batch_done) is missing; "
+            "recomputing every batch into the cube (same values, same bits)",
+            file=sys.stderr,
+        )
+        return False, None
     return False, store.batch_done(path)
 
 
 def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
+    path = cfg.store.path
+    store.check_location(path)
     towns = load_towns(cfg)
     forced = forced_cores(towns, list(cfg.cores.ids))
     table = scenario_table(cfg_omega) if cfg.sweep.table is not None else None
@@ -99,12 +118,14 @@ def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
         check_address(cfg.executor)
     sha = towns.sha256()
     create, done = _decide_store(cfg, cfg_omega, sha)
-    path = cfg.store.path
-    if done is not None and done.size:
+    writes = writing(f"store.path = {path!r}", resumable=True)
+    if not create:
         plan = make_plan(cfg_omega, 1, table, chunks=json.loads(store.read_attrs(path)["plan_chunks"]))
+        if done is None:
+            with writes:
+                store.reset_progress(path, plan.n_batches)
+            done = np.zeros(plan.n_batches, dtype=bool)
     if create:
-        if store.exists(path):
-            store.remove(path)
         attrs = {
             "title": "agglo result cube: small towns clustered into agglomerations by commuting and by freight",
             "config": OmegaConf.to_yaml(cfg_omega, resolve=True),
@@ -118,7 +139,8 @@ def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
         }
         if plan.sampler is not None:
             attrs["sampler"] = json.dumps(plan.sampler)
-        store.create(path, plan, towns, attrs)
+        with writes:
+            store.create(path, plan, towns, attrs)
         done = np.zeros(plan.n_batches, dtype=bool)
     todo = [b for b in range(plan.n_batches) if not done[b]]
     if todo:
@@ -135,7 +157,8 @@ def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
         total = sum(plan.batch_size(b) for b in todo)
         progress = Progress(total, stream=sys.stderr, quiet=quiet)
         job = Job(config=cfg, plan=plan, store_path=path)
-        get_executor(cfg.executor.kind)(network, job, todo, progress, cfg.executor)
+        with writes:
+            get_executor(cfg.executor.kind)(network, job, todo, progress, cfg.executor)
     elif not quiet:
         print(f"{path}: already complete for this configuration; nothing to compute", file=sys.stderr)
     return Outcome(path=path, computed_batches=len(todo), reused=not create, plan=plan, towns=towns)

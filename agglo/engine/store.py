@@ -20,6 +20,7 @@ import zarr
 
 from agglo.engine.config import MODES
 from agglo.engine.errors import UserError
+from agglo.engine.outputs import check_folder, probe_folder
 from agglo.engine.plan import Plan
 from agglo.engine.towns import Towns
 
@@ -81,6 +82,20 @@ def remove(path: str) -> None:
         fs.rm(root, recursive=True)
     else:
         shutil.rmtree(path)
+
+
+def check_location(path: str) -> None:
+    """A local store's place accepts files: inside the store if it exists, else in the
+    folder it would be made in (before any work; see :mod:`agglo.engine.outputs`)."""
+    if _is_remote(path):
+        return
+    what = f"store.path = {str(path)!r}"
+    if Path(path).exists():
+        if not Path(path).is_dir():
+            raise UserError(f"{what} is a file; allowed: a folder for the cube (a new path or an agglo cube)")
+        probe_folder(what, str(path))
+    else:
+        check_folder(f"{what}: its folder", str(Path(path).parent))
 
 
 def read_attrs(path: str) -> dict | None:
@@ -189,14 +204,7 @@ def _zarr_array(root, name: str, values_or_shape, dims: tuple, attrs: dict, chun
         array[...] = values
 
 
-def create(path: str, plan: Plan, towns: Towns, attrs: dict) -> None:
-    """Write the template (metadata and coordinates only) and an all-false ``batch_done``.
-
-    The nodes are what xarray writes for ``template`` (the tests compare every file), made
-    with zarr alone: xarray would import dask.array on a run's way to its first batch.
-    """
-    if not _is_remote(path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+def _write_template(path: str, plan: Plan, towns: Towns, attrs: dict) -> None:
     root = zarr.open_group(path, mode="w-", zarr_format=3, attributes=attrs | {"format": FORMAT})
     coords = _coords(plan, towns)
     non_index = {}
@@ -213,7 +221,74 @@ def create(path: str, plan: Plan, towns: Towns, attrs: dict) -> None:
         _zarr_array(root, name, (shape, np.dtype(dtype)), dims, var_attrs, chunks)
     progress = root.create_group("progress", attributes={"description": "batch_done[b]: batch b is written"})
     progress.create_array("batch_done", shape=(plan.n_batches,), chunks=(1,), dtype=bool, fill_value=False)
+    zarr.consolidate_metadata(path)  # last: a store with consolidated metadata has its whole template
+
+
+def _aside(path: str, what: str) -> Path:
+    final = Path(path)
+    return final.parent / f".{final.name}.{what}"
+
+
+def create(path: str, plan: Plan, towns: Towns, attrs: dict) -> None:
+    """Write the template (metadata and coordinates only) and an all-false ``batch_done``,
+    replacing whatever is at ``path`` (the caller has decided that it may).
+
+    The nodes are what xarray writes for ``template`` (the tests compare every file), made
+    with zarr alone: xarray would import dask.array on a run's way to its first batch.
+    A local template is written aside (``.NAME.partial`` next to it) and renamed into place,
+    so that an interrupted setup leaves either no store or a whole template, and a replaced
+    store goes only once the new one is whole. An object store has no rename: there the
+    consolidated metadata, written last, marks a whole template (see :func:`state`).
+    """
+    if _is_remote(path):
+        if exists(path):
+            remove(path)
+        _write_template(path, plan, towns, attrs)
+        return
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    partial, old = _aside(path, "partial"), _aside(path, "old")
+    for leftover in (partial, old):  # an earlier setup that was stopped (they are only ever ours)
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    _write_template(str(partial), plan, towns, attrs)
+    if final.exists():
+        final.rename(old)
+        partial.rename(final)
+        shutil.rmtree(old)
+    else:
+        partial.rename(final)
+
+
+def reset_progress(path: str, n_batches: int) -> None:
+    """A new all-false progress record in a cube that lost its own (every batch is redone)."""
+    root = zarr.open_group(path, mode="r+", use_consolidated=False)
+    if "progress" in root:
+        progress = root["progress"]
+    else:
+        progress = root.create_group("progress", attributes={"description": "batch_done[b]: batch b is written"})
+    progress.create_array("batch_done", shape=(n_batches,), chunks=(1,), dtype=bool, fill_value=False, overwrite=True)
     zarr.consolidate_metadata(path)
+
+
+def state(path: str) -> str:
+    """What is at ``path``: 'absent', 'foreign' (not an agglo cube), 'unfinished' (a template
+    whose setup was stopped: no consolidated metadata yet, so no batch can have been
+    written), 'no-progress' (a cube whose progress record is missing), or 'cube'."""
+    if not exists(path):
+        return "absent"
+    attrs = read_attrs(path)
+    if attrs is None:
+        return "foreign"
+    try:
+        zarr.open_group(path, mode="r", use_consolidated=True)
+    except (ValueError, KeyError, FileNotFoundError):
+        return "unfinished"
+    try:
+        zarr.open_array(path, path="progress/batch_done", mode="r")
+    except Exception:  # noqa: BLE001 - any failure to open it: the record is not there
+        return "no-progress"
+    return "cube"
 
 
 def write_batch(path: str, plan: Plan, batch: int, arrays: dict) -> None:
@@ -228,6 +303,18 @@ def write_batch(path: str, plan: Plan, batch: int, arrays: dict) -> None:
 
 
 def batch_done(path: str) -> np.ndarray:
+    """Which batches are written; a one-line error for a store that cannot say."""
+    found = state(path)
+    if found == "unfinished":
+        raise UserError(
+            f"{path}: an unfinished template (a run was stopped while setting it up; no results in it); "
+            "allowed: the same 'agglo run' again, which rebuilds it"
+        )
+    if found == "no-progress":
+        raise UserError(
+            f"{path}: the cube's progress record (progress/batch_done) is missing, so which batches are written is unknown; "
+            "allowed: the same 'agglo run' again, which recomputes every batch into it"
+        )
     root = zarr.open_group(path, mode="r", use_consolidated=False)
     return np.asarray(root["progress/batch_done"][:], dtype=bool)
 

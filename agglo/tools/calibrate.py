@@ -188,14 +188,25 @@ def read_flows(path: str, towns) -> pd.DataFrame:  # noqa: F821
     if not file.is_file():
         raise UserError(f"--flows {path!r}: no such file; allowed: an existing CSV with origin, destination, flow")
     try:
-        frame = pd.read_csv(file, dtype={"origin": str, "destination": str})
+        frame = pd.read_csv(file, dtype={"origin": str, "destination": str}, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{path}: not UTF-8 (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r}); "
+            "allowed: a UTF-8 CSV with columns origin, destination, flow"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
-        raise UserError(f"{path}: cannot be read as CSV: {str(exc).splitlines()[0]}") from None
+        raise UserError(
+            f"{path}: cannot be read as CSV ({str(exc).splitlines()[0] or type(exc).__name__}); "
+            "allowed: a UTF-8 CSV with columns origin, destination, flow"
+        ) from None
     missing = [c for c in ("origin", "destination", "flow") if c not in frame.columns]
     if missing:
         raise UserError(f"{path}: missing column {missing[0]!r}; allowed: a CSV with columns origin, destination, flow")
+    if len(frame) == 0:
+        raise UserError(f"{path}: no rows after the header; allowed: one row per observed origin-destination flow")
     flow = pd.to_numeric(frame["flow"], errors="coerce")
     known = {str(t) for t in towns.town_id}
+    seen: dict = {}
     for k in range(len(frame)):
         row = k + 2  # 1-based, after the header
         if not np.isfinite(flow.iloc[k]) or flow.iloc[k] < 0:
@@ -206,6 +217,13 @@ def read_flows(path: str, towns) -> pd.DataFrame:  # noqa: F821
                     f"{path}: row {row}: {col} = {frame[col].iloc[k]!r} is not a town_id of {towns.source}; "
                     "allowed: town_ids of the towns table"
                 )
+        pair = (str(frame["origin"].iloc[k]), str(frame["destination"].iloc[k]))
+        if pair in seen:
+            raise UserError(
+                f"{path}: row {row}: origin {pair[0]!r} -> destination {pair[1]!r} repeats row {seen[pair]} "
+                "(refused, not summed); allowed: one row per origin-destination pair"
+            )
+        seen[pair] = row
     out = pd.DataFrame({"origin": frame["origin"].astype(str), "destination": frame["destination"].astype(str)})
     out["flow"] = flow.astype(np.float64)
     return out
@@ -221,6 +239,11 @@ def pairs_for_fit(flows, towns, cost: str, speed: float, circuity: float):
         flows[flows["origin"] != flows["destination"]].groupby(["origin", "destination"], as_index=False)["flow"].sum()
     )
     places = sorted(set(flows["origin"]) | set(flows["destination"]))
+    if len(places) < 2:
+        raise UserError(
+            "--flows: no flow between two different places (flows from a place to itself are left out); "
+            "allowed: flows between at least two places"
+        )
     index = {str(t): i for i, t in enumerate(towns.town_id)}
     listed = {(o, d): f for o, d, f in flows.itertuples(index=False)}
     rows = []

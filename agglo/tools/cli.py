@@ -137,6 +137,11 @@ def _with_params(files: list, overrides: list) -> list:
             raise UserError(
                 f"--params {path!r}: cannot be read ({exc.strerror}); allowed: an existing YAML file"
             ) from None
+        except UnicodeDecodeError as exc:
+            raise UserError(
+                f"--params {path!r}: not UTF-8 (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r}); "
+                "allowed: a UTF-8 YAML mapping"
+            ) from None
         except yaml.YAMLError as exc:
             raise UserError(
                 f"--params {path!r}: not YAML ({str(exc).splitlines()[0]}); allowed: a YAML mapping"
@@ -162,14 +167,13 @@ def cmd_flows(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    import os
-
     from agglo.engine.config import resolve
+    from agglo.engine.outputs import check_new_file, writing
     from agglo.engine.towns import load_table
     from agglo.tools import calibrate
 
-    if args.out and os.path.exists(args.out):
-        raise UserError(f"--out {args.out!r} exists; allowed: a new path (it is never overwritten)")
+    if args.out:
+        check_new_file("--out", args.out)
     cfg, _ = resolve(args.overrides)
     towns = load_table(args.towns)
     flows = calibrate.read_flows(args.flows, towns)
@@ -186,7 +190,7 @@ def cmd_calibrate(args) -> int:
         + ", ".join(f"{args.mode}.{k} = {v if isinstance(v, str) else f'{v:.6g}'}" for k, v in values.items())
     )
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as fh:
+        with writing(f"--out {args.out!r}"), open(args.out, "x", encoding="utf-8") as fh:
             fh.write(calibrate.to_yaml(fit, args.mode, args.cost, args.flows))
         print(f"-> {args.out} (use: agglo run --params {args.out} ...)")
     return 0

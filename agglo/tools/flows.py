@@ -17,6 +17,7 @@ import pandas as pd
 from agglo.engine.config import MODES
 from agglo.engine.errors import UserError
 from agglo.engine.network import forced_cores, prepare
+from agglo.engine.outputs import check_new_file, writing
 from agglo.engine.pairs import scenario_pairs
 from agglo.engine.scenarios import batch_parameters, reach_radii
 
@@ -55,8 +56,7 @@ def export(overrides: list, out: str, to_cores: bool) -> tuple[str, int]:
     suffix = os.path.splitext(out)[1].lower()
     if suffix not in (".parquet", ".csv"):
         raise UserError(f"--out {out!r}: unknown file type {suffix or '(none)'!r}; allowed: .parquet, .csv")
-    if os.path.exists(out):
-        raise UserError(f"--out {out!r} exists; allowed: a new path (it is never overwritten)")
+    check_new_file("--out", out)
     cfg, cfg_omega = resolve(overrides)
     sweep = cfg_omega.sweep
     if len(sweep.grid) or sweep.table is not None or sweep.sampler is not None:
@@ -66,9 +66,14 @@ def export(overrides: list, out: str, to_cores: bool) -> tuple[str, int]:
         )
     table = flow_table(cfg, load_towns(cfg), to_cores)
     tmp = out + ".partial"
-    if suffix == ".parquet":
-        table.to_parquet(tmp, index=False)
-    else:
-        table.to_csv(tmp, index=False)
-    os.replace(tmp, out)  # never a half-written file under the asked name
+    try:
+        with writing(f"--out {out!r}"):
+            if suffix == ".parquet":
+                table.to_parquet(tmp, index=False)
+            else:
+                table.to_csv(tmp, index=False)
+            os.replace(tmp, out)  # never a half-written file under the asked name
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return out, len(table)

@@ -7,7 +7,9 @@ store, so the driver never holds the cube.
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import sys
 
 from agglo.engine.errors import UserError
@@ -35,14 +37,22 @@ def _client(cfg):
                 f"executor.address = {cfg.address!r}: cannot connect ({exc}); allowed: a running scheduler's address"
             ) from None
     n_workers = cfg.n_workers or max(1, os.cpu_count() or 1)
-    cluster = LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=cfg.threads_per_worker,
-        memory_limit=cfg.memory_limit,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-        processes=True,
-    )
+    # Ctrl-C reaches the whole process group. The nannies and workers are started with
+    # SIGINT ignored (inherited through their exec), so only the driver hears it: it stops
+    # and closes the cluster itself, instead of every worker printing a traceback.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        cluster = LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=cfg.threads_per_worker,
+            memory_limit=cfg.memory_limit,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            processes=True,
+            silence_logs=logging.ERROR,  # not the workers' warnings about tasks cancelled on Ctrl-C
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     return Client(cluster), cluster
 
 
@@ -61,7 +71,7 @@ def run_batches(network, job, batches, progress, executor_config):
 
     client, cluster = _client(executor_config)
     try:
-        if client.dashboard_link:
+        if client.dashboard_link and not progress.quiet:
             print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
         job = replace(job, threads=executor_config.threads_per_worker)
         network_f = client.scatter(network, broadcast=True)

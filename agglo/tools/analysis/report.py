@@ -10,6 +10,7 @@ import xarray as xr
 
 from agglo.engine import store
 from agglo.engine.errors import UserError
+from agglo.engine.outputs import check_folder, probe_folder, writing
 from agglo.tools.analysis.discovery import prim
 from agglo.tools.analysis.sensitivity import analyze_sensitivity, format_table, scalar_outputs, scenario_table
 from agglo.tools.analysis.stability import adjusted_rand, coassignment, stability
@@ -87,9 +88,14 @@ def analyze_store(
     for value in ari or ():
         if not 0 <= value < n_scenarios:
             raise UserError(f"--ari {value}: no such scenario; allowed: flat scenario indices 0..{n_scenarios - 1}")
+    # The results go into the cube's analysis/ group: the cube must accept files.
+    if "://" not in store.local_path(path):
+        probe_folder(f"agglo analyze {path!r} (writes {GROUP}/ into the cube)", store.local_path(path))
+    writes = writing(f"agglo analyze {path!r}")
     if dims and dims != ["scenario"]:
         sens = analyze_sensitivity(ds)
-        lines += [format_table(sens), f"-> {path}/{write_group(path, 'sensitivity', sens)}"]
+        with writes:
+            lines += [format_table(sens), f"-> {path}/{write_group(path, 'sensitivity', sens)}"]
     stab = stability(ds)
     lines.append(f"\nstability over {stab.attrs['scenarios']} scenarios (per mode: towns whose modal core holds in")
     lines.append("every scenario / mean modal-core frequency / mean entropy in bits / mean P(member))")
@@ -99,12 +105,13 @@ def analyze_store(
             f"  {mode:8} {int((s.modal_frequency == 1).sum()):>7} of {s.sizes['town']}  "
             f"{float(s.modal_frequency.mean()):.3f}  {float(s.entropy_bits.mean()):.3f}  {float(s.p_member.mean()):.3f}"
         )
-    lines.append(f"-> {path}/{write_group(path, 'stability', stab)}")
+    with writes:
+        lines.append(f"-> {path}/{write_group(path, 'stability', stab)}")
     if idx is not None:
         co = coassignment(ds, idx)
-        lines.append(
-            f"co-assignment of {idx.size} towns -> {path}/{write_group(path, 'coassignment', co.to_dataset(name='p_same'))}"
-        )
+        with writes:
+            group = write_group(path, "coassignment", co.to_dataset(name="p_same"))
+        lines.append(f"co-assignment of {idx.size} towns -> {path}/{group}")
     if ari is not None:
         a, b = ari
         flat = ds["core"].stack(flat_scenario=dims) if dims else ds["core"].expand_dims(flat_scenario=[0])
@@ -136,9 +143,15 @@ def plot_store(path: str, select: dict, out: str, x_key: str | None = None, y_ke
     """Every figure the cube allows, as PNGs in ``out``; returns their paths."""
     from agglo.tools import plots
 
+    check_folder("--out", out)
     ds = _open(path)
-    os.makedirs(out, exist_ok=True)
     chosen = plots.pick_scenario(ds, select)
+    with writing(f"--out {out!r}"):
+        return _plot_all(plots, ds, chosen, out, x_key, y_key)
+
+
+def _plot_all(plots, ds, chosen, out, x_key, y_key) -> list[str]:
+    os.makedirs(out, exist_ok=True)
     written = [plots.plot_map(ds, chosen, os.path.join(out, "map.png"))]
     dims = plots.scenario_dims(ds)
     grid = [d for d in dims if d not in ("sample", "scenario")]
