@@ -253,7 +253,13 @@ def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, list[Any
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except Exception as exc:  # noqa: BLE001 - Hydra raises its own grammar errors
-        raise UserError(f"command line: {_first_line(exc)}") from None
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        bad = getattr(exc, "override", None)
+        raise UserError(
+            f"command line: cannot parse {bad!r} ({text}); allowed: {OVERRIDE_GRAMMAR}"
+            if bad
+            else f"command line: {text}; allowed: {OVERRIDE_GRAMMAR}"
+        ) from None
     plain: list[str] = []
     grid: dict[str, list[Any]] = {}
     for ov in parsed:
@@ -276,6 +282,24 @@ def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, list[Any
     return plain, grid
 
 
+OVERRIDE_GRAMMAR = "key=value, key=a,b,c, key=range(start,stop,step), key=choice(a,b), key=[a,b], key={k: v}"
+TYPE_WORDS = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false", "String": "text"}
+
+
+def _typed(exc: BaseException) -> str | None:
+    """'KEY = VALUE: not TYPE; allowed: ...' for OmegaConf's type errors, else None."""
+    cause = exc
+    while cause is not None:
+        key = getattr(cause, "full_key", None)
+        text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        if key and "could not be converted to" in text:
+            target = text.rsplit("could not be converted to", 1)[1].strip()
+            value = text.split("'")[1] if text.count("'") >= 2 else "?"
+            return f"{key} = {value!r}: not {TYPE_WORDS.get(target, target)}; allowed: {TYPE_WORDS.get(target, target)}"
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 def _compose(overrides: list[str]):
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
@@ -283,6 +307,9 @@ def _compose(overrides: list[str]):
         with initialize_config_module(config_module="agglo.configs", version_base="1.3"):
             return compose(config_name="config", overrides=overrides)
     except Exception as exc:  # noqa: BLE001 - composition errors are the user's overrides
+        typed = _typed(exc)
+        if typed:
+            raise UserError(typed) from None
         hint = "; allowed: the keys that 'agglo config' prints" if "not in" in _first_line(exc) else ""
         raise UserError(f"configuration: {_first_line(exc)}{hint}") from None
 
@@ -344,8 +371,14 @@ def check_sweep(cfg) -> None:
         for key, values in scenario_table(cfg).items():
             if key not in SWEEPABLE:
                 raise UserError(f"{sweep.table}: column '{key}' cannot be swept; allowed: {', '.join(SWEEPABLE)}")
-            for v in dict.fromkeys(values.tolist()):
-                probe.check(key, None if (isinstance(v, float) and math.isnan(v)) else v)
+            first_row: dict = {}
+            for k, v in enumerate(values.tolist()):
+                first_row.setdefault(repr(v), (k, v))
+            for k, v in first_row.values():
+                try:
+                    probe.check(key, None if (isinstance(v, float) and math.isnan(v)) else v)
+                except UserError as err:
+                    raise UserError(f"{sweep.table}, row {k + 2}: column '{key}': {err}") from None
         return
     if sweep.sampler is not None:
         _need(sweep.sampler in ("sobol", "morris", "lhs"), "sweep.sampler", sweep.sampler, "null, sobol, morris, lhs")
@@ -397,7 +430,9 @@ class _Probe:
         try:
             OmegaConf.update(self.cfg, key, value, merge=True)
         except Exception as exc:  # noqa: BLE001
-            raise UserError(f"sweep.grid.{key}: value {value!r}: {_first_line(exc)}") from None
+            typed = _typed(exc)
+            why = typed.split(": ", 1)[1] if typed else _first_line(exc)
+            raise UserError(f"sweep.grid.{key}: value {value!r}: {why}") from None
         try:
             to_object(self.cfg)
         finally:

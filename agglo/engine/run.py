@@ -85,6 +85,8 @@ def _decide_store(cfg: AggloConfig, cfg_omega, sha: str) -> tuple[bool, np.ndarr
     differing = diff_keys(store.stored_config(attrs), result_keys(cfg_omega))
     if attrs.get("input_sha256") != sha:
         differing.append("input table (SHA-256)")
+    elif "data.path" in differing:
+        differing.remove("data.path")  # the same table by another spelling of its path: content decides
     if differing:
         raise UserError(
             f"store.path = {path!r} holds a different configuration (differs in: {', '.join(differing)}); "

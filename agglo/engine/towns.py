@@ -97,6 +97,16 @@ def from_frame(frame: pd.DataFrame, where: str) -> Towns:
 
     def numeric(column: str, low: float, high: float, allowed: str, low_open: bool = False):
         raw = frame[column]
+        if pd.api.types.is_bool_dtype(raw):
+            raise _fail(row(0), column, raw.iloc[0], f"{allowed} (a numeric column, not true/false)")
+        if not pd.api.types.is_numeric_dtype(raw):
+            # Text (a Parquet string column, or a CSV cell that is not a number): refused, not coerced.
+            as_number = pd.to_numeric(raw, errors="coerce")
+            text = raw.notna().to_numpy()
+            k = int(np.flatnonzero(text)[0]) if text.any() else 0
+            bad = np.flatnonzero(as_number.isna().to_numpy() & text)
+            k = int(bad[0]) if bad.size else k
+            raise _fail(row(k), column, raw.iloc[k], f"{allowed} (a numeric column, not text)")
         values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
         bad = ~np.isfinite(values) | (values < low) | (values > high)
         if low_open:
@@ -146,9 +156,17 @@ def load_table(path: str) -> Towns:
             raise UserError(f"data.path = {path!r}: unknown file type {suffix!r}; allowed: .csv, .parquet")
     except UserError:
         raise
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{path}: not UTF-8 (it holds byte 0x{exc.object[exc.start]:02x}, which UTF-8 does not allow there); "
+            f"allowed: a UTF-8 CSV with columns {', '.join(REQUIRED)}"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"{path}: cannot be read as {suffix[1:]}: {first}") from None
+        raise UserError(
+            f"{path}: cannot be read as {suffix[1:]} ({first}); allowed: a {suffix[1:]} table with columns "
+            f"{', '.join(REQUIRED)}"
+        ) from None
     return from_frame(frame, str(path))
 
 

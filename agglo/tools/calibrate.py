@@ -191,7 +191,7 @@ def read_flows(path: str, towns) -> pd.DataFrame:  # noqa: F821
         frame = pd.read_csv(file, dtype={"origin": str, "destination": str}, encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise UserError(
-            f"{path}: not UTF-8 (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r}); "
+            f"{path}: not UTF-8 (it holds byte 0x{exc.object[exc.start]:02x}, which UTF-8 does not allow there); "
             "allowed: a UTF-8 CSV with columns origin, destination, flow"
         ) from None
     except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file

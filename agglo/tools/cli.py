@@ -139,7 +139,7 @@ def _with_params(files: list, overrides: list) -> list:
             ) from None
         except UnicodeDecodeError as exc:
             raise UserError(
-                f"--params {path!r}: not UTF-8 (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r}); "
+                f"--params {path!r}: not UTF-8 (it holds byte 0x{exc.object[exc.start]:02x}, which UTF-8 does not allow there); "
                 "allowed: a UTF-8 YAML mapping"
             ) from None
         except yaml.YAMLError as exc:
@@ -242,7 +242,14 @@ def cmd_plot(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # Options may come between overrides (`agglo run a=1 --quiet b=2`): argparse stops the
+    # overrides at the first option, so the later ones come back here, in their order.
+    if extra and hasattr(args, "overrides") and not any(e.startswith("-") for e in extra):
+        args.overrides = list(args.overrides) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     commands = {
         "run": cmd_run,
         "config": cmd_config,
@@ -260,6 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("agglo: interrupted; run again with the same config to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `agglo info CUBE | head`: the reader left; nothing to report
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
