@@ -15,6 +15,7 @@ from agglo.engine.config import AggloConfig, diff_keys, result_keys, scenario_ta
 from agglo.engine.errors import UserError
 from agglo.engine.executors import Progress, get_executor
 from agglo.engine.executors.task import Job
+from agglo.engine.interrupts import check as check_interrupt
 from agglo.engine.network import forced_cores, prepare
 from agglo.engine.outputs import writing
 from agglo.engine.plan import Plan, make_plan
@@ -106,6 +107,7 @@ def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
     path = cfg.store.path
     store.check_location(path)
     towns = load_towns(cfg)
+    check_interrupt()
     forced = forced_cores(towns, list(cfg.cores.ids))
     table = scenario_table(cfg_omega) if cfg.sweep.table is not None else None
     plan = make_plan(cfg_omega, cfg.executor.batch_size, table)
@@ -141,14 +143,17 @@ def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
         }
         if plan.sampler is not None:
             attrs["sampler"] = json.dumps(plan.sampler)
+        check_interrupt()
         with writes:
             store.create(path, plan, towns, attrs)
         done = np.zeros(plan.n_batches, dtype=bool)
     todo = [b for b in range(plan.n_batches) if not done[b]]
     if todo:
+        check_interrupt()
         network = prepare(
             towns, forced, reach_radii(params_all), core_floor=float(np.min(params_all.core_min_population))
         )
+        check_interrupt()
         if not quiet:
             print(
                 f"{towns.source}: {len(towns)} towns, {network.n_pairs} neighbour pairs within "

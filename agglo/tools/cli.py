@@ -260,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         "flows": cmd_flows,
     }
     try:
+        if args.command == "run":
+            from agglo.engine.interrupts import deferred
+
+            with deferred():  # Ctrl-C acts between steps and batches (see engine/interrupts.py)
+                return commands[args.command](args)
         return commands[args.command](args)
     except UserError as err:
         print(f"agglo: error: {err}", file=sys.stderr)

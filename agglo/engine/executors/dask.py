@@ -14,6 +14,7 @@ import sys
 
 from agglo.engine.errors import UserError
 from agglo.engine.executors.task import run_batch
+from agglo.engine.interrupts import check
 
 
 def _client(cfg):
@@ -81,6 +82,7 @@ def run_batches(network, job, batches, progress, executor_config):
             _, size = future.result()
             progress.update(size)
             future.release()
+            check()  # Ctrl-C: stop here; the other batches are cancelled, none half-marked
     finally:
         client.close()
         if cluster is not None:

@@ -1,9 +1,11 @@
 """In-process execution, one batch after another: the reference every executor must equal."""
 
 from agglo.engine.executors.task import run_batch
+from agglo.engine.interrupts import check
 
 
 def run_batches(network, job, batches, progress, executor_config=None):
     for b in batches:
+        check()  # Ctrl-C: stop here, the batches before are written and marked
         _, size = run_batch(network, job, b)
         progress.update(size)
