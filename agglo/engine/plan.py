@@ -64,6 +64,23 @@ class Plan:
         mesh = np.meshgrid(*axes, indexing="ij")
         return {k: m.reshape(-1) for k, m in zip(self.keys, mesh)}
 
+    def describe(self, batch: int) -> str:
+        """Batch ``batch`` by its scenarios' values: ``commute.cap_min=40, freight.beta=0.5..1.5``."""
+        values = self.scenario_values(batch)
+        if not values:
+            return f"batch {batch} (the one scenario)"
+
+        def shown(x) -> str:
+            return f"{x:g}" if isinstance(x, float) else str(x)
+
+        parts = []
+        for key, v in values.items():
+            unique = list(dict.fromkeys(np.asarray(v).tolist()))
+            parts.append(
+                f"{key}={shown(unique[0])}" if len(unique) == 1 else f"{key}={shown(min(unique))}..{shown(max(unique))}"
+            )
+        return f"batch {batch} ({', '.join(parts)})"
+
     def batch_size(self, batch: int) -> int:
         return int(np.prod([r.stop - r.start for r in self.region(batch)], dtype=np.int64)) if self.shape else 1
 

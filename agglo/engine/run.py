@@ -129,6 +129,17 @@ def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
             with writes:
                 store.reset_progress(path, plan.n_batches)
             done = np.zeros(plan.n_batches, dtype=bool)
+        damaged = store.damaged_batches(path, plan, done)
+        if damaged:
+            shown = "; ".join(plan.describe(b) for b in damaged[:5]) + (" ..." if len(damaged) > 5 else "")
+            print(
+                f"store.path = {path!r}: {len(damaged)} written batch(es) do not match their checksums "
+                f"(damaged chunks): {shown}; recomputing them",
+                file=sys.stderr,
+            )
+            with writes:
+                store.unmark(path, damaged)
+            done[damaged] = False
     if create:
         attrs = {
             "title": "agglo result cube: small towns clustered into agglomerations by commuting and by freight",

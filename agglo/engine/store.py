@@ -9,6 +9,7 @@ a run killed at any moment resumes with exactly the batches that are missing.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import shutil
 import warnings
@@ -27,8 +28,8 @@ from agglo.engine.towns import Towns
 if TYPE_CHECKING:  # xarray (and pandas) load only where a cube is read, not on a run's way to its first batch
     import xarray as xr
 
-FORMAT = "agglo-cube-2"  # 2: adds ipf_iterations and ipf_error (flow models)
-READABLE = ("agglo-cube-1", FORMAT)
+FORMAT = "agglo-cube-3"  # 2: ipf_iterations and ipf_error (flow models); 3: per-batch checksums
+READABLE = ("agglo-cube-1", "agglo-cube-2", FORMAT)
 
 # Consolidated metadata is what lets xr.open_zarr open a cube in one read; zarr warns
 # that it is not yet part of the v3 spec. We know, and keep it.
@@ -219,9 +220,36 @@ def _write_template(path: str, plan: Plan, towns: Towns, attrs: dict) -> None:
         if linked:
             var_attrs["coordinates"] = " ".join(linked)
         _zarr_array(root, name, (shape, np.dtype(dtype)), dims, var_attrs, chunks)
-    progress = root.create_group("progress", attributes={"description": "batch_done[b]: batch b is written"})
-    progress.create_array("batch_done", shape=(plan.n_batches,), chunks=(1,), dtype=bool, fill_value=False)
+    _progress_arrays(root, plan.n_batches)
     zarr.consolidate_metadata(path)  # last: a store with consolidated metadata has its whole template
+
+
+CHECKSUM_TEXT = (
+    "batch_sha256[b, v]: SHA-256 of variable v's values in batch b's region, as stored "
+    "(little-endian, C order), written before batch_done[b]; variables in the order of 'variables'"
+)
+
+
+def _progress_arrays(root, n_batches: int) -> None:
+    if "progress" in root:
+        progress = root["progress"]
+    else:
+        progress = root.create_group("progress", attributes={"description": "batch_done[b]: batch b is written"})
+    progress.create_array("batch_done", shape=(n_batches,), chunks=(1,), dtype=bool, fill_value=False, overwrite=True)
+    progress.create_array(
+        "batch_sha256",
+        shape=(n_batches, len(VARIABLES), 32),
+        chunks=(1, len(VARIABLES), 32),
+        dtype=np.uint8,
+        fill_value=0,
+        overwrite=True,
+        attributes={"description": CHECKSUM_TEXT, "variables": list(VARIABLES)},
+    )
+
+
+def _digest(values: np.ndarray, dtype) -> np.ndarray:
+    data = np.ascontiguousarray(values, dtype=np.dtype(dtype).newbyteorder("<"))
+    return np.frombuffer(hashlib.sha256(data.tobytes()).digest(), dtype=np.uint8)
 
 
 def _aside(path: str, what: str) -> Path:
@@ -263,11 +291,7 @@ def create(path: str, plan: Plan, towns: Towns, attrs: dict) -> None:
 def reset_progress(path: str, n_batches: int) -> None:
     """A new all-false progress record in a cube that lost its own (every batch is redone)."""
     root = zarr.open_group(path, mode="r+", use_consolidated=False)
-    if "progress" in root:
-        progress = root["progress"]
-    else:
-        progress = root.create_group("progress", attributes={"description": "batch_done[b]: batch b is written"})
-    progress.create_array("batch_done", shape=(n_batches,), chunks=(1,), dtype=bool, fill_value=False, overwrite=True)
+    _progress_arrays(root, n_batches)
     zarr.consolidate_metadata(path)
 
 
@@ -296,10 +320,70 @@ def write_batch(path: str, plan: Plan, batch: int, arrays: dict) -> None:
     root = zarr.open_group(path, mode="r+", use_consolidated=False)
     region = plan.region(batch)
     shape = tuple(r.stop - r.start for r in region)
-    for name in VARIABLES:
+    sums = np.zeros((len(VARIABLES), 32), dtype=np.uint8)
+    for v, (name, (dtype, *_)) in enumerate(VARIABLES.items()):
         data = arrays[name]
-        root[name][region] = data.reshape(shape + data.shape[1:])
+        data = np.asarray(data, dtype=dtype).reshape(shape + data.shape[1:])
+        root[name][region] = data
+        sums[v] = _digest(data, dtype)
+    root["progress/batch_sha256"][batch] = sums
     root["progress/batch_done"][batch] = True
+
+
+def damaged_batches(path: str, plan: Plan, done: np.ndarray) -> list[int]:
+    """The batches marked done whose stored values no longer match their checksums (or
+    cannot be read at all: a truncated or corrupted chunk)."""
+    root = zarr.open_group(path, mode="r", use_consolidated=False)
+    if "batch_sha256" not in root["progress"]:
+        return []  # an older cube: nothing to check against (see has_checksums)
+    sums = root["progress/batch_sha256"][...]
+    arrays = {name: root[name] for name in VARIABLES}
+    bad = []
+    for b in np.flatnonzero(done):
+        region = plan.region(int(b))
+        try:
+            ok = all(
+                np.array_equal(_digest(arrays[name][region], dtype), sums[b, v])
+                for v, (name, (dtype, *_)) in enumerate(VARIABLES.items())
+            )
+        except Exception:  # noqa: BLE001 - a chunk that cannot be decoded is damaged
+            ok = False
+        if not ok:
+            bad.append(int(b))
+    return bad
+
+
+def unmark(path: str, batches: list[int]) -> None:
+    """Batches to be written again: not done until they are."""
+    done = zarr.open_array(path, path="progress/batch_done", mode="r+")
+    for b in batches:
+        done[b] = False
+
+
+def stored_plan(path: str) -> Plan:
+    """The plan a cube was written with, read from the cube alone (its dims, chunks and
+    scenario coordinates): enough to find and describe its batches."""
+    attrs = read_attrs(path) or {}
+    root = zarr.open_group(path, mode="r", use_consolidated=False)
+    dims = tuple(json.loads(attrs.get("scenario_dims", "[]")))
+    chunks = tuple(json.loads(attrs.get("plan_chunks", "[]")))
+    shape = tuple(root["core"].shape[: len(dims)])
+    if not dims:
+        return Plan("single", (), (), (), (), {})
+    if dims[0] in ("sample", "scenario") and len(dims) == 1:
+        keys = tuple(
+            name
+            for name in root.array_keys()
+            if name != dims[0] and tuple(root[name].metadata.dimension_names or ()) == dims
+        )
+        kind = "sample" if dims[0] == "sample" else "table"
+        return Plan(kind, keys, dims, shape, chunks, {k: root[k][...] for k in keys})
+    return Plan("grid", dims, dims, shape, chunks, {k: root[k][...] for k in dims})
+
+
+def has_checksums(path: str) -> bool:
+    root = zarr.open_group(path, mode="r", use_consolidated=False)
+    return "batch_sha256" in root["progress"]
 
 
 def batch_done(path: str) -> np.ndarray:

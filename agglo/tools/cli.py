@@ -1,4 +1,4 @@
-"""The command line: ``agglo run | config | info | analyze | plot | flows | calibrate``.
+"""The command line: ``agglo run | config | info | verify | analyze | plot | flows | calibrate``.
 
 Overrides use Hydra's grammar (``key=value``, ``key=a,b,c``, ``key=range(1,3,0.5)``,
 ``key=choice(a,b)``); every key of MODEL.md can be set or swept.
@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument(
         "overrides", nargs="*", help="config overrides (the mode's speed_kmh and circuity make the minutes)"
     )
+    verify = sub.add_parser("verify", help="check every written batch of a cube against its checksums")
+    verify.add_argument("store", help="path of the Zarr cube")
     info = sub.add_parser("info", help="summarise an existing result cube")
     info.add_argument("store", help="path of the Zarr cube")
     analyze = sub.add_parser(
@@ -213,8 +215,50 @@ def cmd_info(args) -> int:
         f"batches written: {int(done.sum())}/{done.size}"
         + ("" if done.all() else " (incomplete: 'agglo run' with the same config resumes it)")
     )
+    print(
+        "checksums: every written batch has one ('agglo verify' checks them; 'agglo run' does on resume)"
+        if store.has_checksums(args.store)
+        else "checksums: none (a cube of an older engine; it cannot be verified)"
+    )
     print(header(ds))
     print(table(ds))
+    return 0
+
+
+def _cube_path(path: str) -> str:
+    from agglo.engine import store
+
+    path = store.local_path(path)
+    if not store.exists(path):
+        raise UserError(f"{path}: no such store; allowed: the path of a cube written by 'agglo run'")
+    if store.read_attrs(path) is None:
+        raise UserError(f"{path}: not an agglo result cube; allowed: a store written by 'agglo run'")
+    return path
+
+
+def cmd_verify(args) -> int:
+    """0: every written batch matches its checksums; 1: some do not (listed); 2: not a cube."""
+    from agglo.engine import store
+
+    path = _cube_path(args.store)
+    done = store.batch_done(path)
+    if not store.has_checksums(path):
+        raise UserError(
+            f"{path}: written by an engine before batch checksums (format {store.read_attrs(path).get('format')}); "
+            "allowed: a cube written by this engine (store.mode=overwrite rewrites it)"
+        )
+    plan = store.stored_plan(path)
+    damaged = store.damaged_batches(path, plan, done)
+    if damaged:
+        print(f"{path}: {len(damaged)} of {int(done.sum())} written batches do NOT match their checksums:")
+        for b in damaged:
+            print(f"  {plan.describe(b)}")
+        print("  'agglo run' with the same config recomputes exactly these")
+        return 1
+    print(
+        f"{path}: verified, all {int(done.sum())} written batches match their checksums"
+        + ("" if done.all() else f" ({int((~done).sum())} of {done.size} not written yet)")
+    )
     return 0
 
 
@@ -254,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         "run": cmd_run,
         "config": cmd_config,
         "info": cmd_info,
+        "verify": cmd_verify,
         "analyze": cmd_analyze,
         "plot": cmd_plot,
         "calibrate": cmd_calibrate,
@@ -268,6 +313,15 @@ def main(argv: list[str] | None = None) -> int:
         return commands[args.command](args)
     except UserError as err:
         print(f"agglo: error: {err}", file=sys.stderr)
+        return 2
+    except (RuntimeError, ValueError) as exc:
+        if "decompression" not in str(exc).lower() or not getattr(args, "store", None):
+            raise
+        print(
+            f"agglo: error: {args.store}: a chunk of the cube cannot be decoded (damaged: {str(exc).splitlines()[0]}); "
+            "allowed: 'agglo verify' to find its batch, then 'agglo run' with the same config to recompute it",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("agglo: interrupted; run again with the same config to resume", file=sys.stderr)
