@@ -380,3 +380,40 @@ def test_ctrl_c_on_the_local_cluster(tmp_path):
     clean = tmp_path / "clean.zarr"
     assert agglo("run", *sweep, "executor.kind=synchronous", f"store.path={clean}", "--quiet")[0] == 0
     assert_same(store, clean)
+
+
+MID_SWEEP = [*SMALL, "data.n=2000", "commute.cap_min=range(10,130,2)", "executor.batch_size=2"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_mid_sweep_stops_after_the_batch_and_resumes(sig, tmp_path, run_cli):
+    """SIGINT or SIGTERM to the driver mid-sweep: the batch in flight finishes, one line,
+    exit 128 + signal; the same command resumes to the clean cube."""
+    store = tmp_path / "m.zarr"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agglo.tools.cli", "run", *MID_SWEEP, f"store.path={store}", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if zarr.open_array(str(store / "progress" / "batch_done"), mode="r")[:].sum() >= 3:
+                break
+        except Exception:  # noqa: BLE001 - not there yet
+            pass
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + int(sig), err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert ("terminated" if sig == signal.SIGTERM else "interrupted") in err
+    done = zarr.open_array(str(store / "progress" / "batch_done"), mode="r")[:]
+    assert 0 < done.sum() < done.size
+    rc, _, err = run_cli("run", *MID_SWEEP, f"store.path={store}", "--quiet")
+    assert rc == 0, err
+    clean = tmp_path / "clean.zarr"
+    assert run_cli("run", *MID_SWEEP, f"store.path={clean}", "--quiet")[0] == 0
+    assert_same(store, clean)

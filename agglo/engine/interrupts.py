@@ -1,4 +1,4 @@
-"""Ctrl-C during a run: noted at once, acted on at the next safe point.
+"""Ctrl-C (SIGINT) or SIGTERM during a run: noted at once, acted on at the next safe point.
 
 A KeyboardInterrupt raised wherever the signal lands can land inside a callback from native
 code (Numba loading its cached kernels calls back into Python through ctypes); Python then
@@ -15,17 +15,19 @@ import signal
 import threading
 
 _requested = False
+received = signal.SIGINT  # the signal that stopped the run: the exit code is 128 + it
 
 
 def _handler(signum, frame) -> None:
-    global _requested
+    global _requested, received
+    received = signum
     if _requested:
         raise KeyboardInterrupt  # asked twice: now
     _requested = True
 
 
 def check() -> None:
-    """Raise KeyboardInterrupt if Ctrl-C was pressed since the run began."""
+    """Raise KeyboardInterrupt if Ctrl-C (or SIGTERM) came since the run began."""
     if _requested:
         raise KeyboardInterrupt
 
@@ -33,15 +35,16 @@ def check() -> None:
 @contextlib.contextmanager
 def deferred():
     """SIGINT deferred to :func:`check` inside the block (main thread only)."""
-    global _requested
+    global _requested, received
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    _requested = False
-    previous = signal.signal(signal.SIGINT, _handler)
+    _requested, received = False, signal.SIGINT
+    previous = {sig: signal.signal(sig, _handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
         check()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         _requested = False

@@ -324,8 +324,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     except KeyboardInterrupt:
-        print("agglo: interrupted; run again with the same config to resume", file=sys.stderr)
-        return 130
+        import signal
+
+        from agglo.engine import interrupts
+
+        what = "terminated (SIGTERM)" if interrupts.received == signal.SIGTERM else "interrupted"
+        print(f"agglo: {what}; run again with the same config to resume", file=sys.stderr)
+        return 128 + int(interrupts.received)
     except BrokenPipeError:  # `agglo info CUBE | head`: the reader left; nothing to report
         import os
 
