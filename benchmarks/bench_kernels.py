@@ -78,15 +78,12 @@ def reached_pairs(network, batch) -> np.ndarray:
     """Pairs each scenario of ``batch`` reaches, both modes: its reach radius's prefix of
     every row (what the kernels of a batch in reach order iterate over for it)."""
     total = np.zeros(batch.n_scenarios, dtype=np.int64)
-    for mode, radius in reach_radii_each(batch).items():
+    for mode in ("commute", "freight"):
+        radius = reach_radius_km(batch.mode(mode))
         dist = np.exp(network.rows[mode].log_dist.astype(np.float64))
         for r in np.unique(radius):
             total[radius == r] += np.count_nonzero(dist <= r)
     return total
-
-
-def reach_radii_each(batch) -> dict:
-    return {mode: reach_radius_km(batch.mode(mode)) for mode in ("commute", "freight")}
 
 
 # The mixed-caps batch: the caps of the 512-scenario Mexico cap sweep (bench_scale.py capsweep),

@@ -23,6 +23,7 @@ import zarr
 
 from agglo.engine.store import VARIABLES
 from tests.conftest import SMALL
+from tests.test_resume import _wait_for_batches
 
 SWEEP = [*SMALL, "commute.cap_min=20,40,60,80", "executor.batch_size=1"]
 
@@ -357,15 +358,7 @@ def test_ctrl_c_on_the_local_cluster(tmp_path):
         text=True,
         start_new_session=True,
     )
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            if zarr.open_array(str(store / "progress" / "batch_done"), mode="r")[:].sum() >= 2:
-                break
-        except Exception:  # noqa: BLE001 - not there yet
-            pass
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.communicate()
+    _wait_for_batches(store, 2, proc)
     t = time.time()
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -396,15 +389,7 @@ def test_signal_mid_sweep_stops_after_the_batch_and_resumes(sig, tmp_path, run_c
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            if zarr.open_array(str(store / "progress" / "batch_done"), mode="r")[:].sum() >= 3:
-                break
-        except Exception:  # noqa: BLE001 - not there yet
-            pass
-        time.sleep(0.02)
-    assert proc.poll() is None, proc.communicate()
+    _wait_for_batches(store, 3, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + int(sig), err

@@ -10,7 +10,6 @@ and the store it leaves is resumable (a batch is marked done only after it is wr
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import tempfile
@@ -62,7 +61,7 @@ def check_folder(what: str, path: str) -> None:
 ENVIRONMENT = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
 
 
-class writing(contextlib.ContextDecorator):  # noqa: N801 - used as a context manager, like open
+class writing:  # noqa: N801 - used as a context manager, like open
     """Turn an ``OSError`` of the environment while writing ``what`` into one line (exit 2).
     Reusable: one instance may guard several steps of a run."""
 

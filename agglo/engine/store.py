@@ -99,6 +99,16 @@ def check_location(path: str) -> None:
         check_folder(f"{what}: its folder", str(Path(path).parent))
 
 
+def cube_path(path: str) -> str:
+    """The local form of ``path`` (see :func:`local_path`), which must hold an agglo cube."""
+    path = local_path(path)
+    if not exists(path):
+        raise UserError(f"{path}: no such store; allowed: the path of a cube written by 'agglo run'")
+    if read_attrs(path) is None:
+        raise UserError(f"{path}: not an agglo result cube; allowed: a store written by 'agglo run'")
+    return path
+
+
 def read_attrs(path: str) -> dict | None:
     """The root attributes of an agglo cube, or None when ``path`` is not one."""
     try:

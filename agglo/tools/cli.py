@@ -202,9 +202,7 @@ def cmd_info(args) -> int:
     from agglo.engine import store
     from agglo.tools.summary import header, table
 
-    args.store = store.local_path(args.store)
-    if not store.exists(args.store):
-        raise UserError(f"{args.store}: no such store; allowed: the path of a cube written by 'agglo run'")
+    args.store = store.cube_path(args.store)
     ds = store.open_results(args.store)
     done = store.batch_done(args.store)
     print(
@@ -225,22 +223,11 @@ def cmd_info(args) -> int:
     return 0
 
 
-def _cube_path(path: str) -> str:
-    from agglo.engine import store
-
-    path = store.local_path(path)
-    if not store.exists(path):
-        raise UserError(f"{path}: no such store; allowed: the path of a cube written by 'agglo run'")
-    if store.read_attrs(path) is None:
-        raise UserError(f"{path}: not an agglo result cube; allowed: a store written by 'agglo run'")
-    return path
-
-
 def cmd_verify(args) -> int:
     """0: every written batch matches its checksums; 1: some do not (listed); 2: not a cube."""
     from agglo.engine import store
 
-    path = _cube_path(args.store)
+    path = store.cube_path(args.store)
     done = store.batch_done(path)
     if not store.has_checksums(path):
         raise UserError(

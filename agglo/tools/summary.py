@@ -18,10 +18,10 @@ def _people(x: float) -> str:
 
 
 def scenario_rows(ds: xr.Dataset):
-    """(labels, flat scenario selector) for every scenario, in C order."""
+    """The labels (swept key -> value) of every scenario, in C order."""
     dims = [d for d in ds.coverage.dims if d != "mode"]
     if not dims:
-        yield {}, {}
+        yield {}
         return
     shape = [ds.sizes[d] for d in dims]
     for flat in range(int(np.prod(shape))):
@@ -33,7 +33,7 @@ def scenario_rows(ds: xr.Dataset):
             labels = {dim: sel[dim]} | labels
         else:
             labels = {d: ds[d].values[sel[d]] for d in dims}
-        yield labels, sel
+        yield labels
 
 
 def _fmt(v) -> str:
@@ -54,7 +54,7 @@ def table(ds: xr.Dataset, top: int = 3) -> str:
     lines = []
     header_keys = None
     rows = []
-    for k, (labels, _) in enumerate(scenario_rows(ds)):
+    for k, labels in enumerate(scenario_rows(ds)):
         if k >= MAX_ROWS:
             break
         header_keys = list(labels)

@@ -20,9 +20,7 @@ MAX_REGION_TOWNS = 500
 
 
 def _open(path: str) -> xr.Dataset:
-    path = store.local_path(path)
-    if not store.exists(path):
-        raise UserError(f"{path}: no such store; allowed: the path of a cube written by 'agglo run'")
+    path = store.cube_path(path)
     ds = store.open_results(path)
     if not ds.attrs.get("complete"):
         raise UserError(
