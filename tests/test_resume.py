@@ -5,11 +5,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
 
+from agglo.engine.lease import lease_path
 from agglo.engine.store import VARIABLES, batch_done
 from tests.conftest import SMALL
 
@@ -60,9 +62,13 @@ def test_driver_sigkill_then_resume_equals_clean_run(tmp_path, run_cli):
     proc.wait()
     done = batch_done(str(store))
     assert 0 < done.sum() < done.size, "the kill must land mid-run"
+    assert Path(lease_path(str(store))).exists(), "a SIGKILLed holder leaves its lease"
     before = _chunk_mtimes(store / "core")
     code, _, err = run_cli("run", *SLOW_SWEEP, f"store.path={store}")
     assert code == 0, err
+    # The stale lease (its holder is no longer running on this host) is taken over, with a message.
+    assert "taking over the writer lease of agglo run" in err and f"process {proc.pid} is not running" in err, err
+    assert not Path(lease_path(str(store))).exists(), "the lease is given back when the run ends"
     missing = int((~done).sum())
     assert f"({missing} left to compute)" in err  # exactly the batches not marked done
     assert batch_done(str(store)).all()

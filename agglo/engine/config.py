@@ -137,9 +137,18 @@ class SweepConfig:
 class StoreConfig:
     path: str = "results/agglo.zarr"
     mode: str = "resume"
+    lease_timeout_s: float = 120.0  # a writer lease without a heartbeat for this long is stale (engine/lease.py)
 
     def check(self) -> None:
+        from agglo.engine.lease import MIN_TIMEOUT_S
+
         _need(self.mode in ("resume", "overwrite", "fail"), "store.mode", self.mode, "resume, overwrite, fail")
+        _need(
+            self.lease_timeout_s >= MIN_TIMEOUT_S,
+            "store.lease_timeout_s",
+            self.lease_timeout_s,
+            f"at least {MIN_TIMEOUT_S:g} (seconds; four heartbeats)",
+        )
         _need(bool(self.path), "store.path", self.path, "a path or URL")
         if str(self.path).startswith("file://"):
             self.path = str(self.path)[len("file://") :]

@@ -10,7 +10,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from agglo import __version__
-from agglo.engine import store
+from agglo.engine import lease, store
 from agglo.engine.config import AggloConfig, diff_keys, result_keys, scenario_table
 from agglo.engine.errors import UserError
 from agglo.engine.executors import Progress, get_executor
@@ -104,8 +104,15 @@ def _decide_store(cfg: AggloConfig, cfg_omega, sha: str) -> tuple[bool, np.ndarr
 
 
 def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
+    """Compute what the store lacks for this config, holding the store's writer lease
+    (taken before anything is read or written, given back however the run ends)."""
+    store.check_location(cfg.store.path)
+    with lease.held(cfg.store.path, "agglo run", cfg.store.lease_timeout_s) as taken:
+        return _execute(cfg, cfg_omega, quiet, taken.token)
+
+
+def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str) -> Outcome:
     path = cfg.store.path
-    store.check_location(path)
     towns = load_towns(cfg)
     check_interrupt()
     forced = forced_cores(towns, list(cfg.cores.ids))
@@ -174,7 +181,7 @@ def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
             )
         total = sum(plan.batch_size(b) for b in todo)
         progress = Progress(total, stream=sys.stderr, quiet=quiet)
-        job = Job(config=cfg, plan=plan, store_path=path)
+        job = Job(config=cfg, plan=plan, store_path=path, lease_token=lease_token)
         with writes:
             get_executor(cfg.executor.kind)(network, job, todo, progress, cfg.executor)
     elif not quiet:

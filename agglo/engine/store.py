@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import zarr
 
+from agglo.engine import lease
 from agglo.engine.config import MODES
 from agglo.engine.errors import UserError
 from agglo.engine.outputs import check_folder, probe_folder
@@ -325,8 +326,10 @@ def state(path: str) -> str:
     return "cube"
 
 
-def write_batch(path: str, plan: Plan, batch: int, arrays: dict) -> None:
-    """Write one batch's region of every variable, then mark the batch done."""
+def write_batch(path: str, plan: Plan, batch: int, arrays: dict, lease_token: str | None = None) -> None:
+    """Write one batch's region of every variable, then mark the batch done, each only
+    while the run still holds the store's writer lease (``lease_token``; see engine/lease.py)."""
+    lease.check(path, lease_token, f"batch {batch} was not written")
     root = zarr.open_group(path, mode="r+", use_consolidated=False)
     region = plan.region(batch)
     shape = tuple(r.stop - r.start for r in region)
@@ -337,6 +340,7 @@ def write_batch(path: str, plan: Plan, batch: int, arrays: dict) -> None:
         root[name][region] = data
         sums[v] = _digest(data, dtype)
     root["progress/batch_sha256"][batch] = sums
+    lease.check(path, lease_token, f"batch {batch} was written but not marked done")
     root["progress/batch_done"][batch] = True
 
 

@@ -213,6 +213,15 @@ def cmd_info(args) -> int:
         f"batches written: {int(done.sum())}/{done.size}"
         + ("" if done.all() else " (incomplete: 'agglo run' with the same config resumes it)")
     )
+    from agglo.engine import lease
+
+    holder = lease.read(args.store)
+    if holder is not None:
+        print(
+            f"writer: {holder.describe()} (it holds the store's lease)"
+            if isinstance(holder, lease.Holder)
+            else f"writer: unknown (the lease file {lease.lease_path(args.store)!r} is not a lease record)"
+        )
     print(
         "checksums: every written batch has one ('agglo verify' checks them; 'agglo run' does on resume)"
         if store.has_checksums(args.store)

@@ -15,6 +15,7 @@ import sys
 from agglo.engine.errors import UserError
 from agglo.engine.executors.task import run_batch
 from agglo.engine.interrupts import check
+from agglo.engine.lease import LeaseLost
 
 
 def _client(cfg):
@@ -79,7 +80,9 @@ def run_batches(network, job, batches, progress, executor_config):
         job_f = client.scatter(job, broadcast=True)
         futures = [client.submit(run_batch, network_f, job_f, b, pure=False) for b in batches]
         for future in as_completed(futures):
-            _, size = future.result()
+            _, size, lost = future.result()
+            if lost:
+                raise LeaseLost(lost)  # the other batches are cancelled as the client closes
             progress.update(size)
             future.release()
             check()  # Ctrl-C: stop here; the other batches are cancelled, none half-marked

@@ -2,10 +2,13 @@
 
 from agglo.engine.executors.task import run_batch
 from agglo.engine.interrupts import check
+from agglo.engine.lease import LeaseLost
 
 
 def run_batches(network, job, batches, progress, executor_config=None):
     for b in batches:
         check()  # Ctrl-C: stop here, the batches before are written and marked
-        _, size = run_batch(network, job, b)
+        _, size, lost = run_batch(network, job, b)
+        if lost:
+            raise LeaseLost(lost)
         progress.update(size)

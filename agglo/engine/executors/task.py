@@ -8,6 +8,7 @@ import numba
 
 from agglo.engine.compute import compute_batch
 from agglo.engine.config import AggloConfig
+from agglo.engine.lease import LeaseLost
 from agglo.engine.network import Network
 from agglo.engine.plan import Plan
 from agglo.engine.scenarios import batch_parameters
@@ -22,14 +23,20 @@ class Job:
     plan: Plan
     store_path: str
     threads: int | None = None
+    lease_token: str | None = None  # the run's writer lease: every batch checks it still holds it
 
 
-def run_batch(network: Network, job: Job, batch: int) -> tuple[int, int]:
-    """Compute batch ``batch`` and write it to the store; return (batch, scenarios)."""
+def run_batch(network: Network, job: Job, batch: int) -> tuple[int, int, str | None]:
+    """Compute batch ``batch`` and write it to the store; return (batch, scenarios, None),
+    or (batch, 0, why) when the run lost the store's writer lease: the executor stops the
+    run with ``why`` (returned, not raised, so that a Dask worker logs no failed task)."""
     if job.threads is not None:
         numba.set_num_threads(min(job.threads, numba.config.NUMBA_NUM_THREADS))
     size = job.plan.batch_size(batch)
     params = batch_parameters(job.config, job.plan.scenario_values(batch), size)
     arrays = compute_batch(network, params)
-    write_batch(job.store_path, job.plan, batch, arrays)
-    return batch, size
+    try:
+        write_batch(job.store_path, job.plan, batch, arrays, job.lease_token)
+    except LeaseLost as lost:
+        return batch, 0, str(lost)
+    return batch, size, None

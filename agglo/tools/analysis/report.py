@@ -8,7 +8,7 @@ import os
 import numpy as np
 import xarray as xr
 
-from agglo.engine import store
+from agglo.engine import lease, store
 from agglo.engine.errors import UserError
 from agglo.engine.outputs import check_folder, probe_folder, writing
 from agglo.tools.analysis.discovery import prim
@@ -76,7 +76,17 @@ def analyze_store(
     discover: float | None = None,
 ) -> str:
     """Sensitivity (grid or sampled cubes), stability, and on request co-assignment, an
-    adjusted Rand index and scenario discovery; returns the report text."""
+    adjusted Rand index and scenario discovery; returns the report text. It writes into the
+    cube, so it holds the store's writer lease (no run writes the cube meanwhile)."""
+    store.cube_path(path)
+    # The results go into the cube's analysis/ group: the cube must accept files.
+    if "://" not in store.local_path(path):
+        probe_folder(f"agglo analyze {path!r} (writes {GROUP}/ into the cube)", store.local_path(path))
+    with lease.held(store.local_path(path), "agglo analyze"):
+        return _analyze(path, towns, region, ari, discover)
+
+
+def _analyze(path: str, towns, region, ari, discover) -> str:
     ds = _open(path)
     lines = []
     dims = json.loads(ds.attrs.get("scenario_dims", "[]"))
@@ -86,9 +96,6 @@ def analyze_store(
     for value in ari or ():
         if not 0 <= value < n_scenarios:
             raise UserError(f"--ari {value}: no such scenario; allowed: flat scenario indices 0..{n_scenarios - 1}")
-    # The results go into the cube's analysis/ group: the cube must accept files.
-    if "://" not in store.local_path(path):
-        probe_folder(f"agglo analyze {path!r} (writes {GROUP}/ into the cube)", store.local_path(path))
     writes = writing(f"agglo analyze {path!r}")
     if dims and dims != ["scenario"]:
         sens = analyze_sensitivity(ds)
