@@ -1,5 +1,7 @@
 """Smoke test: the benchmark script runs on a small case, so it cannot rot."""
 
+import pytest
+
 from benchmarks.bench_kernels import main, run_case
 
 
@@ -24,3 +26,15 @@ def test_scale_benchmark_smoke(capsys):
     out = capsys.readouterr().out
     assert "synthetic" in out and "of budget" in out
     assert "first-batch-synthetic: launch to first batch" in out and "met" in out
+
+
+@pytest.mark.browser
+def test_explore_benchmark_smoke(capsys, tmp_path):
+    from benchmarks import headless
+    from benchmarks.bench_explore import main as explore_main
+
+    if headless.missing():
+        pytest.skip(headless.missing())
+    assert explore_main(["--cases", "synthetic", "--keep", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic: page" in out and "console errors 0" in out

@@ -1,4 +1,4 @@
-"""The command line: ``agglo run | config | info | verify | analyze | plot | flows | calibrate``.
+"""The command line: ``agglo run | config | info | verify | analyze | plot | explore | flows | calibrate``.
 
 Overrides use Hydra's grammar (``key=value``, ``key=a,b,c``, ``key=range(1,3,0.5)``,
 ``key=choice(a,b)``); every key of MODEL.md can be set or swept.
@@ -23,7 +23,11 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the configured study (default: Oaxaca) and print its table")
     run.add_argument("overrides", nargs="*", help=USAGE_OVERRIDES)
     run.add_argument("--quiet", action="store_true", help="no progress line")
-    run.add_argument("--figures", metavar="DIR", help="also write the cube's figures (as 'agglo plot') to DIR")
+    run.add_argument(
+        "--figures",
+        metavar="DIR",
+        help="also write the cube's figures (as 'agglo plot') and its explore.html page to DIR",
+    )
     run.add_argument(
         "--params",
         action="append",
@@ -82,6 +86,20 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", required=True, help="folder for the PNGs")
     plot.add_argument("--x", help="swept key on the heatmap's x axis")
     plot.add_argument("--y", help="swept key on the heatmap's y axis")
+    explore = sub.add_parser(
+        "explore", help="write one self-contained HTML page to browse every scenario of a cube (maps, sliders)"
+    )
+    explore.add_argument("store", help="path of the Zarr cube")
+    explore.add_argument("--out", required=True, help="the HTML file to write (replaced if it exists)")
+    explore.add_argument(
+        "--select", nargs="*", default=[], metavar="KEY=VALUE", help="the scenario shown first (default: configured)"
+    )
+    explore.add_argument(
+        "--max-mb",
+        type=float,
+        default=40.0,
+        help="largest size of the page's data; a larger cube is subsampled along its widest dimension (default 40)",
+    )
     return parser
 
 
@@ -101,6 +119,9 @@ def cmd_run(args) -> int:
         from agglo.tools.analysis.report import plot_store
 
         print("figures: " + ", ".join(plot_store(outcome.path, {}, args.figures)))
+        from agglo.tools.explore import explore_store
+
+        print("explore: " + explore_store(outcome.path, f"{args.figures.rstrip('/')}/explore.html"))
     return 0
 
 
@@ -267,17 +288,28 @@ def cmd_analyze(args) -> int:
     return 0
 
 
-def cmd_plot(args) -> int:
-    from agglo.tools.analysis.report import plot_store
-
+def _select(items: list[str]) -> dict:
     select = {}
-    for item in args.select:
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise UserError(f"--select {item!r}: allowed: KEY=VALUE, e.g. commute.cap_min=60")
         select[key] = value
-    for path in plot_store(args.store, select, args.out, args.x, args.y):
+    return select
+
+
+def cmd_plot(args) -> int:
+    from agglo.tools.analysis.report import plot_store
+
+    for path in plot_store(args.store, _select(args.select), args.out, args.x, args.y):
         print(path)
+    return 0
+
+
+def cmd_explore(args) -> int:
+    from agglo.tools.explore import explore_store
+
+    print(explore_store(args.store, args.out, _select(args.select), args.max_mb))
     return 0
 
 
@@ -297,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         "verify": cmd_verify,
         "analyze": cmd_analyze,
         "plot": cmd_plot,
+        "explore": cmd_explore,
         "calibrate": cmd_calibrate,
         "flows": cmd_flows,
     }
