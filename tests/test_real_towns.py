@@ -1,5 +1,7 @@
 """Kernels against the NumPy reference on every town of real regions of different shape."""
 
+import pytest
+
 from tests.real_towns import mexico_geonames, oaxaca_geonames, oaxaca_inegi_frame, russia
 from tests.strategies import DEFAULT_COMMUTE, DEFAULT_FREIGHT, compare, kernels_one, reference_one
 
@@ -43,6 +45,7 @@ def test_oaxaca_inegi_table_municipal_borders(tmp_path):
     _check(towns, core_min=20000.0)
 
 
+@pytest.mark.slow  # about a minute on 2 cores: run by .ci/run after the default tests (make test-all)
 def test_mexico_whole_country():
     """Every GeoNames town of Mexico (16 000+), both modes, default caps."""
     towns = mexico_geonames()
