@@ -135,3 +135,71 @@ def test_bad_params_file_names_the_file(tmp_path, run_cli):
     assert code == 2 and "bad.yaml" in err and "betta" in err and err.count("\n") == 1, err
     code, _, err = run_cli("config", "--params", str(tmp_path / "none.yaml"))
     assert code == 2 and "none.yaml" in err
+
+
+# scikit-mobility's published fit of this very data (README and Gravity docstring:
+# Gravity(gravity_type='singly constrained').fit(fdf, relevance_column='population')):
+# deterrence_func_args=[-1.9947152031914186], destination_exp=0.6471759552223144.
+SKMOB_NY = {"beta": 1.9947152031914186, "gamma": 0.6471759552223144}
+
+
+def _numpy_poisson(y: np.ndarray, x: np.ndarray, rounds: int = 100) -> np.ndarray:
+    """An independent Poisson fit: Newton steps on the log-likelihood, solved by lstsq."""
+    b = np.linalg.lstsq(x, np.log(y + 1.0), rcond=None)[0]
+    for _ in range(rounds):
+        mu = np.exp(x @ b)
+        step = np.linalg.lstsq((x.T * mu) @ x, x.T @ (y - mu), rcond=None)[0]
+        b = b + step
+        if np.max(np.abs(step)) < 1e-13:
+            break
+    return b
+
+
+def test_observed_pairs_fit_reproduces_scikit_mobility(run_cli):
+    """Fit on the listed pairs only (scikit-mobility's convention): its published
+    singly-constrained power-law coefficients, and an independent NumPy fit, agree."""
+    code, out, err = run_cli(
+        "calibrate", "--flows", NY_FLOWS, "--towns", NY_TOWNS, "--model", "production", "--cost", "km",
+        "--pairs", "observed",
+    )  # fmt: skip
+    assert code == 0, err
+    keys = dict(part.split(" = ") for part in out.strip().splitlines()[-1].removeprefix("MODEL.md keys: ").split(", "))
+    assert abs(float(keys["commute.beta"]) - SKMOB_NY["beta"]) < 1e-3
+    assert abs(float(keys["commute.gamma"]) - SKMOB_NY["gamma"]) < 1e-3
+    assert "1892 pairs with a flow of 1892 fitted" in out
+
+    towns = load_table(NY_TOWNS)
+    o, d, y, km, _, d_mass = calibrate.pairs_for_fit(
+        calibrate.read_flows(NY_FLOWS, towns), towns, "km", 60.0, 1.3, "observed"
+    )
+    fit = calibrate.fit("production", "power", y, o, d, km, None, d_mass)
+    values = calibrate.engine_values(fit)
+    assert abs(values["beta"] - SKMOB_NY["beta"]) < 1e-4 and abs(values["gamma"] - SKMOB_NY["gamma"]) < 1e-4
+
+    # The twin: read the files itself, its own haversine, one indicator per origin, no constant.
+    flows = pd.read_csv(NY_FLOWS, dtype=str)
+    flows = flows[flows.origin != flows.destination]
+    table = pd.read_csv(NY_TOWNS, dtype={"town_id": str}).set_index("town_id")
+    lat0, lon0 = np.radians(table.loc[flows.origin, ["lat", "lon"]].to_numpy(float)).T
+    lat1, lon1 = np.radians(table.loc[flows.destination, ["lat", "lon"]].to_numpy(float)).T
+    h = np.sin((lat1 - lat0) / 2) ** 2 + np.cos(lat0) * np.cos(lat1) * np.sin((lon1 - lon0) / 2) ** 2
+    dist = 2 * 6371.0 * np.arcsin(np.sqrt(h))
+    origins = sorted(set(flows.origin))
+    x = np.column_stack(
+        [(flows.origin.to_numpy() == c).astype(float) for c in origins]
+        + [np.log(table.loc[flows.destination, "population"].to_numpy(float)), np.log(dist)]
+    )
+    twin = _numpy_poisson(flows.flow.to_numpy(float), x)
+    assert abs(twin[-2] - values["gamma"]) < 1e-8 and abs(-twin[-1] - values["beta"]) < 1e-8
+
+
+def test_the_two_conventions_differ_on_new_york(run_cli):
+    """Zeros for the unlisted pairs are information: the default fit is not the observed-pairs one."""
+    towns = load_table(NY_TOWNS)
+    flows = calibrate.read_flows(NY_FLOWS, towns)
+    fits = {}
+    for pairs in calibrate.PAIRS:
+        o, d, y, km, _, d_mass = calibrate.pairs_for_fit(flows, towns, "km", 60.0, 1.3, pairs)
+        fits[pairs] = (y.size, calibrate.engine_values(calibrate.fit("production", "power", y, o, d, km, None, d_mass)))
+    assert fits["all"][0] == 62 * 61 and fits["observed"][0] == 1892
+    assert abs(fits["all"][1]["beta"] - fits["observed"][1]["beta"]) > 0.01

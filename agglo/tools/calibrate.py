@@ -229,9 +229,18 @@ def read_flows(path: str, towns) -> pd.DataFrame:  # noqa: F821
     return out
 
 
-def pairs_for_fit(flows, towns, cost: str, speed: float, circuity: float):
-    """Every ordered pair of distinct places that appear in the flows (pairs not listed
-    count 0), with their cost (km, or MODEL.md's minutes), masses and observed flow."""
+PAIRS = ("all", "observed")
+
+
+def pairs_for_fit(flows, towns, cost: str, speed: float, circuity: float, pairs: str = "all"):
+    """The pairs the regression sees, with their cost (km, or MODEL.md's minutes), masses and
+    observed flow. Two conventions (flows from a place to itself are left out in both):
+
+    ``all``       every ordered pair of distinct places that appear in the flows; a pair the
+                  file does not list counts 0 (a zero is an observation: nobody commutes there)
+    ``observed``  only the pairs the file lists (scikit-mobility's gravity fit; its New York
+                  2011 example lists only positive flows, so the zeros are unknown, not zero)
+    """
     from agglo.engine.errors import UserError
     from agglo.kernels.reach import haversine_km, minutes_of_km
 
@@ -246,18 +255,19 @@ def pairs_for_fit(flows, towns, cost: str, speed: float, circuity: float):
         )
     index = {str(t): i for i, t in enumerate(towns.town_id)}
     listed = {(o, d): f for o, d, f in flows.itertuples(index=False)}
+    if pairs == "observed":
+        wanted = list(listed)
+    else:
+        wanted = [(o, d) for o in places for d in places if o != d]
     rows = []
-    for o in places:
-        for d in places:
-            if o == d:
-                continue
-            i, j = index[o], index[d]
-            km = haversine_km(towns.lat[i], towns.lon[i], towns.lat[j], towns.lon[j])
-            value = km if cost == "km" else minutes_of_km(km, circuity, speed)
-            rows.append((o, d, listed.get((o, d), 0.0), value, towns.population[i], towns.population[j]))
+    for o, d in wanted:
+        i, j = index[o], index[d]
+        km = haversine_km(towns.lat[i], towns.lon[i], towns.lat[j], towns.lon[j])
+        value = km if cost == "km" else minutes_of_km(km, circuity, speed)
+        rows.append((o, d, listed.get((o, d), 0.0), value, towns.population[i], towns.population[j]))
     origin, destination, flow, c, o_mass, d_mass = (np.asarray(col) for col in zip(*rows))
     flow = flow.astype(np.float64)
-    for o in places:
+    for o in sorted(set(origin.tolist())):  # an origin of the regression needs a positive flow
         if not flow[origin == o].sum() > 0:
             raise UserError(
                 f"--flows: origin {o!r} has no flow to another place; allowed: at least one positive flow per origin (or drop it)"

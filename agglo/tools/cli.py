@@ -50,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--cost", default="minutes", choices=["minutes", "km"], help="travel time (MODEL.md) or distance")
     cal.add_argument("--mode", default="commute", choices=["commute", "freight"], help="the mode the values are for")
     cal.add_argument(
+        "--pairs",
+        default="all",
+        choices=["all", "observed"],
+        help="all: every pair of the flows' places, unlisted ones as 0 (default); observed: the listed pairs only "
+        "(scikit-mobility's convention)",
+    )
+    cal.add_argument(
         "--out", metavar="FILE.yaml", help="write the fitted values as an override file for 'agglo run --params'"
     )
     cal.add_argument(
@@ -201,10 +208,14 @@ def cmd_calibrate(args) -> int:
     towns = load_table(args.towns)
     flows = calibrate.read_flows(args.flows, towns)
     mode = cfg.mode(args.mode)
-    o, d, y, cost, o_mass, d_mass = calibrate.pairs_for_fit(flows, towns, args.cost, mode.speed_kmh, mode.circuity)
+    o, d, y, cost, o_mass, d_mass = calibrate.pairs_for_fit(
+        flows, towns, args.cost, mode.speed_kmh, mode.circuity, args.pairs
+    )
     fit = calibrate.fit(args.model, args.decay, y, o, d, cost, o_mass, d_mass)
     print(
-        f"{args.flows}: {int((y > 0).sum())} observed pairs of {y.size} between {len(set(o))} places; cost in {args.cost}"
+        f"{args.flows}: {int((y > 0).sum())} pairs with a flow of {y.size} fitted between "
+        f"{len(set(o) | set(d))} places ({'the listed pairs only' if args.pairs == 'observed' else 'unlisted pairs count 0'}); "
+        f"cost in {args.cost}"
     )
     print(calibrate.format_fit(fit))
     values = calibrate.engine_values(fit)
