@@ -176,3 +176,31 @@ def test_page_in_headless_chromium(cube, tmp_path):
     image = matplotlib.image.imread(io.BytesIO(png), format="png")[..., :3]
     colours = np.unique((image.reshape(-1, 3) * 255).astype(np.uint8), axis=0)
     assert len(colours) > 50 and image.std() > 0.05, "the screenshot is blank"
+
+
+def test_outlines_are_clipped_to_the_view_and_thinned(tmp_path):
+    """The boundary reader on a shapefile written here: a line inside the view is kept (in
+    Web Mercator, thinned, ends kept), one outside it is dropped."""
+    shapefile = pytest.importorskip("shapefile", reason="pyshp comes with the maps extra")
+    from agglo.tools.explore import _clip, mercator, outlines
+
+    inside = [[(-97.0 + 0.001 * k, 17.0 + 0.0005 * k) for k in range(1001)]]
+    outside = [[(10.0, 50.0), (11.0, 51.0)]]
+    with shapefile.Writer(str(tmp_path / "lines"), shapeType=shapefile.POLYLINE) as w:
+        w.field("name", "C")
+        for name, parts in (("inside", inside), ("outside", outside)):
+            w.line(parts)
+            w.record(name)
+    x0, y0 = mercator(np.array([-98.0]), np.array([16.0]))
+    x1, y1 = mercator(np.array([-95.0]), np.array([19.0]))
+    view = ((float(x0[0]), float(x1[0])), (float(y0[0]), float(y1[0])))
+    with shapefile.Reader(str(tmp_path / "lines")) as reader:
+        xs, ys = _clip(reader.iterShapes(), *view)
+    assert len(xs) == 1, "the line outside the view is dropped"
+    ex, ey = mercator(np.array([-97.0, -96.0]), np.array([17.0, 17.5]))
+    assert abs(xs[0][0] - ex[0]) <= 1 and abs(ys[0][-1] - ey[1]) <= 1, "ends kept, in Web Mercator metres"
+    assert 2 < len(xs[0]) < 1001, "thinned to about a pixel"
+    layers = outlines(*view)
+    assert set(layers) == {"countries", "regions"}
+    if "not installed" not in layers["countries"][2]:
+        assert len(layers["countries"][0]) > 0, "Mexico's outline crosses this view"

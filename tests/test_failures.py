@@ -83,6 +83,7 @@ def _launch(store):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_setup_interrupted_at_many_points(sig, tmp_path, clean, run_cli):
     """Kill the driver before and all through the template's setup: the store is absent or
@@ -122,6 +123,7 @@ def _drop_consolidated(store: Path) -> None:
     root.write_text(json.dumps(meta))
 
 
+@pytest.mark.slow
 def test_unfinished_template_is_rebuilt(tmp_path, clean):
     """A template without its consolidated metadata (the last thing written: an object store
     or an older engine stopped during setup) is refused by every reader in one line, and
@@ -140,6 +142,7 @@ def test_unfinished_template_is_rebuilt(tmp_path, clean):
     assert_same(store, clean["sweep"])
 
 
+@pytest.mark.slow
 def test_cube_without_progress_record(tmp_path, clean):
     store = tmp_path / "p.zarr"
     rc, _, err = agglo("run", *SWEEP, f"store.path={store}", "--quiet")
@@ -345,6 +348,7 @@ def test_options_between_overrides_and_the_same_table_by_another_path(tmp_path, 
     assert "already complete" in err
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_ctrl_c_on_the_local_cluster(tmp_path):
     """SIGINT to the whole process group (a terminal's Ctrl-C) with the default local

@@ -53,7 +53,9 @@ def _write_record(store, **fields) -> Path:
     }
     path = Path(lease.lease_path(str(store)))
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record))
+    # Under the lease's own lock, as a writer taking it would: a plain write_text truncates
+    # first, and a holder reading in between would see no lease at all.
+    lease._transact(str(path), lambda found: (lease.Holder(**record), None))
     return path
 
 

@@ -83,6 +83,7 @@ def test_driver_sigkill_then_resume_equals_clean_run(tmp_path, run_cli):
         assert np.array_equal(a[name], b[name], equal_nan=True), name
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_worker_sigkill_mid_sweep_still_gives_the_clean_cube(tmp_path, run_cli):
     from tests.test_distributed import start_cluster, stop_cluster

