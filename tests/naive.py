@@ -141,7 +141,7 @@ def scenario_dense(lat, lon, population, region, is_core, mode: dict, closed: bo
     gap[idx, idx] = np.inf
     f = np.where(reach, deterrence(t, mode["decay"], mode["beta"], mode["min_time_min"]), 0.0)
     pop = population.astype(np.float64)
-    iterations, error = 0, np.nan
+    iterations, error, margin_error = 0, np.nan, np.nan
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         if mode["model"] == "attraction":
             w = pop[:, None] ** mode["alpha"] * f  # w'_ij over the i that reach j
@@ -154,24 +154,25 @@ def scenario_dense(lat, lon, population, region, is_core, mode: dict, closed: bo
             if mode["self_time_min"] is not None:
                 k[idx, idx] = deterrence(mode["self_time_min"], mode["decay"], mode["beta"], mode["min_time_min"])
             support = k.sum(axis=1) > 0
-            b = np.ones(n)
-            r = k @ (b * pop)
-            a = np.where(support, 1.0 / np.where(support, r, 1.0), 0.0)
+            # Symmetric balancing: A = B = x with x_i sum_j k_ij x_j pop_j = 1 (rows = columns).
+            x = np.where(support, 1.0 / np.sqrt(np.where(support, k @ pop, 1.0)), 0.0)
             for it in range(1, max_iter + 1):
-                c = k.T @ (a * pop)
-                b = np.where(support, 1.0 / np.where(support, c, 1.0), 0.0)
-                r = k @ (b * pop)
-                errors = np.abs(a * r - 1.0)[support]
+                r = x * (k @ (x * pop))
                 iterations = it
-                factors = np.concatenate([a[support], b[support], r[support]])
-                if not np.all((factors > 0) & (factors < np.inf)):
+                if not np.all((x[support] > 0) & (x[support] < np.inf) & (r[support] > 0) & (r[support] < np.inf)):
                     error = np.inf  # no balanced table exists
                     break
-                error = float(np.max(errors, initial=0.0))
+                error = float(np.max(np.abs(r - 1.0)[support], initial=0.0))
                 if error < tol:
                     break
-                a = np.where(support, 1.0 / np.where(support, r, 1.0), 0.0)
+                x = np.where(support, x / np.sqrt(np.where(support, r, 1.0)), 0.0)
+            a = b = x
             big_t = a[:, None] * pop[:, None] * k * b[None, :] * pop[None, :]
+            if np.isfinite(error):  # both margins of the whole table, self pair included
+                keep = support & (pop > 0)
+                rows_err = np.abs(big_t.sum(axis=1) / pop - 1.0)[keep]
+                cols_err = np.abs(big_t.sum(axis=0) / pop - 1.0)[keep]
+                margin_error = float(max(rows_err.max(initial=0.0), cols_err.max(initial=0.0)))
             big_t[idx, idx] = 0.0
             s = np.where(reach, big_t / pop[:, None], 0.0)
             inflow = big_t.sum(axis=0)
@@ -201,4 +202,5 @@ def scenario_dense(lat, lon, population, region, is_core, mode: dict, closed: bo
         "cap_gap": gap.min(axis=1),
         "ipf_iterations": iterations,
         "ipf_error": error,
+        "margin_error": margin_error,
     }

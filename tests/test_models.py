@@ -25,6 +25,7 @@ def check(towns, cfg):
                 assert not out["ipf_error"][m] < 1e-9
                 continue
             assert out["ipf_error"][m] < 1e-9
+            assert ref["margin_error"] < 1e-8, ref["margin_error"]  # the rows and the columns of T are met
             # float32 distances move the fixed point by ~1e-7: a slow balancing may need a few more rounds
             assert abs(int(out["ipf_iterations"][m]) - ref["ipf_iterations"]) <= max(1, ref["ipf_iterations"] // 10)
         compare(out, ref, m, cfg.mode(mode))
@@ -78,3 +79,65 @@ def test_a_batch_mixing_models_equals_one_scenario_at_a_time():
         one = compute_batch(network, batch_parameters(cfg, {k: v[s : s + 1] for k, v in swept.items()}, 1))
         for name in whole:
             assert np.array_equal(one[name][0], whole[name][s], equal_nan=True), (name, s)
+
+
+def test_symmetric_balance_is_the_furness_fixed_point():
+    """The kernel's symmetric balancing against plain Furness (alternating row and column
+    scaling, dense NumPy) run to 1e-12 on every town of Oaxaca: the same flows."""
+    from agglo.engine.config import AggloConfig
+    from tests.naive import deterrence, haversine_rows
+
+    towns = load_geonames("MX", ["20"], 500)
+    mode = dict(vars(AggloConfig().commute), model="doubly")
+    out = kernels_one(towns, make_config(mode, dict(mode), core_min=100000.0))
+    assert out["ipf_error"][0] < 1e-9
+    n, pop = len(towns), towns.population.astype(np.float64)
+    idx = np.arange(n)
+    t = 60 * mode["circuity"] * haversine_rows(towns.lat, towns.lon, idx) / mode["speed_kmh"]
+    k = np.where(t <= mode["cap_min"], deterrence(t, mode["decay"], mode["beta"], mode["min_time_min"]), 0.0)
+    k[idx, idx] = deterrence(mode["self_time_min"], mode["decay"], mode["beta"], mode["min_time_min"])
+    a, b = np.ones(n), np.ones(n)
+    for _ in range(20000):
+        a = 1.0 / (k @ (b * pop))
+        b = 1.0 / (k.T @ (a * pop))
+        if np.max(np.abs(a * (k @ (b * pop)) - 1.0)) < 1e-12:
+            break
+    furness = a[:, None] * pop[:, None] * k * b[None, :] * pop[None, :]
+    np.fill_diagonal(furness, 0.0)
+    np.testing.assert_allclose(out["inflow"][0], furness.sum(axis=0), rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_doubly_meets_both_margins_on_all_of_mexico():
+    """All of Mexico at the default caps, both modes: the balance converges to 1e-9, and the
+    table it gives meets its row and its column totals to 1e-9, summed here by scatter over
+    the pair list (not by the kernel's row gathers)."""
+    from agglo.engine.compute import reach_of
+    from agglo.engine.config import MODES, AggloConfig
+    from agglo.engine.network import forced_cores, prepare
+    from agglo.engine.scenarios import batch_parameters, core_mask, reach_radii
+    from agglo.kernels.doubly import IPF_TOL, doubly_ipf
+    from agglo.kernels.terms import mode_terms
+
+    towns = load_geonames("MX", None, 500)
+    cfg = AggloConfig()
+    cfg.cores.ids = []
+    one = batch_parameters(cfg, {}, 1)
+    network = prepare(towns, forced_cores(towns, []), reach_radii(one), core_floor=cfg.cores.min_population)
+    is_core = core_mask(network.population, network.forced_core, one.core_min_population)
+    pop = network.places.population
+    for name in MODES:
+        mode, rows = one.mode(name), network.rows[name]
+        ends = reach_of(network, rows, mode, one.closed, is_core).reach[0].astype(np.int64)
+        balance = doubly_ipf(rows, network.places, mode_terms(mode, mode.gamma, one.closed), mode, 0, ends)
+        assert balance.error < IPF_TOL, (name, balance.error, balance.iterations)
+        origin = np.repeat(np.arange(len(pop)), np.diff(rows.offsets))
+        dest = rows.neighbour.astype(np.int64)
+        flow = balance.a[origin] * pop[origin] * balance.b[dest] * pop[dest] * balance.f
+        home = balance.a * balance.b * pop * pop * balance.self_f
+        out_total = np.bincount(origin, weights=flow, minlength=len(pop)) + home
+        in_total = np.bincount(dest, weights=flow, minlength=len(pop)) + home
+        has_pair = balance.a > 0
+        assert has_pair.sum() > 0.99 * len(pop)
+        for total in (out_total, in_total):
+            assert np.max(np.abs(total[has_pair] / pop[has_pair] - 1.0)) < 1e-9, name

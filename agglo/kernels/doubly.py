@@ -1,8 +1,8 @@
 """The doubly-constrained gravity model (MODEL.md, "Other flow models", ``doubly``).
 
 ``T_ij = A_i O_i B_j D_j f(t_ij)`` over the reachable pairs (and the self pair when
-``self_time_min`` is set), ``O = D = population``, balanced by iterative proportional
-fitting (Furness) in float64. Every sum gathers along a row in row order (reachability is
+``self_time_min`` is set), ``O = D = population``, balanced in float64 by the symmetric form
+of iterative proportional fitting (see :func:`doubly_ipf`). Every sum gathers along a row in row order (reachability is
 symmetric, so a column sum is a row sum), so the result does not depend on the threads.
 """
 
@@ -67,31 +67,31 @@ def _weighted_row_sums(rows, f, ends, weight, self_f, out):
 
 
 @strict
-def _inverse(values, support):
-    return np.where(support, 1.0 / np.where(support, values, 1.0), 0.0)
-
-
-@strict
-def _row_error(a, b, r, support):
-    """max_i |A_i R_i - 1| over towns with a pair; inf when a factor left the floats."""
+def _balance_error(x, r, support):
+    """max_i |r_i - 1| over towns with a pair (r_i: row total / O_i); inf when a factor left the floats."""
     error = 0.0
-    for i in range(a.shape[0]):
+    for i in range(x.shape[0]):
         if support[i]:
-            if not (0.0 < a[i] < np.inf and 0.0 < b[i] < np.inf and 0.0 < r[i] < np.inf):
+            if not (0.0 < x[i] < np.inf and 0.0 < r[i] < np.inf):
                 return np.inf
-            error = max(error, abs(a[i] * r[i] - 1.0))
+            error = max(error, abs(r[i] - 1.0))
     return error
 
 
 @strict
 def doubly_ipf(rows, places, terms, mode, s, ends):
-    """Furness balancing of scenario ``s`` (``ends``: each row's reachable prefix).
+    """Balancing of scenario ``s`` (``ends``: each row's reachable prefix), symmetric.
 
-    Order: B = 1; A = 1/R(B); then repeat: B = 1/C(A) (columns exact), R = R(B),
-    error = max_i |A_i R_i - 1| over towns with any pair; stop when error < IPF_TOL
-    (A kept, so the columns stay exact) or after IPF_MAX_ITER, else A = 1/R. When a
-    factor leaves the floats (no balanced table exists: a town's total exceeds what the
-    towns it reaches can take) balancing stops with error = inf. Returns a :class:`Balance`.
+    With O = D = population and f(t_ij) = f(t_ji), the balanced table is symmetric and
+    A = B = x, with x_i Σ_j x_j D_j f_ij = 1 for every town with a pair (the row and the
+    column constraints are the same equations). Each round is one pass over the pairs:
+    r = x (M x), error = max_i |r_i - 1| (the largest relative row error, which is also the
+    column error), stop when error < IPF_TOL or after IPF_MAX_ITER rounds, else the
+    geometric mean of the two Furness half-steps, x = x / sqrt(r). In log terms an error
+    mode e becomes (e - P e) / 2 (P the row-normalised table), so the smooth, country-wide
+    modes that make plain Furness crawl at national scale vanish in a few rounds; the fixed
+    point is Furness's (the products A_i B_j are unique). When a factor leaves the floats (no
+    balanced table exists) balancing stops with error = inf. Returns a :class:`Balance`.
     """
     population = places.population
     n = population.shape[0]
@@ -99,29 +99,25 @@ def doubly_ipf(rows, places, terms, mode, s, ends):
     self_f = 0.0
     if terms.has_self[s]:
         self_f = np.exp(log_deterrence(mode.self_time_min[s], terms.decay[s], terms.beta[s], mode.min_time_min[s]))
-    b = np.ones(n)
-    r = np.zeros(n)
-    col = np.zeros(n)
-    _weighted_row_sums(rows, f, ends, b * population, self_f, r)
-    support = r > 0
-    a = _inverse(r, support)
+    m = np.zeros(n)
+    _weighted_row_sums(rows, f, ends, population.copy(), self_f, m)
+    support = m > 0
+    x = np.where(support, 1.0 / np.sqrt(np.where(support, m, 1.0)), 0.0)
     iterations = 0
     error = np.inf
     for it in range(1, IPF_MAX_ITER + 1):
-        _weighted_row_sums(rows, f, ends, a * population, self_f, col)
-        b = _inverse(col, support)
-        _weighted_row_sums(rows, f, ends, b * population, self_f, r)
-        error = _row_error(a, b, r, support)
+        _weighted_row_sums(rows, f, ends, x * population, self_f, m)
+        r = x * m
+        error = _balance_error(x, r, support)
         iterations = it
         if not np.isfinite(error):
             error = np.inf
             break
         if error < IPF_TOL:
             break
-        a = _inverse(r, support)
-    log_a = np.where(support, np.log(np.where(support, a, 1.0)), -np.inf)
-    log_b = np.where(support, np.log(np.where(support, b, 1.0)), -np.inf)
-    return Balance(a, b, log_a, log_b, iterations, error, f, self_f)
+        x = np.where(support, x / np.sqrt(np.where(support, r, 1.0)), 0.0)
+    log_x = np.where(support, np.log(np.where(support, x, 1.0)), -np.inf)
+    return Balance(x, x, log_x, log_x, iterations, error, f, self_f)
 
 
 @strict
