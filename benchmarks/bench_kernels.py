@@ -103,7 +103,7 @@ def mixed_caps(batch: int) -> dict:
     }
 
 
-def run_case(name: str, batch: int, repeat: int, max_rows: int, check: bool) -> dict:
+def run_case(name: str, batch: int, repeat: int, max_rows: int, check: bool, model_batch: int = 0) -> dict:
     towns = CASES[name]()
     cfg = AggloConfig()
     cfg.cores.ids = []
@@ -158,7 +158,50 @@ def run_case(name: str, batch: int, repeat: int, max_rows: int, check: bool) -> 
         "pairs_per_s_core": 2 * pairs / t_batch / cores,
         "peak_mib": kernel_peak,
         "network_mib": network.nbytes / 2**20,
+        "models": model_rows(towns, cfg, network, model_batch, repeat) if model_batch else [],
     }
+
+
+MODELS = ("gravity", "attraction", "doubly", "radiation")
+DENSE_TWIN_MAX_TOWNS = 3000  # the dense twin of the other models holds several N x N arrays
+
+
+def model_rows(towns, cfg, network, batch: int, repeat: int) -> list[dict]:
+    """Each flow model at the default caps, both modes: ms a scenario alone and in a batch of
+    ``batch`` (betas varied), its ratio to gravity's batch in this run, and the model's dense
+    NumPy twin (tests/naive.py) for one scenario where the case is small enough to hold it."""
+    from tests.naive import scenario_dense
+
+    rows = []
+    is_core = (towns.population >= cfg.cores.min_population) | towns.core
+    for model in MODELS:
+
+        def swept(n, model=model):
+            out = {f"{m}.model": np.array([model] * n, dtype=object) for m in ("commute", "freight")}
+            if n > 1:
+                out |= {"commute.beta": np.linspace(1.5, 2.5, n), "freight.beta": np.linspace(0.5, 1.5, n)}
+            return out
+
+        one = batch_parameters(cfg, swept(1), 1)
+        many = batch_parameters(cfg, swept(batch), batch)
+        tries = 1 if model == "doubly" else repeat
+        compute_batch(network, one)  # compile or load
+        t_one = best_of(lambda one=one: compute_batch(network, one), tries)
+        out = {}
+        t_batch = best_of(lambda many=many, out=out: out.update(compute_batch(network, many)), tries) / batch
+        row = {"model": model, "one_ms": 1e3 * t_one, "batch_ms": 1e3 * t_batch, "dense_ms": None}
+        row["ipf_error"] = float(np.max(out["ipf_error"])) if model == "doubly" else None
+        if len(towns) <= DENSE_TWIN_MAX_TOWNS:
+            t = time.perf_counter()
+            for mode in ("commute", "freight"):
+                params = dict(vars(cfg.mode(mode)), model=model)
+                scenario_dense(towns.lat, towns.lon, towns.population, towns.region_code, is_core, params, False)
+            row["dense_ms"] = 1e3 * (time.perf_counter() - t)
+        rows.append(row)
+    gravity = rows[0]["batch_ms"]
+    for row in rows:
+        row["x_gravity"] = row["batch_ms"] / gravity
+    return rows
 
 
 TARGETS = [
@@ -174,6 +217,7 @@ TARGETS = [
 def _one_case_in_subprocess(name: str, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", name, "--batch", str(args.batch), "--repeat", str(args.repeat)]
     cmd += ["--max-reference-rows", str(args.max_reference_rows)] + (["--check"] if args.check else [])
+    cmd += ["--model-batch", str(args.model_batch)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"case {name} failed:\n{done.stderr[-3000:]}")
@@ -192,10 +236,17 @@ def main(argv=None) -> int:
         help="time the dense reference on at most this many origin rows (scaled to all)",
     )
     parser.add_argument("--check", action="store_true", help="also compare cores with the reference where it ran whole")
+    parser.add_argument(
+        "--model-batch",
+        type=int,
+        default=16,
+        help="batch size of the per-model rows (0: skip them; the doubly balance costs seconds a scenario)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # run one case here, print JSON
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(run_case(args.worker, args.batch, args.repeat, args.max_reference_rows, args.check)))
+        r = run_case(args.worker, args.batch, args.repeat, args.max_reference_rows, args.check, args.model_batch)
+        print(json.dumps(r))
         return 0
     print(
         f"agglo kernel benchmark: {os.cpu_count()} cores, default caps (commute 60 min, freight 240 min), "
@@ -221,6 +272,33 @@ def main(argv=None) -> int:
         f"mixed = a batch of {args.batch} with the caps of the 512-scenario cap sweep (commute 30-100, freight 120-330 min) "
         "in no order; /ideal = mixed / (the fixed-cap batch's time per reached pair x the pairs each mixed scenario reaches)"
     )
+    if args.model_batch:
+        print(
+            f"\nflow models (#13), default caps, both modes; batch = {args.model_batch} scenarios (betas varied); "
+            "'x gravity' = batch ms / gravity's batch ms in the same process; dense = the model's NumPy twin, "
+            f"one scenario (cases up to {DENSE_TWIN_MAX_TOWNS} towns)"
+        )
+        print(
+            f"{'case':10} {'model':11} {'alone ms':>9} {'batch ms':>9} {'x gravity':>9} {'dense ms':>9} {'x dense':>8}  doubly error"
+        )
+        for r in results.values():
+            for m in r["models"]:
+                dense = (
+                    f"{m['dense_ms']:>9.0f} {m['dense_ms'] / m['batch_ms']:>8.0f}"
+                    if m["dense_ms"]
+                    else f"{'-':>9} {'-':>8}"
+                )
+                err = f"  {m['ipf_error']:.1e}" if m["ipf_error"] is not None else ""
+                print(
+                    f"{r['case']:10} {m['model']:11} {m['one_ms']:>9.2f} {m['batch_ms']:>9.2f} {m['x_gravity']:>9.1f} {dense}{err}"
+                )
+        limits = {"attraction": 1.5, "radiation": 3.0, "doubly": 20.0}
+        for m in results.get("mexico", {}).get("models", []):
+            if m["model"] in limits:
+                met = m["x_gravity"] <= limits[m["model"]]
+                print(
+                    f"  Mexico, {m['model']} batch / gravity batch (#13): {m['x_gravity']:.1f} <= {limits[m['model']]:g} {'met' if met else 'NOT met'}"
+                )
     checked = [t for t in TARGETS if t[0] in results]
     if checked:
         print("targets (issues #4, #12):")

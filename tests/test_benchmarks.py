@@ -8,8 +8,11 @@ from benchmarks.bench_kernels import main, run_case
 def test_benchmark_smoke(capsys):
     r = run_case("synthetic", batch=4, repeat=1, max_rows=2000, check=True)
     assert r["one_ms"] > 0 and r["ref_ms"] > 0 and r["pairs"] > 0
-    assert main(["--cases", "synthetic", "--batch", "2", "--repeat", "1"]) == 0
-    assert "synthetic" in capsys.readouterr().out
+    assert main(["--cases", "synthetic", "--batch", "2", "--repeat", "1", "--model-batch", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic" in out and "flow models" in out
+    for model in ("attraction", "doubly", "radiation"):
+        assert f"synthetic  {model}" in out, out
 
 
 def test_sweep_benchmark_smoke(capsys):
