@@ -276,7 +276,8 @@ def main(argv=None) -> int:
         print(
             f"\nflow models (#13), default caps, both modes; batch = {args.model_batch} scenarios (betas varied); "
             "'x gravity' = batch ms / gravity's batch ms in the same process; dense = the model's NumPy twin, "
-            f"one scenario (cases up to {DENSE_TWIN_MAX_TOWNS} towns)"
+            f"one scenario (cases up to {DENSE_TWIN_MAX_TOWNS} towns); radiation ignores beta, so its batch "
+            "is one shared pass (alone = its cost for a scenario of its own)"
         )
         print(
             f"{'case':10} {'model':11} {'alone ms':>9} {'batch ms':>9} {'x gravity':>9} {'dense ms':>9} {'x dense':>8}  doubly error"
@@ -298,6 +299,11 @@ def main(argv=None) -> int:
                 met = m["x_gravity"] <= limits[m["model"]]
                 print(
                     f"  Mexico, {m['model']} batch / gravity batch (#13): {m['x_gravity']:.1f} <= {limits[m['model']]:g} {'met' if met else 'NOT met'}"
+                    + (
+                        "  (one shared pass; a scenario of its own reach costs 'alone')"
+                        if m["model"] == "radiation"
+                        else ""
+                    )
                 )
     checked = [t for t in TARGETS if t[0] in results]
     if checked:

@@ -141,3 +141,34 @@ def test_doubly_meets_both_margins_on_all_of_mexico():
         assert has_pair.sum() > 0.99 * len(pop)
         for total in (out_total, in_total):
             assert np.max(np.abs(total[has_pair] / pop[has_pair] - 1.0)) < 1e-9, name
+
+
+def test_radiation_scenarios_that_differ_only_in_its_unused_parameters_share_one_pass():
+    """Radiation ignores beta, gamma, alpha and threshold: such scenarios are computed once and
+    copied, and equal their one-by-one runs bit for bit; a different cap or core set is not shared."""
+    from agglo.engine.compute import compute_batch, radiation_twins
+    from agglo.engine.network import prepare
+    from agglo.engine.scenarios import batch_parameters, core_mask, reach_radii
+    from agglo.engine.towns import synthetic
+    from tests.strategies import DEFAULT_COMMUTE
+
+    towns = synthetic(300, 5)
+    cfg = make_config(
+        dict(DEFAULT_COMMUTE, model="radiation"), dict(DEFAULT_COMMUTE, model="radiation"), core_min=20000.0
+    )
+    swept = {
+        "commute.beta": np.array([1.0, 2.0, 1.0, 3.0, 2.0]),
+        "commute.cap_min": np.array([60.0, 60.0, 90.0, 60.0, 60.0]),
+        "commute.threshold": np.array([0.1, 0.2, 0.1, 0.3, 0.2]),
+        "cores.min_population": np.array([20000.0, 20000.0, 20000.0, 20000.0, 50000.0]),
+    }
+    params = batch_parameters(cfg, swept, 5)
+    network = prepare(towns, towns.core, reach_radii(params), core_floor=20000.0)
+    is_core = core_mask(network.population, network.forced_core, params.core_min_population)
+    assert radiation_twins(params.mode("commute"), params.closed, is_core).tolist() == [0, 0, 2, 0, 4]
+    whole = compute_batch(network, params)
+    for s in range(5):
+        one = compute_batch(network, batch_parameters(cfg, {k: v[s : s + 1] for k, v in swept.items()}, 1))
+        for name in whole:
+            assert np.array_equal(one[name][0], whole[name][s], equal_nan=True), (name, s)
+    assert not np.array_equal(whole["core"][0], whole["core"][3])  # the threshold still applies

@@ -95,13 +95,28 @@ def radiate(network: Network, rows: Rows, mode: ModeParams, s: int, closed: bool
     )
 
 
+def radiation_twins(mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -> np.ndarray:
+    """For each scenario, the first scenario of the batch with the same radiation results.
+
+    The radiation model is parameter-free: its shares depend only on the reach (cap, circuity,
+    speed, borders) and on which towns are cores, so scenarios that differ only in beta,
+    gamma, alpha, threshold, ... share one pass (the same bits, copied)."""
+    first: dict = {}
+    keys = zip(mode.cap_min, mode.circuity, mode.speed_kmh, closed, (row.tobytes() for row in is_core))
+    return np.array([first.setdefault(key, s) for s, key in enumerate(keys)], dtype=np.int64)
+
+
 def _radiation(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -> dict:
     origins = reach_of(network, rows, mode, closed, is_core)
     n_scen, n = origins.reach.shape
     best_core = np.empty((n_scen, n), dtype=np.int32)
     best_share = np.empty((n_scen, n))
     inflow = np.empty((n_scen, n))
+    twin = radiation_twins(mode, closed, is_core)
     for s in range(n_scen):
+        if twin[s] != s:
+            best_core[s], best_share[s], inflow[s] = best_core[twin[s]], best_share[twin[s]], inflow[twin[s]]
+            continue
         ends = origins.reach[s].astype(np.int64)
         share, best_core[s], best_share[s], _ = radiate(network, rows, mode, s, bool(closed[s]), ends, is_core[s])
         inflow[s] = scatter_inflow(rows, network.places, ends, share)
