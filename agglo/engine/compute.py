@@ -107,20 +107,20 @@ def radiation_twins(mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -
 
 
 def _radiation(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -> dict:
-    origins = reach_of(network, rows, mode, closed, is_core)
-    n_scen, n = origins.reach.shape
-    best_core = np.empty((n_scen, n), dtype=np.int32)
-    best_share = np.empty((n_scen, n))
-    inflow = np.empty((n_scen, n))
     twin = radiation_twins(mode, closed, is_core)
-    for s in range(n_scen):
-        if twin[s] != s:
-            best_core[s], best_share[s], inflow[s] = best_core[twin[s]], best_share[twin[s]], inflow[twin[s]]
-            continue
-        ends = origins.reach[s].astype(np.int64)
-        share, best_core[s], best_share[s], _ = radiate(network, rows, mode, s, bool(closed[s]), ends, is_core[s])
-        inflow[s] = scatter_inflow(rows, network.places, ends, share)
-    return _by_destination(origins, best_core, best_share, inflow)
+    unique = np.flatnonzero(twin == np.arange(twin.shape[0]))  # the scenarios computed
+    origins = reach_of(network, rows, take(mode, unique), closed[unique], np.ascontiguousarray(is_core[unique]))
+    n_unique, n = origins.reach.shape
+    best_core = np.empty((n_unique, n), dtype=np.int32)
+    best_share = np.empty((n_unique, n))
+    inflow = np.empty((n_unique, n))
+    for k, s in enumerate(unique):
+        ends = origins.reach[k].astype(np.int64)
+        share, best_core[k], best_share[k], _ = radiate(network, rows, mode, s, bool(closed[s]), ends, is_core[s])
+        inflow[k] = scatter_inflow(rows, network.places, ends, share)
+    back = np.searchsorted(unique, twin)  # each scenario's row among the computed ones
+    origins = origins._replace(n_reachable=origins.n_reachable[back])
+    return _by_destination(origins, best_core[back], best_share[back], inflow[back])
 
 
 MODEL_PASSES = {

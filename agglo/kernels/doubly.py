@@ -2,8 +2,9 @@
 
 ``T_ij = A_i O_i B_j D_j f(t_ij)`` over the reachable pairs (and the self pair when
 ``self_time_min`` is set), ``O = D = population``, balanced in float64 by the symmetric form
-of iterative proportional fitting (see :func:`doubly_ipf`). Every sum gathers along a row in row order (reachability is
-symmetric, so a column sum is a row sum), so the result does not depend on the threads.
+of iterative proportional fitting (see :func:`doubly_ipf`). Every sum gathers along a row in
+row order (reachability is symmetric, so a column sum is a row sum), so the result does not
+depend on the threads.
 """
 
 from typing import NamedTuple
