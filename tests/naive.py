@@ -125,6 +125,55 @@ def scenario(
     return out
 
 
+ANDERSON_MEMORY = 8
+
+
+def anderson_balance(k, pop, support, tol, max_iter):
+    """The symmetric balance x_i sum_j k_ij pop_j x_j = 1, dense: plain step g = u - log(r)/2
+    (u = log x), mixed by Anderson type II with the last ANDERSON_MEMORY residual differences
+    (least squares by the normal equations, ridge 1e-10 of their largest diagonal). A mixed
+    iterate that leaves the floats is dropped for a plain step from the last finite one; a
+    plain step that does means no balanced table: error inf. Returns (x, rounds, error)."""
+    m0 = k @ pop
+    u = np.where(support, np.log(np.where(support, 1.0 / np.sqrt(np.where(support, m0, 1.0)), 1.0)), 0.0)
+    d_f, d_g, prev, good, mixed = [], [], None, u, False
+    error, it, x = np.inf, 0, np.where(support, np.exp(u), 0.0)
+    for it in range(1, max_iter + 1):
+        x = np.where(support, np.exp(u), 0.0)
+        r = x * (k @ (x * pop))
+        ok = np.all((x[support] > 0) & (x[support] < np.inf) & (r[support] > 0) & (r[support] < np.inf))
+        if not ok:
+            error = np.inf
+            if not mixed:
+                break
+            u, d_f, d_g, prev, mixed = good, [], [], None, False
+            continue
+        error = float(np.max(np.abs(r - 1.0)[support], initial=0.0))
+        if error < tol:
+            break
+        good = u
+        fk = np.where(support, -0.5 * np.log(np.where(support, r, 1.0)), 0.0)
+        g = u + fk
+        if prev is not None:
+            d_f.append(fk - prev[0])
+            d_g.append(g - prev[1])
+            d_f, d_g = d_f[-ANDERSON_MEMORY:], d_g[-ANDERSON_MEMORY:]
+        prev = (fk, g)
+        u, mixed = g, False
+        if d_f:
+            df = np.array(d_f)
+            h = df @ df.T
+            h[np.diag_indices_from(h)] += 1e-10 * np.max(np.diag(h))
+            try:
+                gamma = np.linalg.solve(h, df @ fk)
+            except np.linalg.LinAlgError:
+                gamma = None
+            if gamma is not None and np.all(np.isfinite(gamma)):
+                u = g - gamma @ np.array(d_g)
+            mixed = True
+    return x, it, error  # x of the last round evaluated
+
+
 def scenario_dense(lat, lon, population, region, is_core, mode: dict, closed: bool, tol=1e-9, max_iter=1000):
     """MODEL.md's other flow models ("attraction", "doubly", "radiation"), dense N x N.
 
@@ -154,18 +203,9 @@ def scenario_dense(lat, lon, population, region, is_core, mode: dict, closed: bo
             if mode["self_time_min"] is not None:
                 k[idx, idx] = deterrence(mode["self_time_min"], mode["decay"], mode["beta"], mode["min_time_min"])
             support = k.sum(axis=1) > 0
-            # Symmetric balancing: A = B = x with x_i sum_j k_ij x_j pop_j = 1 (rows = columns).
-            x = np.where(support, 1.0 / np.sqrt(np.where(support, k @ pop, 1.0)), 0.0)
-            for it in range(1, max_iter + 1):
-                r = x * (k @ (x * pop))
-                iterations = it
-                if not np.all((x[support] > 0) & (x[support] < np.inf) & (r[support] > 0) & (r[support] < np.inf)):
-                    error = np.inf  # no balanced table exists
-                    break
-                error = float(np.max(np.abs(r - 1.0)[support], initial=0.0))
-                if error < tol:
-                    break
-                x = np.where(support, x / np.sqrt(np.where(support, r, 1.0)), 0.0)
+            # Symmetric balancing: A = B = x with x_i sum_j k_ij x_j pop_j = 1 (rows = columns),
+            # plain step u = u - log(r) / 2 in u = log x, Anderson-mixed with the last 8 steps.
+            x, iterations, error = anderson_balance(k, pop, support, tol, max_iter)
             a = b = x
             big_t = a[:, None] * pop[:, None] * k * b[None, :] * pop[None, :]
             if np.isfinite(error):  # both margins of the whole table, self pair included
