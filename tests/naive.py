@@ -137,8 +137,9 @@ def anderson_balance(k, pop, support, tol, max_iter):
     m0 = k @ pop
     u = np.where(support, np.log(np.where(support, 1.0 / np.sqrt(np.where(support, m0, 1.0)), 1.0)), 0.0)
     d_f, d_g, prev, good, mixed = [], [], None, u, False
-    error, it, x = np.inf, 0, np.where(support, np.exp(u), 0.0)
+    error, rounds, x = np.inf, 0, np.where(support, np.exp(u), 0.0)
     for it in range(1, max_iter + 1):
+        rounds = it
         x = np.where(support, np.exp(u), 0.0)
         r = x * (k @ (x * pop))
         ok = np.all((x[support] > 0) & (x[support] < np.inf) & (r[support] > 0) & (r[support] < np.inf))
@@ -171,7 +172,7 @@ def anderson_balance(k, pop, support, tol, max_iter):
             if gamma is not None and np.all(np.isfinite(gamma)):
                 u = g - gamma @ np.array(d_g)
             mixed = True
-    return x, it, error  # x of the last round evaluated
+    return x, rounds, error  # x of the last round evaluated
 
 
 def scenario_dense(lat, lon, population, region, is_core, mode: dict, closed: bool, tol=1e-9, max_iter=1000):
