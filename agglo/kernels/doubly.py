@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from agglo.kernels.jit import prange, strict, strict_parallel
-from agglo.kernels.terms import log_deterrence, log_deterrence_km
+from agglo.kernels.terms import POWER, log_deterrence, log_deterrence_km
 
 IPF_TOL = 1e-9
 IPF_MAX_ITER = 1000
@@ -34,6 +34,7 @@ class Balance(NamedTuple):
 def _deterrence_pairs(rows, places, terms, s, ends):
     """f(t_ij), computed in float64 and held in float32, for the reachable pairs of scenario ``s`` (0 elsewhere)."""
     f = np.zeros(rows.neighbour.shape[0], dtype=np.float32)
+    power = terms.decay[s] == POWER  # power decay needs log km only
     chunks = rows.chunks
     for ch in prange(chunks.shape[0] - 1):
         for i in range(chunks[ch], chunks[ch + 1]):
@@ -44,7 +45,7 @@ def _deterrence_pairs(rows, places, terms, s, ends):
                 log_km = np.float64(rows.log_dist[start + q])
                 log_f = log_deterrence_km(
                     log_km,
-                    np.exp(log_km),
+                    0.0 if power else np.exp(log_km),
                     terms.decay[s],
                     terms.beta[s],
                     terms.min_per_km[s],
