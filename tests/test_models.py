@@ -26,8 +26,9 @@ def check(towns, cfg):
                 continue
             assert out["ipf_error"][m] < 1e-9
             assert ref["margin_error"] < 1e-8, ref["margin_error"]  # the rows and the columns of T are met
-            # float32 distances move the fixed point by ~1e-7: a slow balancing may need a few more rounds
-            assert abs(int(out["ipf_iterations"][m]) - ref["ipf_iterations"]) <= max(1, ref["ipf_iterations"] // 10)
+            # float32 distances and f (held in float32) move the fixed point by ~1e-7: from 1e-7 to
+            # 1e-9 takes up to 2 more rounds, and a slow balancing may need a few more
+            assert abs(int(out["ipf_iterations"][m]) - ref["ipf_iterations"]) <= max(2, ref["ipf_iterations"] // 10)
         compare(out, ref, m, cfg.mode(mode))
         if cfg.mode(mode).model != "doubly":
             assert out["ipf_iterations"][m] == 0 and np.isnan(out["ipf_error"][m])
