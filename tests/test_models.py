@@ -173,3 +173,36 @@ def test_radiation_scenarios_that_differ_only_in_its_unused_parameters_share_one
         for name in whole:
             assert np.array_equal(one[name][0], whole[name][s], equal_nan=True), (name, s)
     assert not np.array_equal(whole["core"][0], whole["core"][3])  # the threshold still applies
+
+
+@pytest.mark.slow
+def test_a_model_sweep_over_all_of_mexico_equals_one_by_one_runs(tmp_path, run_cli):
+    """#13: `commute.model=gravity,attraction,doubly,radiation` x two freight models over every
+    town of Mexico: the cube from batches of 8 mixing every model equals the cube from one
+    scenario a batch, and the doubly scenario equals a run of its own, bit for bit."""
+    import xarray as xr
+
+    from agglo.engine.store import VARIABLES
+
+    sweep = ["commute.model=gravity,attraction,doubly,radiation", "freight.model=doubly,radiation"]
+    base = ["experiment=mexico", "executor.kind=synchronous", "--quiet"]
+    cubes = {}
+    for label, size in (("mixed", 8), ("one_by_one", 1)):
+        store = tmp_path / f"{label}.zarr"
+        code, _, err = run_cli("run", *base, *sweep, f"executor.batch_size={size}", f"store.path={store}")
+        assert code == 0, err
+        cubes[label] = xr.open_zarr(store)
+    alone = tmp_path / "alone.zarr"
+    code, _, err = run_cli("run", *base, "commute.model=doubly", "freight.model=radiation", f"store.path={alone}")
+    assert code == 0, err
+    single = xr.open_zarr(alone)
+    mixed, one = cubes["mixed"], cubes["one_by_one"]
+    assert mixed.sizes["town"] == 16761
+    picked = mixed.sel({"commute.model": "doubly", "freight.model": "radiation"})
+    for name in VARIABLES:
+        assert np.array_equal(mixed[name].values, one[name].values, equal_nan=True), name
+        assert np.array_equal(picked[name].values, single[name].values, equal_nan=True), name
+    # Every commuting model balanced or assigned something, and doubly converged on both modes.
+    doubly = mixed.sel({"commute.model": "doubly", "freight.model": "doubly"})
+    assert (doubly["ipf_error"].values < 1e-9).all()
+    assert (mixed["coverage"].values > 0).all()
