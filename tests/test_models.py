@@ -175,6 +175,50 @@ def test_radiation_scenarios_that_differ_only_in_its_unused_parameters_share_one
     assert not np.array_equal(whole["core"][0], whole["core"][3])  # the threshold still applies
 
 
+def test_radiation_over_caps_from_half_a_minute_to_400_in_one_pass_equals_each_alone():
+    """Radiation scenarios that differ in their caps share one pass over the widest reach
+    (kernels/radiation.radiation_batch): every town of Oaxaca, caps 0.5 to 400 min in no
+    order, one borders-closed and one with other cores among them: the batch equals one
+    scenario at a time bit for bit, and each up to 90 min equals the dense twin."""
+    from agglo.engine.compute import compute_batch, radiation_groups
+    from agglo.engine.network import prepare
+    from agglo.engine.scenarios import batch_parameters, core_mask, reach_radii
+    from tests.strategies import DEFAULT_COMMUTE
+
+    towns = load_geonames("MX", ["20"], 500)
+    mode = dict(DEFAULT_COMMUTE, model="radiation")
+    cfg = make_config(mode, dict(mode), core_min=20000.0)
+    caps = np.array([90.0, 0.5, 400.0, 30.0, 60.0, 240.0, 60.0, 15.0])
+    swept = {
+        "commute.cap_min": caps,
+        "freight.cap_min": caps[::-1].copy(),
+        "borders": np.array(["open"] * 6 + ["closed", "open"], dtype=object),
+        "cores.min_population": np.array([20000.0] * 7 + [50000.0]),
+    }
+    params = batch_parameters(cfg, swept, len(caps))
+    network = prepare(towns, towns.core, reach_radii(params), core_floor=20000.0)
+    is_core = core_mask(network.population, network.forced_core, params.core_min_population)
+    groups = radiation_groups(params.mode("commute"), params.closed, is_core)
+    assert sorted(map(len, groups)) == [1, 1, 6]  # one pass serves the six that differ in cap only
+    whole = compute_batch(network, params)
+    for s in range(len(caps)):
+        one_params = batch_parameters(cfg, {k: v[s : s + 1] for k, v in swept.items()}, 1)
+        one = compute_batch(network, one_params)
+        for name in whole:
+            assert np.array_equal(one[name][0], whole[name][s], equal_nan=True), (name, s)
+        if max(caps[s], caps[::-1][s]) > 90:
+            continue  # the dense twin's S_ij is cubic in the reach
+        one_cfg = make_config(
+            dict(mode, cap_min=float(caps[s])),
+            dict(mode, cap_min=float(caps[::-1][s])),
+            str(swept["borders"][s]),
+            float(swept["cores.min_population"][s]),
+        )
+        for m, name in enumerate(("commute", "freight")):
+            compare({k: v[0] for k, v in one.items()}, reference(towns, one_cfg, name), m, one_cfg.mode(name))
+    assert len({whole["share"][s, 0].tobytes() for s in range(len(caps))}) >= 6  # the caps matter
+
+
 @pytest.mark.slow
 def test_a_model_sweep_over_all_of_mexico_equals_one_by_one_runs(tmp_path, run_cli):
     """#13: `commute.model=gravity,attraction,doubly,radiation` x two freight models over every

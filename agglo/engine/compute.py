@@ -15,7 +15,7 @@ from agglo.engine.scenarios import MODEL_CODES, ScenarioBatch, core_mask, reach_
 from agglo.kernels import ModeParams, Rows, assign_batch, inflow_pass, origin_pass
 from agglo.kernels.cores import best_core_by_destination
 from agglo.kernels.doubly import doubly_inflow, doubly_ipf
-from agglo.kernels.radiation import radiation_pass, scatter_inflow
+from agglo.kernels.radiation import batch_inflow, radiation_batch
 from agglo.kernels.records import take
 from agglo.kernels.terms import mode_terms
 
@@ -88,11 +88,15 @@ def _doubly(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarray, 
     return _by_destination(origins, best_core, best_share, inflow, ipf_iterations=iterations, ipf_error=error)
 
 
-def radiate(network: Network, rows: Rows, mode: ModeParams, s: int, closed: bool, ends, is_core):
-    """:func:`agglo.kernels.radiation.radiation_pass` for scenario ``s``."""
-    return radiation_pass(
+def radiate(network: Network, rows: Rows, mode: ModeParams, s: int, closed: bool, ends, is_core) -> np.ndarray:
+    """s_ij per pair of scenario ``s`` (0 beyond its reach), from
+    :func:`agglo.kernels.radiation.radiation_batch`."""
+    ends = np.ascontiguousarray(ends, dtype=np.int64)[None, :]
+    weight, total, _, _ = radiation_batch(
         rows, network.places, closed, ends, is_core, float(mode.circuity[s]), float(mode.speed_kmh[s])
     )
+    per_pair = np.repeat(total[0], np.diff(rows.offsets))
+    return np.divide(weight, per_pair, out=np.zeros_like(weight), where=per_pair > 0)
 
 
 def radiation_twins(mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -> np.ndarray:
@@ -106,18 +110,31 @@ def radiation_twins(mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -
     return np.array([first.setdefault(key, s) for s, key in enumerate(keys)], dtype=np.int64)
 
 
+def radiation_groups(mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -> list[np.ndarray]:
+    """The scenarios (indices) that one :func:`~agglo.kernels.radiation.radiation_batch` pass
+    serves: the same circuity, speed, borders and cores (their caps may differ)."""
+    groups: dict = {}
+    keys = zip(mode.circuity, mode.speed_kmh, closed, (row.tobytes() for row in is_core))
+    for s, key in enumerate(keys):
+        groups.setdefault(key, []).append(s)
+    return [np.array(g, dtype=np.int64) for g in groups.values()]
+
+
 def _radiation(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -> dict:
     twin = radiation_twins(mode, closed, is_core)
     unique = np.flatnonzero(twin == np.arange(twin.shape[0]))  # the scenarios computed
-    origins = reach_of(network, rows, take(mode, unique), closed[unique], np.ascontiguousarray(is_core[unique]))
+    mode_u, closed_u, core_u = take(mode, unique), closed[unique], np.ascontiguousarray(is_core[unique])
+    origins = reach_of(network, rows, mode_u, closed_u, core_u)
     n_unique, n = origins.reach.shape
     best_core = np.empty((n_unique, n), dtype=np.int32)
     best_share = np.empty((n_unique, n))
     inflow = np.empty((n_unique, n))
-    for k, s in enumerate(unique):
-        ends = origins.reach[k].astype(np.int64)
-        share, best_core[k], best_share[k], _ = radiate(network, rows, mode, s, bool(closed[s]), ends, is_core[s])
-        inflow[k] = scatter_inflow(rows, network.places, ends, share)
+    for k in radiation_groups(mode_u, closed_u, core_u):
+        s = int(k[0])
+        ends = np.ascontiguousarray(origins.reach[k], dtype=np.int64)
+        args = (bool(closed_u[s]), ends, core_u[s], float(mode_u.circuity[s]), float(mode_u.speed_kmh[s]))
+        weight, total, best_core[k], best_share[k] = radiation_batch(rows, network.places, *args)
+        inflow[k] = batch_inflow(rows, network.places, ends, weight, total)
     back = np.searchsorted(unique, twin)  # each scenario's row among the computed ones
     origins = origins._replace(n_reachable=origins.n_reachable[back])
     return _by_destination(origins, best_core[back], best_share[back], inflow[back])

@@ -36,7 +36,7 @@ def _model_pair_shares(network: Network, one: ScenarioBatch, mode_name: str, ori
         share = np.where(reachable, a[origin] * b[dest] * network.population[dest] * np.exp(log_f), 0.0)
         home = a * b * network.population * balance.self_f
         return share, home
-    share, _, _, _ = radiate(network, rows, mode, 0, bool(one.closed[0]), ends, is_core[0])
+    share = radiate(network, rows, mode, 0, bool(one.closed[0]), ends, is_core[0])
     return share, home
 
 

@@ -13,8 +13,8 @@ from agglo.kernels.reach import travel_minutes
 
 
 @strict
-def _raw_weights(rows, places, i, closed, ends, circuity, speed_kmh, share):
-    """Unnormalised weights of row i into ``share``; returns (their sum, |R(i)|)."""
+def _raw_weights(rows, places, i, closed, end, circuity, speed_kmh, share):
+    """Unnormalised weights of row i's first ``end`` pairs into ``share``; returns (their sum, |R(i)|)."""
     start = rows.offsets[i]
     population = places.population
     m = population[i]
@@ -23,7 +23,7 @@ def _raw_weights(rows, places, i, closed, ends, circuity, speed_kmh, share):
     prev_t = -1.0
     total = 0.0
     reached = 0
-    for q in range(ends[i]):
+    for q in range(end):
         j = rows.neighbour[start + q]
         if closed and places.region[j] != places.region[i]:
             continue
@@ -42,46 +42,73 @@ def _raw_weights(rows, places, i, closed, ends, circuity, speed_kmh, share):
 
 
 @strict_parallel
-def radiation_pass(rows, places, closed, ends, is_core, circuity, speed_kmh):
-    """One scenario: share per pair (0 beyond reach), best core, its share, |R(i)|."""
-    n = places.population.shape[0]
-    share = np.zeros(rows.neighbour.shape[0], dtype=np.float64)
-    best_core = np.full(n, -1, dtype=np.int32)
-    best_share = np.zeros(n, dtype=np.float64)
-    count = np.zeros(n, dtype=np.int32)
+def radiation_batch(rows, places, closed, ends, is_core, circuity, speed_kmh):
+    """Scenarios that differ only in their caps (``ends[s, i]``: row i's reachable prefix in
+    scenario s; the same circuity, speed, borders and cores ``is_core``), in one pass.
+
+    S_ij counts only towns closer than j, and every one of them lies in any prefix that
+    holds j, so a pair's raw weight is the same in every scenario that reaches it: each
+    row's weights are computed once over its widest prefix, with their running sum (the
+    normalisation of a prefix ending at q) and the running best core by raw weight (ties to
+    the lower town index); a scenario reads both at its own end. Returns the raw weight per
+    pair (widest prefix, 0 elsewhere), the normalisation (S, N) (0 where nothing is
+    reached), best core (S, N) and its share (S, N)."""
+    n_scen, n = ends.shape
+    weight = np.zeros(rows.neighbour.shape[0], dtype=np.float64)
+    total = np.zeros((n_scen, n), dtype=np.float64)
+    best_core = np.full((n_scen, n), -1, dtype=np.int32)
+    best_share = np.zeros((n_scen, n), dtype=np.float64)
     chunks = rows.chunks
     for ch in prange(chunks.shape[0] - 1):
+        running = np.empty(rows.longest, dtype=np.float64)
+        best_at = np.empty(rows.longest, dtype=np.int64)
         for i in range(chunks[ch], chunks[ch + 1]):
-            total, reached = _raw_weights(rows, places, i, closed, ends, circuity, speed_kmh, share)
-            count[i] = reached
-            if total <= 0:
+            w_end = 0
+            for s in range(n_scen):
+                w_end = max(w_end, ends[s, i])
+            if w_end == 0:
                 continue
+            _raw_weights(rows, places, i, closed, w_end, circuity, speed_kmh, weight)
             start = rows.offsets[i]
+            acc = 0.0
             best = -1
             bw = -1.0
-            for q in range(ends[i]):
-                w = share[start + q]
-                if w <= 0.0:
-                    continue
-                w = w / total
-                share[start + q] = w
+            for q in range(w_end):
+                w = weight[start + q]
+                acc += w
+                running[q] = acc
                 j = rows.neighbour[start + q]
-                if is_core[j] and (w > bw or (w == bw and j < best)):
-                    best = j
+                if w > 0.0 and is_core[j] and (w > bw or (w == bw and j < rows.neighbour[start + best])):
+                    best = q
                     bw = w
-            best_core[i] = best
-            if best >= 0:
-                best_share[i] = bw
-    return share, best_core, best_share, count
+                best_at[q] = best
+            for s in range(n_scen):
+                e = ends[s, i]
+                if e == 0 or not running[e - 1] > 0.0:
+                    continue
+                total[s, i] = running[e - 1]
+                b = best_at[e - 1]
+                if b >= 0:
+                    best_core[s, i] = rows.neighbour[start + b]
+                    best_share[s, i] = weight[start + b] / running[e - 1]
+    return weight, total, best_core, best_share
 
 
-@strict
-def scatter_inflow(rows, places, ends, share):
-    """inflow_j = Σ_i population_i s_ij, in row order (one thread: deterministic)."""
+@strict_parallel
+def batch_inflow(rows, places, ends, weight, total):
+    """inflow[s, j] = Σ_i population_i s_ij over scenario s's prefixes, s_ij = weight / total[s, i];
+    one thread per scenario, each adding in row order (deterministic)."""
+    n_scen, n = ends.shape
     population = places.population
-    inflow = np.zeros(population.shape[0])
-    for i in range(population.shape[0]):
-        start = rows.offsets[i]
-        for q in range(ends[i]):
-            inflow[rows.neighbour[start + q]] += population[i] * share[start + q]
+    inflow = np.zeros((n_scen, n))
+    for s in prange(n_scen):
+        out = inflow[s]
+        for i in range(n):
+            t = total[s, i]
+            if not t > 0.0:
+                continue
+            start = rows.offsets[i]
+            pi = population[i]
+            for q in range(ends[s, i]):
+                out[rows.neighbour[start + q]] += pi * (weight[start + q] / t)
     return inflow
