@@ -24,7 +24,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from experiments.common import agglo_run, write_results  # noqa: E402
+from experiments.common import adjusted_rand_index, agglo_run, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 KEYS = ["commute.cap_min", "commute.beta", "commute.threshold"]
@@ -56,27 +56,41 @@ def build_table() -> tuple[pd.DataFrame, pd.DataFrame]:
     return table, truth
 
 
-def score(ds, table: pd.DataFrame, truth: pd.DataFrame, zones: pd.Series) -> pd.DataFrame:
+def halves(table: pd.DataFrame) -> tuple[set, set]:
+    """The states split in two for held-out validation: alphabetical, alternately."""
+    states = sorted(table["region"].unique())
+    return set(states[0::2]), set(states[1::2])
+
+
+def score(ds, table: pd.DataFrame, truth: pd.DataFrame, zones: pd.Series, states: set | None = None) -> pd.DataFrame:
+    """Precision, recall and F1 of outlying-county membership per scenario, over the counties
+    of ``states`` (all when None); same_cz_1990 and the adjusted Rand index against the 1990
+    commuting zones (each agglomeration one cluster, a county in none a cluster of its own)."""
     ids = ds["town_id"].values
     geoid = np.array([f"{int(t):05d}" for t in ids])
     cbsa_of = dict(zip(truth["GEOID"], truth["cbsa"]))
     outlying = {g for g, c in zip(truth["GEOID"], truth["central"]) if not c}
+    indexed = table.set_index("town_id").loc[ids]
+    keep = np.ones(len(ids), dtype=bool) if states is None else indexed["region"].isin(states).to_numpy()
     true_area = np.array([cbsa_of.get(g) if g in outlying else None for g in geoid], dtype=object)
     area = np.array([cbsa_of.get(g) for g in geoid], dtype=object)  # the CBSA of each core
     zone = np.array([zones.get(g) for g in geoid], dtype=object)
-    is_core = table.set_index("town_id").loc[ids, "core"].to_numpy()
+    has_zone = keep & np.array([z is not None for z in zone])
+    is_core = indexed["core"].to_numpy()
     flat = ds["core"].sel(mode="commute").stack(scenario=KEYS).transpose("scenario", "town").values
     rows = []
-    n_true = int(sum(a is not None for a in true_area))
+    is_true = keep & np.array([a is not None for a in true_area])
+    n_true = int(is_true.sum())
     index = ds["core"].sel(mode="commute").stack(scenario=KEYS)["scenario"].values
     for k, key in enumerate(index):
         core = flat[k]
-        member = (core >= 0) & ~is_core
+        member = (core >= 0) & ~is_core & keep
         pred_area = np.where(member, area[np.where(core >= 0, core, 0)], None)
-        hit = member & (pred_area == true_area) & np.array([a is not None for a in true_area])
-        same_zone = member & (zone == zone[np.where(core >= 0, core, 0)]) & np.array([z is not None for z in zone])
+        hit = member & (pred_area == true_area) & is_true
+        same_zone = member & (zone == zone[np.where(core >= 0, core, 0)]) & has_zone
+        cluster = np.where(core >= 0, core, np.arange(len(core)))  # own index when in no agglomeration
         precision = hit.sum() / max(member.sum(), 1)
-        recall = hit.sum() / n_true
+        recall = hit.sum() / max(n_true, 1)
         rows.append(
             {
                 **dict(zip(KEYS, key)),
@@ -86,9 +100,34 @@ def score(ds, table: pd.DataFrame, truth: pd.DataFrame, zones: pd.Series) -> pd.
                 "recall": recall,
                 "f1": 2 * precision * recall / max(precision + recall, 1e-12),
                 "same_cz_1990": same_zone.sum() / max(member.sum(), 1),
+                "ari_cz_1990": adjusted_rand_index(cluster[has_zone], zone[has_zone].astype(str)),
             }
         )
     return pd.DataFrame(rows)
+
+
+def held_out(ds, table: pd.DataFrame, truth: pd.DataFrame, zones: pd.Series) -> pd.DataFrame:
+    """Parameters chosen by F1 on one half of the states, scored on the other half (and the
+    reverse), beside the chosen scenario's in-sample F1."""
+    out = []
+    a, b = halves(table)
+    for name, fit, test in (("A", a, b), ("B", b, a)):
+        on_fit = score(ds, table, truth, zones, fit)
+        on_test = score(ds, table, truth, zones, test)
+        best = int(on_fit["f1"].to_numpy().argmax())  # first of equal F1s, in the cube's order
+        row = on_test.iloc[best]
+        out.append(
+            {
+                "fit on": f"{name} ({len(fit)} states)",
+                **{k: on_fit.iloc[best][k] for k in KEYS},
+                "f1 in-sample": on_fit.iloc[best]["f1"],
+                "precision held-out": row["precision"],
+                "recall held-out": row["recall"],
+                "f1 held-out": row["f1"],
+                "best f1 on held-out half": on_test["f1"].max(),
+            }
+        )
+    return pd.DataFrame(out)
 
 
 def misses(ds, table, truth, best: dict) -> list[str]:
@@ -130,12 +169,15 @@ def main() -> int:
     shutil.copyfile(figures / "map.png", HERE / "figures" / "map.png")
     n_true = int((~truth["central"]).sum())
     fmt = scores.head(8).to_string(index=False, float_format=lambda v: f"{v:.3f}")
+    validation = held_out(ds, table, truth, zones).to_string(index=False, float_format=lambda v: f"{v:.3f}")
+    a, b = halves(table)
     report = [
         f"{len(table)} counties, {int(table['core'].sum())} central counties of metropolitan areas as cores, "
         f"{n_true} metropolitan outlying counties in OMB 2023; {len(scores)} scenarios.",
         "",
         "Best scenarios by F1 (precision and recall of outlying-county membership; same_cz_1990 = share of",
-        "predicted attachments whose county and central county share a 1990 commuting zone):",
+        "predicted attachments whose county and central county share a 1990 commuting zone; ari_cz_1990 =",
+        "adjusted Rand index of the agglomerations, a county in none on its own, against the 1990 zones):",
         "",
         "```",
         fmt,
@@ -145,6 +187,14 @@ def main() -> int:
         f"{best['recall']:.3f}. The largest OMB outlying counties it gets wrong:",
         "",
         *misses(ds, table, truth, best_sel),
+        "",
+        "Held out: the states, DC and the territories by postal code, alternately in half A "
+        f"({', '.join(sorted(a)[:4])}, ...) and half B ({', '.join(sorted(b)[:4])}, ...); the scenario with the best F1 "
+        "on one half, scored on the other:",
+        "",
+        "```",
+        validation,
+        "```",
     ]
     print(write_results(HERE / "README.md", report))
     return 0
