@@ -118,7 +118,7 @@ def held_out(ds, table: pd.DataFrame, truth: pd.DataFrame, zones: pd.Series) -> 
         row = on_test.iloc[best]
         out.append(
             {
-                "fit on": f"{name} ({len(fit)} states)",
+                "fit on": f"{name} ({len(fit)} regions)",
                 **{k: on_fit.iloc[best][k] for k in KEYS},
                 "f1 in-sample": on_fit.iloc[best]["f1"],
                 "precision held-out": row["precision"],
