@@ -35,23 +35,3 @@ def write_results(readme: Path, lines: list[str]) -> str:
     old = readme.read_text() if readme.exists() else ""
     readme.write_text(old.split("<!-- RESULTS")[0].rstrip() + "\n\n" + body + "\n")
     return body
-
-
-def adjusted_rand_index(a, b) -> float:
-    """Hubert and Arabie's adjusted Rand index of two labelings of the same items, from the
-    contingency table: 1 for the same partition, about 0 for independent ones."""
-    import numpy as np
-
-    _, ia = np.unique(np.asarray(a), return_inverse=True)
-    _, ib = np.unique(np.asarray(b), return_inverse=True)
-    n = ia.shape[0]
-    table = np.zeros((ia.max(initial=-1) + 1, ib.max(initial=-1) + 1), dtype=np.float64)
-    np.add.at(table, (ia, ib), 1.0)
-
-    def pairs(x):
-        return float((x * (x - 1) / 2).sum())
-
-    both, rows, cols, total = pairs(table), pairs(table.sum(axis=1)), pairs(table.sum(axis=0)), n * (n - 1) / 2
-    expected = rows * cols / total if total else 0.0
-    top = (rows + cols) / 2
-    return 1.0 if top == expected else (both - expected) / (top - expected)

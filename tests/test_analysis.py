@@ -232,3 +232,10 @@ def test_analysis_bad_input_is_one_line_exit_2(grid_cube, tmp_path, run_cli, arg
     assert code == 2
     assert err.startswith("agglo: error: ") and message in err and err.count("\n") == 1, err
     assert sorted((str(p), p.stat().st_mtime_ns) for p in Path(grid_cube).rglob("*")) == before  # nothing written
+
+
+def test_adjusted_rand_published_value():
+    # Hubert and Arabie's index as scikit-learn's documentation gives it for this pair of labelings.
+    assert adjusted_rand(np.array([0, 0, 0, 1, 1, 1]), np.array([0, 0, 1, 1, 2, 2])) == pytest.approx(
+        0.24242424242424243, abs=1e-12
+    )

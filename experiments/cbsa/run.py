@@ -24,7 +24,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from experiments.common import adjusted_rand_index, agglo_run, write_results  # noqa: E402
+from agglo.tools.analysis import adjusted_rand  # noqa: E402
+from experiments.common import agglo_run, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 KEYS = ["commute.cap_min", "commute.beta", "commute.threshold"]
@@ -76,6 +77,7 @@ def score(ds, table: pd.DataFrame, truth: pd.DataFrame, zones: pd.Series, states
     area = np.array([cbsa_of.get(g) for g in geoid], dtype=object)  # the CBSA of each core
     zone = np.array([zones.get(g) for g in geoid], dtype=object)
     has_zone = keep & np.array([z is not None for z in zone])
+    zone_code = np.unique(zone.astype(str), return_inverse=True)[1]  # -1 in core: a cluster of its own
     is_core = indexed["core"].to_numpy()
     flat = ds["core"].sel(mode="commute").stack(scenario=KEYS).transpose("scenario", "town").values
     rows = []
@@ -88,7 +90,6 @@ def score(ds, table: pd.DataFrame, truth: pd.DataFrame, zones: pd.Series, states
         pred_area = np.where(member, area[np.where(core >= 0, core, 0)], None)
         hit = member & (pred_area == true_area) & is_true
         same_zone = member & (zone == zone[np.where(core >= 0, core, 0)]) & has_zone
-        cluster = np.where(core >= 0, core, np.arange(len(core)))  # own index when in no agglomeration
         precision = hit.sum() / max(member.sum(), 1)
         recall = hit.sum() / max(n_true, 1)
         rows.append(
@@ -100,7 +101,7 @@ def score(ds, table: pd.DataFrame, truth: pd.DataFrame, zones: pd.Series, states
                 "recall": recall,
                 "f1": 2 * precision * recall / max(precision + recall, 1e-12),
                 "same_cz_1990": same_zone.sum() / max(member.sum(), 1),
-                "ari_cz_1990": adjusted_rand_index(cluster[has_zone], zone[has_zone].astype(str)),
+                "ari_cz_1990": adjusted_rand(core[has_zone], zone_code[has_zone]),
             }
         )
     return pd.DataFrame(rows)
