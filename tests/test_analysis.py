@@ -239,3 +239,70 @@ def test_adjusted_rand_published_value():
     assert adjusted_rand(np.array([0, 0, 0, 1, 1, 1]), np.array([0, 0, 1, 1, 2, 2])) == pytest.approx(
         0.24242424242424243, abs=1e-12
     )
+
+
+def _units_twin(core, share, population, unit, target, weight):
+    """aggregate_units for one scenario, with dicts: (target label or "", target share) per unit."""
+    sums: dict = {}
+    unit_pop: dict = {}
+    for i, u in enumerate(unit):
+        unit_pop[u] = unit_pop.get(u, 0.0) + float(population[i])
+        if core[i] < 0:
+            continue
+        w = float(population[i]) * (float(share[i]) if weight == "flows" else 1.0)
+        key = (u, str(target[core[i]]))
+        sums[key] = sums.get(key, 0.0) + w
+    out = {}
+    for u in unit_pop:
+        cands = [(t, w) for (uu, t), w in sums.items() if uu == u]
+        if not cands:
+            out[u] = ("", 0.0)
+            continue
+        t, w = min(cands, key=lambda c: (-c[1], c[0]))
+        out[u] = (t, w / unit_pop[u])
+    return out
+
+
+@pytest.mark.parametrize("weight", ["population", "flows"])
+def test_aggregate_units_equals_its_twin_on_every_scenario(grid_cube, weight):
+    from agglo.tools.analysis import aggregate_units
+
+    ds = open_results(grid_cube)
+    n = ds.sizes["town"]
+    rng = np.random.default_rng(5)
+    unit = np.array([f"u{k}" for k in rng.integers(0, 12, n)])
+    target = np.array([f"t{k}" for k in rng.integers(0, 4, n)])  # cores pooled into 4 targets
+    got = aggregate_units(ds, unit, target, weight=weight, mode="freight")
+    dims = [d for d in ds["core"].dims if d not in ("mode", "town")]
+    core = ds["core"].sel(mode="freight").transpose(*dims, "town").values.reshape(-1, n)
+    share = ds["share"].sel(mode="freight").transpose(*dims, "town").values.reshape(-1, n)
+    flat_t = got["target"].transpose(*dims, "unit").values.reshape(-1, got.sizes["unit"])
+    flat_s = got["target_share"].transpose(*dims, "unit").values.reshape(-1, got.sizes["unit"])
+    units = got["unit"].values.tolist()
+    joined = 0
+    for s in range(core.shape[0]):
+        want = _units_twin(core[s], share[s], ds["population"].values, unit, target, weight)
+        for k, u in enumerate(units):
+            assert flat_t[s, k] == want[u][0], (s, u)
+            assert flat_s[s, k] == pytest.approx(want[u][1], rel=1e-12, abs=1e-15), (s, u)
+            joined += want[u][0] != ""
+    assert joined > 0
+    np.testing.assert_allclose(got["unit_population"].sum(), ds["population"].sum())
+
+
+def test_aggregate_units_by_default_joins_the_unit_of_the_core(grid_cube):
+    from agglo.tools.analysis import aggregate_units
+
+    ds = open_results(grid_cube).isel({"commute.cap_min": 2, "freight.cap_min": 1, "borders": 0})
+    n = ds.sizes["town"]
+    unit = np.arange(n) // 3  # units of three consecutive towns
+    got = aggregate_units(ds, unit)
+    core = ds["core"].sel(mode="commute").values
+    for k, u in enumerate(got["unit"].values):
+        members = np.flatnonzero((unit.astype(str) == u) & (core >= 0))
+        if members.size == 1:  # one attached town: the unit joins the unit of its core
+            assert got["target"].values[k] == str(unit[core[members[0]]])
+    with pytest.raises(ValueError, match="weight"):
+        aggregate_units(ds, unit, weight="jobs")
+    with pytest.raises(ValueError, match="one label per town"):
+        aggregate_units(ds, unit[:-1])
