@@ -3,7 +3,9 @@
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,3 +57,27 @@ def test_cbsa_held_out_halves_split_the_states():
     a, b = cbsa.halves(table)
     assert not a & b and a | b == set(table["region"])
     assert abs(len(a) - len(b)) <= 1
+
+
+def test_cbsa_places_fall_in_their_counties_and_every_county_has_towns():
+    pytest.importorskip("bokeh_sampledata", reason="the `counties` extra (make installs it)")
+    cbsa = _load("experiments/cbsa/run.py")
+    from experiments.cbsa import places
+
+    counties = cbsa.counties_table()
+    # A point inside Denton County, TX; one in Hartford (Connecticut's 2020 list has planning
+    # regions, not the old counties of the polygons: the nearest 2020 internal point decides).
+    got = places.county_of_places(
+        np.array([33.2148, 41.7658]), np.array([-97.1331, -72.6734]), np.array(["TX", "CT"]), counties
+    )
+    assert got[0] == "48121"
+    assert got[1].startswith("09") and got[1] in set(counties["GEOID"])
+    areas = places.delineation(ROOT)
+    table = places.build_places(counties, areas)
+    assert table["town_id"].is_unique and (table["population"] > 0).all()
+    assert set(table["county"]) == set(counties["GEOID"])  # every county is in the run
+    assert set(table.loc[table["core"], "county"]) == set(areas.loc[areas["central"], "GEOID"])
+    rest = table[table["town_id"] >= places.REST_ID]
+    assert (rest["county"].astype(np.int64) == rest["town_id"] - places.REST_ID).all()
+    total = table.groupby("county")["population"].sum()
+    assert (total.reindex(counties["GEOID"]).to_numpy() >= counties["Population"].to_numpy() - 1e-6).all()
