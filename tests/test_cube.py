@@ -1,5 +1,7 @@
 """The result cube: MODEL.md's names, dims and attributes; sweeps; determinism across executors."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -204,3 +206,56 @@ def test_template_has_xarrays_metadata_without_dask(sweep, tmp_path):
     consolidated = root_new["consolidated_metadata"]["metadata"]
     for name in store.VARIABLES:
         assert consolidated[name] == json.loads((old / name / "zarr.json").read_text())
+
+
+def test_a_spilled_network_maps_back_to_the_same_arrays_and_results(tmp_path):
+    """The local cluster's workers map the network from .npy files instead of receiving a
+    pickled copy: every array equal, modes that share rows still share them, the same cube."""
+    from agglo.engine.compute import compute_batch
+    from agglo.engine.network import mapped, prepare, spill
+    from agglo.engine.scenarios import batch_parameters, reach_radii
+    from agglo.engine.towns import synthetic
+    from tests.strategies import DEFAULT_COMMUTE, DEFAULT_FREIGHT, make_config
+
+    towns = synthetic(400, 3)
+    for freight_cap in (240.0, 70.0):  # rows of their own, then one Rows object for both modes
+        cfg = make_config(dict(DEFAULT_COMMUTE), dict(DEFAULT_FREIGHT, cap_min=freight_cap), core_min=20000.0)
+        params = batch_parameters(cfg, {"commute.beta": np.linspace(1.0, 2.5, 4)}, 4)
+        network = prepare(towns, towns.core, reach_radii(params), core_floor=20000.0)
+        folder = tmp_path / f"net{int(freight_cap)}"
+        folder.mkdir()
+        got = mapped(spill(network, str(folder)))
+        assert (got.rows["commute"] is got.rows["freight"]) == (network.rows["commute"] is network.rows["freight"])
+        for mode in ("commute", "freight"):
+            for name, value in network.rows[mode]._asdict().items():
+                assert np.array_equal(getattr(got.rows[mode], name), value), (mode, name)
+        for name, value in network.places._asdict().items():
+            assert np.array_equal(getattr(got.places, name), value), name
+        want, have = compute_batch(network, params), compute_batch(got, params)
+        for name in want:
+            assert np.array_equal(want[name], have[name], equal_nan=True), name
+
+
+def test_the_local_cluster_removes_its_spilled_network(tmp_path, run_cli, monkeypatch):
+    import tempfile
+
+    spill_root = tmp_path / "tmp"
+    spill_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spill_root))
+    import agglo.engine.executors.dask as dask_executor
+
+    folders = []
+
+    def recorded(network, folder):  # the real spill, its folder noted
+        folders.append(folder)
+        return spill(network, folder)
+
+    spill = dask_executor.spill
+    monkeypatch.setattr(dask_executor, "spill", recorded)
+    store = tmp_path / "local.zarr"
+    sweep = ["commute.cap_min=30,60", "executor.kind=local", "executor.n_workers=2", "executor.batch_size=1"]
+    code, _, err = run_cli("run", *SMALL, *sweep, f"store.path={store}", "--quiet")
+    assert code == 0, err
+    assert len(folders) == 1 and Path(folders[0]).parent == spill_root  # the workers mapped it
+    assert not Path(folders[0]).exists()  # and it is gone
+    assert not [p for p in spill_root.iterdir() if p.name.startswith("agglo-network-")]

@@ -146,3 +146,82 @@ def prepare(towns: Towns, forced: np.ndarray, radius_km, core_floor: float | Non
             rows[mode] = _rows(*sub, radii[mode], candidate, lat, lon)
     places = Places(population=population, log_pop=log_pop, lat=lat, lon=lon, region=towns.region_code, lp_max=lp_max)
     return Network(places=places, rows=rows, forced_core=forced)
+
+
+@dataclass(frozen=True)
+class NetworkFiles:
+    """A :class:`Network` spilled to ``folder`` as ``.npy`` files, for workers on the same
+    machine: each maps the files instead of receiving a pickled copy, so the operating system
+    holds one copy of the pages for all of them and nothing is serialised. ``layout`` names
+    each mode's rows (modes that share one Rows object share its files)."""
+
+    folder: str
+    layout: dict  # mode -> rows key
+    scalars: dict  # rows key -> (radius_km, longest)
+
+
+_MAPPED: dict = {}  # folder -> Network, per process
+
+
+def spill(network: Network, folder: str) -> NetworkFiles:
+    """Write ``network``'s arrays under ``folder`` (which must exist); returns the handle."""
+    from pathlib import Path
+
+    base = Path(folder)
+    keys = {}
+    layout = {}
+    for mode, rows in network.rows.items():
+        key = keys.setdefault(id(rows), f"rows{len(keys)}")
+        layout[mode] = key
+    scalars = {}
+    written = set()
+    for mode, rows in network.rows.items():
+        key = layout[mode]
+        if key in written:
+            continue
+        written.add(key)
+        scalars[key] = (rows.radius_km, rows.longest)
+        for name, value in rows._asdict().items():
+            if isinstance(value, np.ndarray):
+                np.save(base / f"{key}.{name}.npy", value, allow_pickle=False)
+    for name, value in network.places._asdict().items():
+        np.save(base / f"places.{name}.npy", value, allow_pickle=False)
+    np.save(base / "forced_core.npy", network.forced_core, allow_pickle=False)
+    return NetworkFiles(folder=str(base), layout=layout, scalars=scalars)
+
+
+def mapped(handle: Network | NetworkFiles) -> Network:
+    """The network itself, or the one ``handle`` names, mapped from its files once per process
+    (copy-on-write maps: writable views, as the kernels are compiled for, sharing the pages)."""
+    if isinstance(handle, Network):
+        return handle
+    got = _MAPPED.get(handle.folder)
+    if got is not None:
+        return got
+    from pathlib import Path
+
+    base = Path(handle.folder)
+
+    def load(name):
+        return np.asarray(np.load(base / f"{name}.npy", mmap_mode="c", allow_pickle=False))
+
+    rows_of = {}
+    for key, (radius_km, longest) in handle.scalars.items():
+        fields = {}
+        for name in Rows._fields:
+            if name == "radius_km":
+                fields[name] = radius_km
+            elif name == "longest":
+                fields[name] = longest
+            else:
+                fields[name] = load(f"{key}.{name}")
+        rows_of[key] = Rows(**fields)
+    places = Places(**{name: load(f"places.{name}") for name in Places._fields})
+    network = Network(
+        places=places,
+        rows={mode: rows_of[key] for mode, key in handle.layout.items()},
+        forced_core=load("forced_core"),
+    )
+    _MAPPED.clear()  # one run's network at a time per worker
+    _MAPPED[handle.folder] = network
+    return network

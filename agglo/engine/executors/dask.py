@@ -1,21 +1,28 @@
 """Dask execution: a LocalCluster the engine starts, or an existing scheduler.
 
-The towns and their neighbourhood are scattered to every worker once
-(``broadcast=True``); each task computes one batch and writes its own region of the
-store, so the driver never holds the cube.
+The towns and their neighbourhood reach every worker once. On the engine's own
+LocalCluster (one machine) they are spilled to ``.npy`` files in a temporary folder and
+every worker maps them (:func:`agglo.engine.network.spill`): no pickling, one copy of the
+pages for all workers (all of Mexico at a 330-min freight cap: 859 MB, scattered in 5.9 s
+before). Workers of an existing scheduler, possibly on other machines, get the network
+scattered (``broadcast=True``). Each task computes one batch and writes its own region of
+the store, so the driver never holds the cube.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
+import tempfile
 
 from agglo.engine.errors import UserError
 from agglo.engine.executors.task import run_batch
 from agglo.engine.interrupts import check
 from agglo.engine.lease import LeaseLost
+from agglo.engine.network import spill
 
 
 def _client(cfg):
@@ -72,10 +79,14 @@ def run_batches(network, job, batches, progress, executor_config):
     from distributed import as_completed
 
     client, cluster = _client(executor_config)
+    stack = contextlib.ExitStack()  # the spilled network's folder, removed after the cluster
     try:
         if client.dashboard_link and not progress.quiet:
             print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
         job = replace(job, threads=executor_config.threads_per_worker)
+        if cluster is not None:  # our own workers, on this machine
+            spilled = stack.enter_context(tempfile.TemporaryDirectory(prefix="agglo-network-"))
+            network = spill(network, spilled)
         network_f = client.scatter(network, broadcast=True)
         job_f = client.scatter(job, broadcast=True)
         futures = [client.submit(run_batch, network_f, job_f, b, pure=False) for b in batches]
@@ -90,3 +101,4 @@ def run_batches(network, job, batches, progress, executor_config):
         client.close()
         if cluster is not None:
             cluster.close()
+        stack.close()

@@ -9,7 +9,7 @@ import numba
 from agglo.engine.compute import compute_batch
 from agglo.engine.config import AggloConfig
 from agglo.engine.lease import LeaseLost
-from agglo.engine.network import Network
+from agglo.engine.network import Network, NetworkFiles, mapped
 from agglo.engine.plan import Plan
 from agglo.engine.scenarios import batch_parameters
 from agglo.engine.store import write_batch
@@ -26,10 +26,12 @@ class Job:
     lease_token: str | None = None  # the run's writer lease: every batch checks it still holds it
 
 
-def run_batch(network: Network, job: Job, batch: int) -> tuple[int, int, str | None]:
+def run_batch(network: Network | NetworkFiles, job: Job, batch: int) -> tuple[int, int, str | None]:
     """Compute batch ``batch`` and write it to the store; return (batch, scenarios, None),
     or (batch, 0, why) when the run lost the store's writer lease: the executor stops the
-    run with ``why`` (returned, not raised, so that a Dask worker logs no failed task)."""
+    run with ``why`` (returned, not raised, so that a Dask worker logs no failed task).
+    ``network`` may be the handle of a spilled one (:func:`agglo.engine.network.spill`)."""
+    network = mapped(network)
     if job.threads is not None:
         numba.set_num_threads(min(job.threads, numba.config.NUMBA_NUM_THREADS))
     size = job.plan.batch_size(batch)
