@@ -86,7 +86,10 @@ def run_batches(network, job, batches, progress, executor_config):
         job = replace(job, threads=executor_config.threads_per_worker)
         if cluster is not None:  # our own workers, on this machine
             spilled = stack.enter_context(tempfile.TemporaryDirectory(prefix="agglo-network-"))
-            network = spill(network, spilled)
+            try:
+                network = spill(network, spilled)
+            except OSError as exc:  # no room in the temporary folder: send it to the workers instead
+                print(f"network not spilled to {spilled} ({exc.strerror}); sending it to the workers", file=sys.stderr)
         network_f = client.scatter(network, broadcast=True)
         job_f = client.scatter(job, broadcast=True)
         futures = [client.submit(run_batch, network_f, job_f, b, pure=False) for b in batches]
