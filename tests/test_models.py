@@ -219,6 +219,50 @@ def test_radiation_over_caps_from_half_a_minute_to_400_in_one_pass_equals_each_a
     assert len({whole["share"][s, 0].tobytes() for s in range(len(caps))}) >= 6  # the caps matter
 
 
+def test_doubly_scenarios_that_differ_in_their_caps_balance_in_lockstep_as_each_alone():
+    """Doubly scenarios that share f (same beta, times, speed, borders; caps 0.5 to 400 min in
+    no order) balance in one lockstep group (kernels/doubly.balance_group), one with another
+    beta apart: on every town of Oaxaca the batch equals each scenario alone bit for bit, and
+    each up to 90 min equals the dense twin."""
+    from agglo.engine.compute import compute_batch, doubly_groups
+    from agglo.engine.network import prepare
+    from agglo.engine.scenarios import batch_parameters, reach_radii
+    from tests.strategies import DEFAULT_COMMUTE
+
+    towns = load_geonames("MX", ["20"], 500)
+    mode = dict(DEFAULT_COMMUTE, model="doubly")
+    cfg = make_config(mode, dict(mode), core_min=100000.0)
+    caps = np.array([90.0, 0.5, 400.0, 30.0, 60.0, 15.0])
+    swept = {
+        "commute.cap_min": caps,
+        "freight.cap_min": caps[::-1].copy(),
+        "commute.beta": np.array([2.0] * 5 + [1.5]),
+        "freight.beta": np.array([2.0] * 5 + [1.5]),
+    }
+    params = batch_parameters(cfg, swept, len(caps))
+    assert sorted(map(len, doubly_groups(params.mode("commute"), params.closed))) == [1, 5]
+    network = prepare(towns, towns.core, reach_radii(params), core_floor=100000.0)
+    whole = compute_batch(network, params)
+    assert (whole["ipf_error"] < 1e-9).all()
+    for s in range(len(caps)):
+        one = compute_batch(network, batch_parameters(cfg, {k: v[s : s + 1] for k, v in swept.items()}, 1))
+        for name in whole:
+            assert np.array_equal(one[name][0], whole[name][s], equal_nan=True), (name, s)
+        if max(caps[s], caps[::-1][s]) > 90:
+            continue
+        beta = float(swept["commute.beta"][s])
+        one_cfg = make_config(
+            dict(mode, cap_min=float(caps[s]), beta=beta),
+            dict(mode, cap_min=float(caps[::-1][s]), beta=beta),
+            "open",
+            100000.0,
+        )
+        for m, name in enumerate(("commute", "freight")):
+            ref = reference(towns, one_cfg, name)
+            assert abs(int(one["ipf_iterations"][0, m]) - ref["ipf_iterations"]) <= max(2, ref["ipf_iterations"] // 10)
+            compare({k: v[0] for k, v in one.items()}, ref, m, one_cfg.mode(name))
+
+
 @pytest.mark.slow
 def test_a_model_sweep_over_all_of_mexico_equals_one_by_one_runs(tmp_path, run_cli):
     """#13: `commute.model=gravity,attraction,doubly,radiation` x two freight models over every

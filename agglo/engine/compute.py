@@ -14,7 +14,7 @@ from agglo.engine.network import Network
 from agglo.engine.scenarios import MODEL_CODES, ScenarioBatch, core_mask, reach_radius_km
 from agglo.kernels import ModeParams, Rows, assign_batch, inflow_pass, origin_pass
 from agglo.kernels.cores import best_core_by_destination
-from agglo.kernels.doubly import doubly_inflow, doubly_ipf
+from agglo.kernels.doubly import balance_group
 from agglo.kernels.radiation import batch_inflow, radiation_batch
 from agglo.kernels.records import take
 from agglo.kernels.terms import mode_terms
@@ -70,21 +70,32 @@ def reach_of(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarray,
     return origin_pass(rows, network.places, mode, mode.gamma, closed, is_core)
 
 
+def doubly_groups(mode: ModeParams, closed: np.ndarray) -> list[np.ndarray]:
+    """The scenarios (indices) that share f(t) and the self term, so one
+    :func:`~agglo.kernels.doubly.balance_group` balances them in lockstep (caps may differ)."""
+    groups: dict = {}
+    fields = (mode.decay, mode.beta, mode.min_time_min, mode.self_time_min, mode.circuity, mode.speed_kmh)
+    for s in range(mode.decay.shape[0]):
+        key = (bool(closed[s]), *(np.float64(field[s]).tobytes() for field in fields))
+        groups.setdefault(key, []).append(s)
+    return [np.array(g, dtype=np.int64) for g in groups.values()]
+
+
 def _doubly(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -> dict:
     origins = reach_of(network, rows, mode, closed, is_core)
     terms = mode_terms(mode, mode.gamma, closed)
     n_scen, n = origins.reach.shape
-    log_a = np.empty((n_scen, n))
-    log_b = np.empty((n_scen, n))
+    log_x = np.empty((n_scen, n))
     inflow = np.empty((n_scen, n))
     iterations = np.zeros(n_scen, dtype=np.int32)
     error = np.zeros(n_scen)
-    for s in range(n_scen):
-        ends = origins.reach[s].astype(np.int64)
-        balance = doubly_ipf(rows, network.places, terms, mode, s, ends)
-        log_a[s], log_b[s], iterations[s], error[s] = balance.log_a, balance.log_b, balance.iterations, balance.error
-        inflow[s] = doubly_inflow(rows, network.places, balance, ends)
-    best_core, best_share = best_core_by_destination(rows, network.places, origins.reach, is_core, terms, log_b, log_a)
+    for group in doubly_groups(mode, closed):
+        ends = np.ascontiguousarray(origins.reach[group], dtype=np.int64)
+        x, inflow[group], rounds, error[group], _, _ = balance_group(rows, network.places, terms, mode, group, ends)
+        iterations[group] = rounds
+        with np.errstate(divide="ignore"):
+            log_x[group] = np.where(x > 0, np.log(np.where(x > 0, x, 1.0)), -np.inf)
+    best_core, best_share = best_core_by_destination(rows, network.places, origins.reach, is_core, terms, log_x, log_x)
     return _by_destination(origins, best_core, best_share, inflow, ipf_iterations=iterations, ipf_error=error)
 
 

@@ -57,16 +57,23 @@ def _deterrence_pairs(rows, places, terms, s, ends):
 
 
 @strict_parallel
-def _weighted_row_sums(rows, f, ends, weight, self_f, out):
-    """out[i] = Σ_{q < ends[i]} weight[neighbour] f + weight[i] self_f (a gather per row)."""
+def _pair_sums(rows, f, ends, weight, active, out):
+    """out[s, i] = Σ_{q < ends[s, i]} f_q weight[neighbour_q, s] for the ``active`` scenarios,
+    in row order. The scenarios of a row follow one another while its pairs are still in
+    cache, so the pairs come from memory once for all of them (f is the same for all); each
+    scenario's sums are the same bits whichever others run beside it."""
+    n_scen = ends.shape[0]
     chunks = rows.chunks
     for ch in prange(chunks.shape[0] - 1):
         for i in range(chunks[ch], chunks[ch + 1]):
             start = rows.offsets[i]
-            total = weight[i] * self_f
-            for q in range(ends[i]):
-                total += weight[rows.neighbour[start + q]] * f[start + q]
-            out[i] = total
+            for s in range(n_scen):
+                if not active[s]:
+                    continue
+                total = 0.0
+                for q in range(ends[s, i]):
+                    total += weight[rows.neighbour[start + q], s] * f[start + q]
+                out[s, i] = total
 
 
 @strict
@@ -150,84 +157,137 @@ def anderson_mix(g, fk, d_f, d_g, used, u):
 
 @strict
 def balance_rounds(rows, ends, population, f, self_f, support, x0):
-    """The symmetric balance of :func:`doubly_ipf` from ``x0``, Anderson-accelerated.
+    """The symmetric balance of :func:`doubly_ipf` for scenarios that share f, from ``x0``
+    (S, N), Anderson-accelerated, in lockstep: each round is one pass over the pairs for all
+    scenarios still balancing (:func:`_pair_sums`), and everything else is per scenario.
 
-    Round k evaluates r = x (M x) at u = log x (one pass over the pairs), error =
-    max_i |r_i - 1|, and stops when error < IPF_TOL or after IPF_MAX_ITER rounds. Its plain
-    step is g = u - log(r) / 2, the geometric mean of the two Furness half-steps; the next u
-    mixes g with the last ANDERSON_MEMORY steps (:func:`anderson_mix`). A mixed iterate whose
-    factors leave the floats is dropped: back to the last finite one, history cleared, plain
-    step. When a plain step leaves the floats, no balanced table exists: error = inf.
-    Returns (x, rounds, error)."""
-    n = population.shape[0]
+    Round k of a scenario evaluates r = x (M x) at u = log x, error = max_i |r_i - 1|, and
+    stops when error < IPF_TOL or after IPF_MAX_ITER rounds. Its plain step is
+    g = u - log(r) / 2, the geometric mean of the two Furness half-steps; the next u mixes g
+    with the last ANDERSON_MEMORY steps (:func:`anderson_mix`). A mixed iterate whose factors
+    leave the floats is dropped: back to the last finite one, history cleared, plain step.
+    When a plain step leaves the floats, no balanced table exists: error = inf. Returns
+    (x, the pair sums Σ_j f_ij x_j O_j of the last round, rounds, error), per scenario."""
+    n_scen, n = x0.shape
     mem = ANDERSON_MEMORY
-    d_f = np.zeros((mem, n))
-    d_g = np.zeros((mem, n))
-    f_prev = np.zeros(n)
-    g_prev = np.zeros(n)
+    d_f = np.zeros((n_scen, mem, n))
+    d_g = np.zeros((n_scen, mem, n))
+    f_prev = np.zeros((n_scen, n))
+    g_prev = np.zeros((n_scen, n))
     fk = np.zeros(n)
     g = np.zeros(n)
-    m = np.zeros(n)
-    weight = np.zeros(n)
-    good_u = np.zeros(n)
-    u = np.zeros(n)
+    r = np.zeros(n)
+    pairs = np.zeros((n_scen, n))
+    weight = np.zeros((n, n_scen))
+    good_u = np.zeros((n_scen, n))
+    u = np.zeros((n_scen, n))
     x = x0.copy()
-    for i in range(n):
-        u[i] = np.log(x[i]) if support[i] else 0.0
-    history = 0  # residual differences held
-    has_prev = False
-    mixed = False  # whether u came from a mix (not a plain step)
-    error = np.inf
-    rounds = 0
-    for it in range(1, IPF_MAX_ITER + 1):
-        rounds = it
+    for s in range(n_scen):
         for i in range(n):
-            x[i] = np.exp(u[i]) if support[i] else 0.0
-            weight[i] = x[i] * population[i]
-        _weighted_row_sums(rows, f, ends, weight, self_f, m)
-        for i in range(n):
-            m[i] *= x[i]  # r
-        error = _balance_error(x, m, support)
-        if not error < np.inf:
-            if not mixed:
-                break  # a plain step left the floats
-            for i in range(n):  # drop the mixed iterate: plain step from the last good one
-                u[i] = good_u[i]
-            history = 0
-            has_prev = False
-            mixed = False
-            continue
-        if error < IPF_TOL:
+            u[s, i] = np.log(x[s, i]) if support[s, i] else 0.0
+    history = np.zeros(n_scen, dtype=np.int64)  # residual differences held
+    has_prev = np.zeros(n_scen, dtype=np.bool_)
+    mixed = np.zeros(n_scen, dtype=np.bool_)  # whether u came from a mix (not a plain step)
+    active = np.ones(n_scen, dtype=np.bool_)
+    error = np.full(n_scen, np.inf)
+    rounds = np.zeros(n_scen, dtype=np.int64)
+    for _ in range(IPF_MAX_ITER):
+        if not active.any():
             break
-        for i in range(n):
-            good_u[i] = u[i]
-            fk[i] = -0.5 * np.log(m[i]) if support[i] else 0.0
-            g[i] = u[i] + fk[i]
-        if has_prev:
-            slot = min(history, mem - 1)
-            if history >= mem:  # drop the oldest difference, keep the order oldest first
-                for a in range(mem - 1):
-                    for i in range(n):
-                        d_f[a, i] = d_f[a + 1, i]
-                        d_g[a, i] = d_g[a + 1, i]
+        for s in range(n_scen):
+            if active[s]:
+                rounds[s] += 1
+                for i in range(n):
+                    x[s, i] = np.exp(u[s, i]) if support[s, i] else 0.0
+                    weight[i, s] = x[s, i] * population[i]
+        _pair_sums(rows, f, ends, weight, active, pairs)
+        for s in range(n_scen):
+            if not active[s]:
+                continue
             for i in range(n):
-                d_f[slot, i] = fk[i] - f_prev[i]
-                d_g[slot, i] = g[i] - g_prev[i]
-            history = min(history + 1, mem)
-        for i in range(n):
-            f_prev[i] = fk[i]
-            g_prev[i] = g[i]
-        has_prev = True
-        if history > 0:
-            anderson_mix(g, fk, d_f, d_g, history, u)
-            mixed = True
-        else:
+                r[i] = x[s, i] * (pairs[s, i] + weight[i, s] * self_f)
+            error[s] = _balance_error(x[s], r, support[s])
+            if not error[s] < np.inf:
+                if not mixed[s]:
+                    active[s] = False  # a plain step left the floats
+                    continue
+                for i in range(n):  # drop the mixed iterate: plain step from the last good one
+                    u[s, i] = good_u[s, i]
+                history[s] = 0
+                has_prev[s] = False
+                mixed[s] = False
+                continue
+            if error[s] < IPF_TOL or rounds[s] == IPF_MAX_ITER:
+                active[s] = False
+                continue
             for i in range(n):
-                u[i] = g[i]
-            mixed = False
-    if not error < np.inf:
-        error = np.inf
-    return x, rounds, error
+                good_u[s, i] = u[s, i]
+                fk[i] = -0.5 * np.log(r[i]) if support[s, i] else 0.0
+                g[i] = u[s, i] + fk[i]
+            if has_prev[s]:
+                slot = min(history[s], mem - 1)
+                if history[s] >= mem:  # drop the oldest difference, keep the order oldest first
+                    for a in range(mem - 1):
+                        for i in range(n):
+                            d_f[s, a, i] = d_f[s, a + 1, i]
+                            d_g[s, a, i] = d_g[s, a + 1, i]
+                for i in range(n):
+                    d_f[s, slot, i] = fk[i] - f_prev[s, i]
+                    d_g[s, slot, i] = g[i] - g_prev[s, i]
+                history[s] = min(history[s] + 1, mem)
+            for i in range(n):
+                f_prev[s, i] = fk[i]
+                g_prev[s, i] = g[i]
+            has_prev[s] = True
+            if history[s] > 0:
+                anderson_mix(g, fk, d_f[s], d_g[s], history[s], u[s])
+                mixed[s] = True
+            else:
+                for i in range(n):
+                    u[s, i] = g[i]
+                mixed[s] = False
+    for s in range(n_scen):
+        if not error[s] < np.inf:
+            error[s] = np.inf
+    return x, pairs, rounds, error
+
+
+@strict
+def balance_group(rows, places, terms, mode, group, ends):
+    """:func:`balance_rounds` for the scenarios ``group`` of ``terms``/``mode`` (they share
+    decay, beta, minimum and self times, circuity, speed and borders, so f; their caps may
+    differ), ``ends`` (S, N) their reachable prefixes. Returns (x, inflow, rounds, error, f,
+    self_f): inflow_j = x_j O_j Σ_{i != j} x_i O_i f_ij from the last round's sums."""
+    population = places.population
+    n_scen, n = ends.shape
+    s0 = group[0]
+    widest = np.zeros(n, dtype=np.int64)
+    for s in range(n_scen):
+        for i in range(n):
+            widest[i] = max(widest[i], ends[s, i])
+    f = _deterrence_pairs(rows, places, terms, s0, widest)
+    self_f = 0.0
+    if terms.has_self[s0]:
+        self_f = np.exp(log_deterrence(mode.self_time_min[s0], terms.decay[s0], terms.beta[s0], mode.min_time_min[s0]))
+    first = np.zeros((n_scen, n))
+    weight = np.empty((n, n_scen))
+    for i in range(n):
+        for s in range(n_scen):
+            weight[i, s] = population[i]
+    _pair_sums(rows, f, ends, weight, np.ones(n_scen, dtype=np.bool_), first)
+    support = np.zeros((n_scen, n), dtype=np.bool_)
+    x0 = np.zeros((n_scen, n))
+    for s in range(n_scen):
+        for i in range(n):
+            m = first[s, i] + population[i] * self_f
+            support[s, i] = m > 0
+            x0[s, i] = 1.0 / np.sqrt(m) if m > 0 else 0.0
+    x, pairs, rounds, error = balance_rounds(rows, ends, population, f, self_f, support, x0)
+    inflow = np.zeros((n_scen, n))
+    for s in range(n_scen):
+        for i in range(n):
+            inflow[s, i] = x[s, i] * population[i] * pairs[s, i]
+    return x, inflow, rounds, error, f, self_f
 
 
 @strict
@@ -241,30 +301,15 @@ def doubly_ipf(rows, places, terms, mode, s, ends):
     mode e becomes (e - P e) / 2 (P the row-normalised table), so the smooth, country-wide
     modes that make plain Furness crawl at national scale vanish in a few rounds; what is
     left (towns that mostly reach one another, little else) is the slow part, which Anderson
-    mixing of the last steps removes (:func:`balance_rounds`). The fixed point is Furness's
+    mixing of the last steps removes (:func:`balance_rounds`; :func:`balance_group` balances
+    scenarios that share f in lockstep, one pass over the pairs a round for all). The fixed point is Furness's
     (the products A_i B_j are unique); error is the largest relative row error, which is
     also the column error. f is held in float32 (the distances it comes from are float32);
     every sum and factor is float64. Returns a :class:`Balance`.
     """
-    population = places.population
-    n = population.shape[0]
-    f = _deterrence_pairs(rows, places, terms, s, ends)
-    self_f = 0.0
-    if terms.has_self[s]:
-        self_f = np.exp(log_deterrence(mode.self_time_min[s], terms.decay[s], terms.beta[s], mode.min_time_min[s]))
-    m = np.zeros(n)
-    _weighted_row_sums(rows, f, ends, population.copy(), self_f, m)
-    support = m > 0
-    x0 = np.where(support, 1.0 / np.sqrt(np.where(support, m, 1.0)), 0.0)
-    x, iterations, error = balance_rounds(rows, ends, population, f, self_f, support, x0)
+    group = np.array([s], dtype=np.int64)
+    x2, _, rounds, error, f, self_f = balance_group(rows, places, terms, mode, group, ends.reshape(1, -1))
+    x = x2[0]
+    support = x > 0
     log_x = np.where(support, np.log(np.where(support, x, 1.0)), -np.inf)
-    return Balance(x, x, log_x, log_x, iterations, error, f, self_f)
-
-
-@strict
-def doubly_inflow(rows, places, balance, ends):
-    """inflow_j = Σ_{i != j} A_i O_i B_j D_j f_ij."""
-    population = places.population
-    col = np.zeros(population.shape[0])
-    _weighted_row_sums(rows, balance.f, ends, balance.a * population, 0.0, col)
-    return balance.b * population * col
+    return Balance(x, x, log_x, log_x, int(rounds[0]), float(error[0]), f, self_f)
