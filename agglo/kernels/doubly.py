@@ -58,7 +58,7 @@ def _deterrence_pairs(rows, places, terms, s, ends):
 
 @strict_parallel
 def _pair_sums(rows, f, ends, weight, active, out):
-    """out[s, i] = Σ_{q < ends[s, i]} f_q weight[neighbour_q, s] for the ``active`` scenarios,
+    """out[s, i] = Σ_{q < ends[s, i]} f_q weight[s, neighbour_q] for the ``active`` scenarios,
     in row order. The scenarios of a row follow one another while its pairs are still in
     cache, so the pairs come from memory once for all of them (f is the same for all); each
     scenario's sums are the same bits whichever others run beside it."""
@@ -72,7 +72,7 @@ def _pair_sums(rows, f, ends, weight, active, out):
                     continue
                 total = 0.0
                 for q in range(ends[s, i]):
-                    total += weight[rows.neighbour[start + q], s] * f[start + q]
+                    total += weight[s, rows.neighbour[start + q]] * f[start + q]
                 out[s, i] = total
 
 
@@ -178,7 +178,7 @@ def balance_rounds(rows, ends, population, f, self_f, support, x0):
     g = np.zeros(n)
     r = np.zeros(n)
     pairs = np.zeros((n_scen, n))
-    weight = np.zeros((n, n_scen))
+    weight = np.zeros((n_scen, n))
     good_u = np.zeros((n_scen, n))
     u = np.zeros((n_scen, n))
     x = x0.copy()
@@ -199,13 +199,13 @@ def balance_rounds(rows, ends, population, f, self_f, support, x0):
                 rounds[s] += 1
                 for i in range(n):
                     x[s, i] = np.exp(u[s, i]) if support[s, i] else 0.0
-                    weight[i, s] = x[s, i] * population[i]
+                    weight[s, i] = x[s, i] * population[i]
         _pair_sums(rows, f, ends, weight, active, pairs)
         for s in range(n_scen):
             if not active[s]:
                 continue
             for i in range(n):
-                r[i] = x[s, i] * (pairs[s, i] + weight[i, s] * self_f)
+                r[i] = x[s, i] * (pairs[s, i] + weight[s, i] * self_f)
             error[s] = _balance_error(x[s], r, support[s])
             if not error[s] < np.inf:
                 if not mixed[s]:
@@ -270,10 +270,10 @@ def balance_group(rows, places, terms, mode, group, ends):
     if terms.has_self[s0]:
         self_f = np.exp(log_deterrence(mode.self_time_min[s0], terms.decay[s0], terms.beta[s0], mode.min_time_min[s0]))
     first = np.zeros((n_scen, n))
-    weight = np.empty((n, n_scen))
-    for i in range(n):
-        for s in range(n_scen):
-            weight[i, s] = population[i]
+    weight = np.empty((n_scen, n))
+    for s in range(n_scen):
+        for i in range(n):
+            weight[s, i] = population[i]
     _pair_sums(rows, f, ends, weight, np.ones(n_scen, dtype=np.bool_), first)
     support = np.zeros((n_scen, n), dtype=np.bool_)
     x0 = np.zeros((n_scen, n))
