@@ -130,7 +130,7 @@ def test_doubly_meets_both_margins_on_all_of_mexico():
     for name in MODES:
         mode, rows = one.mode(name), network.rows[name]
         ends = reach_of(network, rows, mode, one.closed, is_core).reach[0].astype(np.int64)
-        balance = doubly_ipf(rows, network.places, mode_terms(mode, mode.gamma, one.closed), mode, 0, ends)
+        balance = doubly_ipf(rows, network.places, mode_terms(mode, mode.gamma, one.closed), 0, ends)
         assert balance.error < IPF_TOL, (name, balance.error, balance.iterations)
         origin = np.repeat(np.arange(len(pop)), np.diff(rows.offsets))
         dest = rows.neighbour.astype(np.int64)

@@ -31,7 +31,7 @@ def _model_pair_shares(network: Network, one: ScenarioBatch, mode_name: str, ori
         return share, home
     ends = reach_of(network, rows, mode, one.closed, is_core).reach[0].astype(np.int64)
     if model == MODEL_CODES["doubly"]:
-        balance = doubly_ipf(rows, network.places, mode_terms(mode, mode.gamma, one.closed), mode, 0, ends)
+        balance = doubly_ipf(rows, network.places, mode_terms(mode, mode.gamma, one.closed), 0, ends)
         a, b = balance.a, balance.b
         share = np.where(reachable, a[origin] * b[dest] * network.population[dest] * np.exp(log_f), 0.0)
         home = a * b * network.population * balance.self_f

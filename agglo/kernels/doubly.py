@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from agglo.kernels.jit import prange, strict, strict_parallel
-from agglo.kernels.terms import POWER, log_deterrence, log_deterrence_km
+from agglo.kernels.terms import POWER, log_deterrence_km
 
 IPF_TOL = 1e-9
 IPF_MAX_ITER = 1000
@@ -253,8 +253,8 @@ def balance_rounds(rows, ends, population, f, self_f, support, x0):
 
 
 @strict
-def balance_group(rows, places, terms, mode, group, ends):
-    """:func:`balance_rounds` for the scenarios ``group`` of ``terms``/``mode`` (they share
+def balance_group(rows, places, terms, group, ends):
+    """:func:`balance_rounds` for the scenarios ``group`` of ``terms`` (they share
     decay, beta, minimum and self times, circuity, speed and borders, so f; their caps may
     differ), ``ends`` (S, N) their reachable prefixes. Returns (x, inflow, rounds, error, f,
     self_f): inflow_j = x_j O_j Σ_{i != j} x_i O_i f_ij from the last round's sums."""
@@ -266,9 +266,7 @@ def balance_group(rows, places, terms, mode, group, ends):
         for i in range(n):
             widest[i] = max(widest[i], ends[s, i])
     f = _deterrence_pairs(rows, places, terms, s0, widest)
-    self_f = 0.0
-    if terms.has_self[s0]:
-        self_f = np.exp(log_deterrence(mode.self_time_min[s0], terms.decay[s0], terms.beta[s0], mode.min_time_min[s0]))
+    self_f = np.exp(terms.self_log_f[s0]) if terms.has_self[s0] else 0.0
     first = np.zeros((n_scen, n))
     weight = np.empty((n_scen, n))
     for s in range(n_scen):
@@ -291,7 +289,13 @@ def balance_group(rows, places, terms, mode, group, ends):
 
 
 @strict
-def doubly_ipf(rows, places, terms, mode, s, ends):
+def log_factors(x):
+    """log x where x > 0, -inf elsewhere (a town with no pair, or a factor that left the floats low)."""
+    return np.where(x > 0, np.log(np.where(x > 0, x, 1.0)), -np.inf)
+
+
+@strict
+def doubly_ipf(rows, places, terms, s, ends):
     """Balancing of scenario ``s`` (``ends``: each row's reachable prefix), symmetric.
 
     With O = D = population and f(t_ij) = f(t_ji), the balanced table is symmetric and
@@ -308,8 +312,7 @@ def doubly_ipf(rows, places, terms, mode, s, ends):
     every sum and factor is float64. Returns a :class:`Balance`.
     """
     group = np.array([s], dtype=np.int64)
-    x2, _, rounds, error, f, self_f = balance_group(rows, places, terms, mode, group, ends.reshape(1, -1))
+    x2, _, rounds, error, f, self_f = balance_group(rows, places, terms, group, ends.reshape(1, -1))
     x = x2[0]
-    support = x > 0
-    log_x = np.where(support, np.log(np.where(support, x, 1.0)), -np.inf)
+    log_x = log_factors(x)
     return Balance(x, x, log_x, log_x, int(rounds[0]), float(error[0]), f, self_f)
