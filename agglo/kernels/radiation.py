@@ -14,15 +14,13 @@ from agglo.kernels.reach import travel_minutes
 
 @strict
 def _raw_weights(rows, places, i, closed, end, circuity, speed_kmh, share):
-    """Unnormalised weights of row i's first ``end`` pairs into ``share``; returns (their sum, |R(i)|)."""
+    """Unnormalised weights of row i's first ``end`` pairs into ``share`` (0 across closed borders)."""
     start = rows.offsets[i]
     population = places.population
     m = population[i]
     closer = 0.0  # population of reachable towns strictly closer than the current run
     run = 0.0  # population of the current run of equal times
     prev_t = -1.0
-    total = 0.0
-    reached = 0
     for q in range(end):
         j = rows.neighbour[start + q]
         if closed and places.region[j] != places.region[i]:
@@ -35,10 +33,7 @@ def _raw_weights(rows, places, i, closed, end, circuity, speed_kmh, share):
         nj = population[j]
         w = m * nj / ((m + closer) * (m + nj + closer))
         share[start + q] = w
-        total += w
         run += nj
-        reached += 1
-    return total, reached
 
 
 @strict_parallel
