@@ -14,7 +14,7 @@ from agglo.engine.network import Network
 from agglo.engine.scenarios import MODEL_CODES, ScenarioBatch, core_mask, reach_radius_km
 from agglo.kernels import ModeParams, Rows, assign_batch, inflow_pass, origin_pass
 from agglo.kernels.cores import best_core_by_destination
-from agglo.kernels.doubly import balance_group
+from agglo.kernels.doubly import balance_group, log_factors
 from agglo.kernels.radiation import batch_inflow, radiation_batch
 from agglo.kernels.records import take
 from agglo.kernels.terms import mode_terms
@@ -70,15 +70,22 @@ def reach_of(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarray,
     return origin_pass(rows, network.places, mode, mode.gamma, closed, is_core)
 
 
-def doubly_groups(mode: ModeParams, closed: np.ndarray) -> list[np.ndarray]:
-    """The scenarios (indices) that share f(t) and the self term, so one
-    :func:`~agglo.kernels.doubly.balance_group` balances them in lockstep (caps may differ)."""
+def scenario_groups(keys) -> list[np.ndarray]:
+    """The scenarios (indices) with equal keys, one array per key in order of first appearance."""
     groups: dict = {}
-    fields = (mode.decay, mode.beta, mode.min_time_min, mode.self_time_min, mode.circuity, mode.speed_kmh)
-    for s in range(mode.decay.shape[0]):
-        key = (bool(closed[s]), *(np.float64(field[s]).tobytes() for field in fields))
+    for s, key in enumerate(keys):
         groups.setdefault(key, []).append(s)
     return [np.array(g, dtype=np.int64) for g in groups.values()]
+
+
+def doubly_groups(mode: ModeParams, closed: np.ndarray) -> list[np.ndarray]:
+    """The scenarios (indices) that share f(t) and the self term, so one
+    :func:`~agglo.kernels.doubly.balance_group` balances them in lockstep (caps may differ).
+    Keyed by the bytes of each value, so that NaN (no self term) equals NaN."""
+    fields = (mode.decay, mode.beta, mode.min_time_min, mode.self_time_min, mode.circuity, mode.speed_kmh)
+    return scenario_groups(
+        (bool(closed[s]), *(np.float64(field[s]).tobytes() for field in fields)) for s in range(closed.shape[0])
+    )
 
 
 def _doubly(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -> dict:
@@ -91,10 +98,9 @@ def _doubly(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarray, 
     error = np.zeros(n_scen)
     for group in doubly_groups(mode, closed):
         ends = np.ascontiguousarray(origins.reach[group], dtype=np.int64)
-        x, inflow[group], rounds, error[group], _, _ = balance_group(rows, network.places, terms, mode, group, ends)
+        x, inflow[group], rounds, error[group], _, _ = balance_group(rows, network.places, terms, group, ends)
         iterations[group] = rounds
-        with np.errstate(divide="ignore"):
-            log_x[group] = np.where(x > 0, np.log(np.where(x > 0, x, 1.0)), -np.inf)
+        log_x[group] = log_factors(x)
     best_core, best_share = best_core_by_destination(rows, network.places, origins.reach, is_core, terms, log_x, log_x)
     return _by_destination(origins, best_core, best_share, inflow, ipf_iterations=iterations, ipf_error=error)
 
@@ -124,11 +130,7 @@ def radiation_twins(mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -
 def radiation_groups(mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -> list[np.ndarray]:
     """The scenarios (indices) that one :func:`~agglo.kernels.radiation.radiation_batch` pass
     serves: the same circuity, speed, borders and cores (their caps may differ)."""
-    groups: dict = {}
-    keys = zip(mode.circuity, mode.speed_kmh, closed, (row.tobytes() for row in is_core))
-    for s, key in enumerate(keys):
-        groups.setdefault(key, []).append(s)
-    return [np.array(g, dtype=np.int64) for g in groups.values()]
+    return scenario_groups(zip(mode.circuity, mode.speed_kmh, closed, (row.tobytes() for row in is_core)))
 
 
 def _radiation(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -> dict:
