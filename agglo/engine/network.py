@@ -168,18 +168,13 @@ def spill(network: Network, folder: str) -> NetworkFiles:
     from pathlib import Path
 
     base = Path(folder)
-    keys = {}
+    keys = {}  # id of a Rows object -> its file prefix (modes may share one)
     layout = {}
-    for mode, rows in network.rows.items():
-        key = keys.setdefault(id(rows), f"rows{len(keys)}")
-        layout[mode] = key
     scalars = {}
-    written = set()
     for mode, rows in network.rows.items():
-        key = layout[mode]
-        if key in written:
+        key = layout[mode] = keys.setdefault(id(rows), f"rows{len(keys)}")
+        if key in scalars:
             continue
-        written.add(key)
         scalars[key] = (rows.radius_km, rows.longest)
         for name, value in rows._asdict().items():
             if isinstance(value, np.ndarray):
@@ -207,15 +202,8 @@ def mapped(handle: Network | NetworkFiles) -> Network:
 
     rows_of = {}
     for key, (radius_km, longest) in handle.scalars.items():
-        fields = {}
-        for name in Rows._fields:
-            if name == "radius_km":
-                fields[name] = radius_km
-            elif name == "longest":
-                fields[name] = longest
-            else:
-                fields[name] = load(f"{key}.{name}")
-        rows_of[key] = Rows(**fields)
+        arrays = {name: load(f"{key}.{name}") for name in Rows._fields if name not in ("radius_km", "longest")}
+        rows_of[key] = Rows(radius_km=radius_km, longest=longest, **arrays)
     places = Places(**{name: load(f"places.{name}") for name in Places._fields})
     network = Network(
         places=places,
