@@ -35,3 +35,41 @@ def write_results(readme: Path, lines: list[str]) -> str:
     old = readme.read_text() if readme.exists() else ""
     readme.write_text(old.split("<!-- RESULTS")[0].rstrip() + "\n\n" + body + "\n")
     return body
+
+
+def precision_recall_f1(correct: int, predicted: int, n_true: int) -> dict:
+    """The scores of a predicted membership: ``correct`` of ``predicted`` right, ``n_true`` to find."""
+    precision = correct / max(predicted, 1)
+    recall = correct / max(n_true, 1)
+    return {
+        "predicted": int(predicted),
+        "correct": int(correct),
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / max(precision + recall, 1e-12),
+    }
+
+
+def held_out(score_on, halves: tuple[set, set], keys: list[str]):
+    """The row with the best F1 of ``score_on(fit_half)`` (a DataFrame with one row per choice,
+    in the same order for any half), scored on the other half, and the reverse; beside it the
+    choice's in-sample F1 and the best F1 any choice gets on the held-out half."""
+    import pandas as pd
+
+    out = []
+    for name, fit, test in (("A", halves[0], halves[1]), ("B", halves[1], halves[0])):
+        on_fit, on_test = score_on(fit), score_on(test)
+        best = int(on_fit["f1"].to_numpy().argmax())  # the first of equal F1s
+        chosen, row = on_fit.iloc[best], on_test.iloc[best]
+        out.append(
+            {
+                "fit on": f"{name} ({len(fit)} regions)",
+                **{k: chosen[k] for k in keys},
+                "f1 in-sample": chosen["f1"],
+                "precision held-out": row["precision"],
+                "recall held-out": row["recall"],
+                "f1 held-out": row["f1"],
+                "best f1 on held-out half": on_test["f1"].max(),
+            }
+        )
+    return pd.DataFrame(out)

@@ -21,21 +21,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-PLACE_KEYS = ["commute.cap_min", "commute.beta", "commute.threshold"]
 TAUS = (0.05, 0.1, 0.15, 0.25, 0.35, 0.5)
 REST_ID = 10**10  # town_id of a county's remainder town: REST_ID + its FIPS (GeoNames ids are below 2^31)
 
 
 def _nearest_in_state(lat, lon, state, counties: pd.DataFrame) -> str:
+    from agglo.kernels.reach import haversine_km
+
     pool = counties[counties["State"] == state]
     if pool.empty:
         pool = counties
-    la, lo = np.radians(pool["Latitude"].to_numpy()), np.radians(pool["Longitude"].to_numpy())
-    a = (
-        np.sin((la - np.radians(lat)) / 2) ** 2
-        + np.cos(la) * np.cos(np.radians(lat)) * np.sin((lo - np.radians(lon)) / 2) ** 2
-    )
-    return str(pool["GEOID"].to_numpy()[int(np.argmin(a))])
+    km = [haversine_km(lat, lon, la, lo) for la, lo in zip(pool["Latitude"], pool["Longitude"])]
+    return str(pool["GEOID"].to_numpy()[int(np.argmin(km))])
 
 
 def county_of_places(lat, lon, state, counties: pd.DataFrame) -> np.ndarray:
@@ -109,15 +106,30 @@ def build_places(counties: pd.DataFrame, areas: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values("town_id", ignore_index=True)
 
 
+def _by_county(ds, table: pd.DataFrame, areas: pd.DataFrame):
+    """The cube's towns in ``table``'s rows, each town's county, and the target each stands for
+    as a core: its county's CBSA (a CBSA's central counties pool), else the county itself."""
+    by_id = table.set_index("town_id").loc[ds["town_id"].values]
+    county = by_id["county"].to_numpy().astype(str)
+    cbsa_of = dict(zip(areas["GEOID"], areas["cbsa"]))
+    return by_id, county, np.array([cbsa_of.get(g, f"county {g}") for g in county])
+
+
+def _predicted(joined, share, candidate, metro_areas: set, taus):
+    """(tau, mask) for each tau: the counties predicted an outlying county of a metro area, a
+    ``candidate`` (no CBSA's central county) that joins one with at least ``tau`` of its population."""
+    in_metro = candidate & np.isin(joined, list(metro_areas))
+    for tau in taus:
+        yield tau, in_metro & (share >= tau)
+
+
 def score_places(ds, table: pd.DataFrame, areas: pd.DataFrame, states: set | None = None) -> pd.DataFrame:
     """Precision, recall and F1 of metropolitan outlying-county membership per scenario,
     weight and tau, over the counties of ``states`` (all when None)."""
     from agglo.tools.analysis import aggregate_units
+    from experiments.common import precision_recall_f1
 
-    by_id = table.set_index("town_id").loc[ds["town_id"].values]
-    county = by_id["county"].to_numpy().astype(str)
-    cbsa_of = dict(zip(areas["GEOID"], areas["cbsa"]))
-    target = np.array([cbsa_of.get(g, f"county {g}") for g in county])  # a core's target: its CBSA
+    by_id, county, target = _by_county(ds, table, areas)
     central = set(areas.loc[areas["central"], "GEOID"])
     metro_areas = set(areas.loc[areas["metro"], "cbsa"])
     outlying = {
@@ -138,22 +150,14 @@ def score_places(ds, table: pd.DataFrame, areas: pd.DataFrame, states: set | Non
         share = agg["target_share"].transpose(*dims, "unit").values.reshape(-1, len(units))
         index = agg["target"].stack(scenario=dims)["scenario"].values
         for k, key in enumerate(index):
-            metro = np.isin(joined[k], list(metro_areas))
-            for tau in TAUS:
-                member = keep & metro & (share[k] >= tau)
+            for tau, member in _predicted(joined[k], share[k], keep, metro_areas, TAUS):
                 hit = member & (joined[k] == true)
-                precision = hit.sum() / max(member.sum(), 1)
-                recall = hit.sum() / max(n_true, 1)
                 rows.append(
                     {
                         **dict(zip(dims, key)),
                         "weight": weight,
                         "tau": tau,
-                        "predicted": int(member.sum()),
-                        "correct": int(hit.sum()),
-                        "precision": precision,
-                        "recall": recall,
-                        "f1": 2 * precision * recall / max(precision + recall, 1e-12),
+                        **precision_recall_f1(hit.sum(), member.sum(), n_true),
                     }
                 )
     return pd.DataFrame(rows)
@@ -161,25 +165,10 @@ def score_places(ds, table: pd.DataFrame, areas: pd.DataFrame, states: set | Non
 
 def held_out_places(ds, table: pd.DataFrame, areas: pd.DataFrame, halves: tuple[set, set]) -> pd.DataFrame:
     """Scenario, weight and tau chosen by F1 on one half of the states, scored on the other."""
-    out = []
-    for name, fit, test in (("A", halves[0], halves[1]), ("B", halves[1], halves[0])):
-        on_fit, on_test = score_places(ds, table, areas, fit), score_places(ds, table, areas, test)
-        best = int(on_fit["f1"].to_numpy().argmax())  # the rows of both are in the same order
-        chosen = on_fit.iloc[best]
-        out.append(
-            {
-                "fit on": f"{name} ({len(fit)} regions)",
-                **{k: chosen[k] for k in on_fit.columns if k.startswith("commute.")},
-                "weight": chosen["weight"],
-                "tau": chosen["tau"],
-                "f1 in-sample": chosen["f1"],
-                "precision held-out": on_test.iloc[best]["precision"],
-                "recall held-out": on_test.iloc[best]["recall"],
-                "f1 held-out": on_test.iloc[best]["f1"],
-                "best f1 on held-out half": on_test["f1"].max(),
-            }
-        )
-    return pd.DataFrame(out)
+    from experiments.common import held_out
+
+    keys = [d for d in ds["core"].dims if d not in ("mode", "town")] + ["weight", "tau"]
+    return held_out(lambda states: score_places(ds, table, areas, states), halves, keys)
 
 
 def county_outcomes(one, table: pd.DataFrame, areas: pd.DataFrame, weight: str, tau: float) -> pd.DataFrame:
@@ -188,21 +177,23 @@ def county_outcomes(one, table: pd.DataFrame, areas: pd.DataFrame, weight: str, 
     county predicted that OMB leaves out of every metro area), or central."""
     from agglo.tools.analysis import aggregate_units
 
-    by_id = table.set_index("town_id").loc[one["town_id"].values]
-    county = by_id["county"].to_numpy().astype(str)
-    cbsa_of = dict(zip(areas["GEOID"], areas["cbsa"]))
-    agg = aggregate_units(one, county, np.array([cbsa_of.get(g, f"county {g}") for g in county]), weight=weight)
+    _, county, target = _by_county(one, table, areas)
+    agg = aggregate_units(one, county, target, weight=weight)
     units = agg["unit"].values.astype(str)
-    metro_areas = set(areas.loc[areas["metro"], "cbsa"])
+    cbsa_of = dict(zip(areas["GEOID"], areas["cbsa"]))
     status = {
         g: ("metro " if m else "micro ") + ("central" if c else "outlying")
         for g, m, c in zip(areas["GEOID"], areas["metro"], areas["central"])
     }
-    joined, share = agg["target"].values, agg["target_share"].values
+    omb = np.array([status.get(u, "none") for u in units], dtype=object)
+    candidate = np.array([not st.endswith("central") for st in omb])
+    joined = agg["target"].values
+    ((_, member),) = _predicted(
+        joined, agg["target_share"].values, candidate, set(areas.loc[areas["metro"], "cbsa"]), (tau,)
+    )
     rows = []
-    for u, t, s in zip(units, joined, share):
-        st = status.get(u, "none")
-        pred = t if (t in metro_areas and s >= tau and not st.endswith("central")) else ""
+    for u, st, t, is_member in zip(units, omb, joined, member):
+        pred = t if is_member else ""
         true = cbsa_of[u] if st == "metro outlying" else ""
         if st.endswith("central"):
             outcome = "central"

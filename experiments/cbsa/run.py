@@ -25,24 +25,18 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from agglo.tools.analysis import adjusted_rand  # noqa: E402
-from experiments.common import agglo_run, write_results  # noqa: E402
+from experiments.cbsa import places as P  # noqa: E402
+from experiments.common import agglo_run, precision_recall_f1, write_results  # noqa: E402
+from experiments.common import held_out as common_held_out  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 KEYS = ["commute.cap_min", "commute.beta", "commute.threshold"]
 
 
 def build_table() -> tuple[pd.DataFrame, pd.DataFrame]:
-    counties = pd.read_csv(ROOT / "tests/data/us_cbsa/counties_2020_dist.csv", dtype={"GEOID": str, "CBSA": str})
-    omb = pd.read_csv(
-        ROOT / "tests/data/us_cbsa/list1_Jul_2023_cbsa_delineation.csv",
-        dtype={"CBSA Code": str, "FIPS State Code": str, "FIPS County Code": str},
-    )
-    omb["GEOID"] = omb["FIPS State Code"].str.zfill(2) + omb["FIPS County Code"].str.zfill(3)
-    metro = omb[omb["Metropolitan/Micropolitan Statistical Area"] == "Metropolitan Statistical Area"]
-    truth = pd.DataFrame(
-        {"GEOID": metro["GEOID"], "cbsa": metro["CBSA Code"], "central": metro["Central/Outlying County"] == "Central"}
-    )
-    counties = counties[counties["Population"] > 0]
+    counties = counties_table()
+    areas = P.delineation(ROOT)
+    truth = areas.loc[areas["metro"], ["GEOID", "cbsa", "central"]]
     table = pd.DataFrame(
         {
             "town_id": counties["GEOID"].astype(np.int64),
@@ -90,16 +84,10 @@ def score(ds, table: pd.DataFrame, truth: pd.DataFrame, zones: pd.Series, states
         pred_area = np.where(member, area[np.where(core >= 0, core, 0)], None)
         hit = member & (pred_area == true_area) & is_true
         same_zone = member & (zone == zone[np.where(core >= 0, core, 0)]) & has_zone
-        precision = hit.sum() / max(member.sum(), 1)
-        recall = hit.sum() / max(n_true, 1)
         rows.append(
             {
                 **dict(zip(KEYS, key)),
-                "predicted": int(member.sum()),
-                "correct": int(hit.sum()),
-                "precision": precision,
-                "recall": recall,
-                "f1": 2 * precision * recall / max(precision + recall, 1e-12),
+                **precision_recall_f1(hit.sum(), member.sum(), n_true),
                 "same_cz_1990": same_zone.sum() / max(member.sum(), 1),
                 "ari_cz_1990": adjusted_rand(core[has_zone], zone_code[has_zone]),
             }
@@ -110,25 +98,7 @@ def score(ds, table: pd.DataFrame, truth: pd.DataFrame, zones: pd.Series, states
 def held_out(ds, table: pd.DataFrame, truth: pd.DataFrame, zones: pd.Series) -> pd.DataFrame:
     """Parameters chosen by F1 on one half of the states, scored on the other half (and the
     reverse), beside the chosen scenario's in-sample F1."""
-    out = []
-    a, b = halves(table)
-    for name, fit, test in (("A", a, b), ("B", b, a)):
-        on_fit = score(ds, table, truth, zones, fit)
-        on_test = score(ds, table, truth, zones, test)
-        best = int(on_fit["f1"].to_numpy().argmax())  # first of equal F1s, in the cube's order
-        row = on_test.iloc[best]
-        out.append(
-            {
-                "fit on": f"{name} ({len(fit)} regions)",
-                **{k: on_fit.iloc[best][k] for k in KEYS},
-                "f1 in-sample": on_fit.iloc[best]["f1"],
-                "precision held-out": row["precision"],
-                "recall held-out": row["recall"],
-                "f1 held-out": row["f1"],
-                "best f1 on held-out half": on_test["f1"].max(),
-            }
-        )
-    return pd.DataFrame(out)
+    return common_held_out(lambda states: score(ds, table, truth, zones, states), halves(table), KEYS)
 
 
 def misses(ds, table, truth, best: dict) -> list[str]:
@@ -211,7 +181,6 @@ def counties_table() -> pd.DataFrame:
 def place_level(counties: pd.DataFrame, split: tuple[set, set]) -> list[str]:
     """Issue #14 point 1: the places run (experiment=cbsa_places), read back by county."""
     import agglo
-    from experiments.cbsa import places as P
 
     areas = P.delineation(ROOT)
     table = P.build_places(counties, areas)
