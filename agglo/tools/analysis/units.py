@@ -34,13 +34,13 @@ def choose_targets(core, weight, unit_code, target_code, n_units: int):
     n_scen = core.shape[0]
     best = np.full((n_scen, n_units), -1, dtype=np.int64)
     best_weight = np.zeros((n_scen, n_units))
-    n_targets = int(target_code.max(initial=-1)) + 1
+    n_targets = max(int(target_code.max(initial=-1)) + 1, 1)
     for s in range(n_scen):
         member = core[s] >= 0
         key = unit_code[member] * n_targets + target_code[core[s][member]]
         keys, inverse = np.unique(key, return_inverse=True)
         sums = np.bincount(inverse, weights=weight[s][member], minlength=keys.shape[0])
-        units, targets = keys // max(n_targets, 1), keys % max(n_targets, 1)
+        units, targets = keys // n_targets, keys % n_targets
         order = np.lexsort((targets, -sums, units))  # per unit: the largest sum first, then the lower code
         first = order[np.r_[True, units[order][1:] != units[order][:-1]]] if order.size else order
         best[s, units[first]] = targets[first]
@@ -61,7 +61,7 @@ def aggregate_units(ds: xr.Dataset, unit, target=None, weight: str = "population
         raise ValueError(f"weight: {weight!r}; allowed: {', '.join(WEIGHTS)}")
     n = ds.sizes["town"]
     units, unit_code = _labels(unit, "unit", n)
-    targets, target_code = _labels(unit if target is None else target, "target", n)
+    targets, target_code = (units, unit_code) if target is None else _labels(target, "target", n)
     core = ds["core"].sel(mode=mode)
     scen = [d for d in core.dims if d != "town"]
     stacked = core.transpose(*scen, "town").values.reshape(-1, n).astype(np.int64)
