@@ -166,6 +166,15 @@ MODELS = ("gravity", "attraction", "doubly", "radiation")
 DENSE_TWIN_MAX_TOWNS = 3000  # the dense twin of the other models holds several N x N arrays
 
 
+def model_keys(model: str, n: int) -> dict:
+    """``model`` for both modes of ``n`` scenarios, as swept values."""
+    return {f"{m}.model": np.array([model] * n, dtype=object) for m in ("commute", "freight")}
+
+
+def tries_of(model: str, repeat: int) -> int:
+    return 1 if model == "doubly" else repeat  # the doubly balance costs about half a second a scenario
+
+
 def model_rows(towns, cfg, network, batch: int, repeat: int, wide=None) -> list[dict]:
     """Each flow model at the default caps, both modes: ms a scenario alone and in a batch of
     ``batch`` (betas varied), its ratio to gravity's batch in this run, and the model's dense
@@ -180,14 +189,14 @@ def model_rows(towns, cfg, network, batch: int, repeat: int, wide=None) -> list[
     for model in MODELS:
 
         def swept(n, model=model):
-            out = {f"{m}.model": np.array([model] * n, dtype=object) for m in ("commute", "freight")}
+            out = model_keys(model, n)
             if n > 1:
                 out |= {"commute.beta": np.linspace(1.5, 2.5, n), "freight.beta": np.linspace(0.5, 1.5, n)}
             return out
 
         one = batch_parameters(cfg, swept(1), 1)
         many = batch_parameters(cfg, swept(batch), batch)
-        tries = 1 if model == "doubly" else repeat
+        tries = tries_of(model, repeat)
         compute_batch(network, one)  # compile or load
         t_one = best_of(lambda one=one: compute_batch(network, one), tries)
         out = {}
@@ -208,11 +217,11 @@ def model_rows(towns, cfg, network, batch: int, repeat: int, wide=None) -> list[
         caps = mixed_caps(batch)
         by_model = {}
         for model in ("gravity", "radiation", "doubly"):
-            models = {f"{m}.model": np.array([model] * batch, dtype=object) for m in ("commute", "freight")}
-            many = batch_parameters(cfg, caps | models, batch)
+            many = batch_parameters(cfg, caps | model_keys(model, batch), batch)
             compute_batch(wide, many)
-            tries = 1 if model == "doubly" else repeat
-            by_model[model] = 1e3 * best_of(lambda many=many: compute_batch(wide, many), tries) / batch
+            by_model[model] = (
+                1e3 * best_of(lambda many=many: compute_batch(wide, many), tries_of(model, repeat)) / batch
+            )
         for model, ms in by_model.items():
             rows.append(
                 {
