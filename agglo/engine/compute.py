@@ -2,10 +2,15 @@
 
 Per mode, the scenarios are grouped by flow model and each group goes through its model's
 passes (:mod:`agglo.kernels`); every pass is independent of the other scenarios of its
-group, so results never depend on how scenarios are batched. Then the assignment.
+group, so results never depend on how scenarios are batched. Then the assignment. A
+mode's scenarios that repeat one another, or one computed earlier in the run
+(:class:`ModeMemo`), are computed once.
 """
 
 from __future__ import annotations
+
+import threading
+import weakref
 
 import numpy as np
 
@@ -122,9 +127,25 @@ def radiation_twins(mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -
     The radiation model is parameter-free: its shares depend only on the reach (cap, circuity,
     speed, borders) and on which towns are cores, so scenarios that differ only in beta,
     gamma, alpha, threshold, ... share one pass (the same bits, copied)."""
+    return first_of(zip(mode.cap_min, mode.circuity, mode.speed_kmh, closed, (row.tobytes() for row in is_core)))
+
+
+def first_of(keys) -> np.ndarray:
+    """For each scenario, the first scenario with an equal key."""
     first: dict = {}
-    keys = zip(mode.cap_min, mode.circuity, mode.speed_kmh, closed, (row.tobytes() for row in is_core))
     return np.array([first.setdefault(key, s) for s, key in enumerate(keys)], dtype=np.int64)
+
+
+def mode_keys(mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -> list:
+    """Per scenario, what its results in this mode depend on besides the network: the mode's
+    parameters, the borders and the cores. Scenarios with equal keys have the same results,
+    bit for bit (every pass is independent of the other scenarios of its batch). The bytes of
+    each value, so that NaN (no self term) equals NaN."""
+    fields = tuple(np.ascontiguousarray(field) for field in mode)
+    return [
+        (bool(closed[s]), is_core[s].tobytes(), *(field[s].tobytes() for field in fields))
+        for s in range(closed.shape[0])
+    ]
 
 
 def radiation_groups(mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -> list[np.ndarray]:
@@ -221,35 +242,122 @@ def _model_groups(network: Network, mode: ModeParams, rows: Rows, closed: np.nda
     return merged
 
 
-def compute_batch(network: Network, batch: ScenarioBatch) -> dict:
+def _mode_batch(network: Network, name: str, mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -> dict:
+    """One mode's cube variables for the scenarios given, scenario first."""
+    merged = _mode_results(network, mode, network.rows[name], closed, is_core)
+    core, share, agglo_population, coverage, n_agglomerations = assign_batch(
+        network.population,
+        is_core,
+        merged["best_core"],
+        merged["best_weight"],
+        merged["denominator"],
+        mode.threshold,
+    )
+    return {
+        "core": core,
+        "share": share,
+        "n_reachable": merged["n_reachable"],
+        "inflow": merged["inflow"].astype(np.float32),
+        "agglo_population": agglo_population,
+        "coverage": coverage,
+        "n_agglomerations": n_agglomerations,
+        "ipf_iterations": merged["ipf_iterations"],
+        "ipf_error": merged["ipf_error"],
+    }
+
+
+MEMO_BYTES = 256 * 2**20
+
+
+class ModeMemo:
+    """The per-scenario results of one mode already computed on a network in this process,
+    by :func:`mode_keys` key, up to ``budget`` bytes (the oldest dropped first).
+
+    A scenario found here is copied instead of computed again: the same bits, since a
+    scenario's results depend only on its key and the network. A sweep that crosses
+    commuting and freight values (``commute.cap_min=30,...,100 freight.cap_min=120,...,330``)
+    repeats each freight scenario in every commuting batch; each is computed once."""
+
+    def __init__(self, budget: int = MEMO_BYTES):
+        self.budget = int(budget)
+        self.rows: dict = {}  # key -> {variable: one scenario's value}, oldest first
+        self.nbytes = 0
+        self.hits = 0
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            got = self.rows.get(key)
+            self.hits += got is not None
+            return got
+
+    def put(self, key, row: dict) -> None:
+        size = sum(np.asarray(v).nbytes for v in row.values())
+        if size > self.budget:
+            return
+        with self._lock:
+            if key in self.rows:
+                return
+            while self.nbytes + size > self.budget:
+                oldest = next(iter(self.rows))
+                self.nbytes -= sum(np.asarray(v).nbytes for v in self.rows.pop(oldest).values())
+            self.rows[key] = row
+            self.nbytes += size
+
+
+_MEMO: list = [None, None]  # (a weak reference to a network, its ModeMemo): one network per process
+_MEMO_LOCK = threading.Lock()
+
+
+def memo_of(network: Network) -> ModeMemo:
+    """The :class:`ModeMemo` of ``network`` in this process (a new one for a new network)."""
+    with _MEMO_LOCK:
+        ref, memo = _MEMO
+        if ref is None or ref() is not network:
+            memo = ModeMemo()
+            _MEMO[:] = [weakref.ref(network), memo]
+        return memo
+
+
+def compute_batch(network: Network, batch: ScenarioBatch, memo: ModeMemo | None = None, once: bool = True) -> dict:
     """Both modes for a batch of S scenarios: MODEL.md's cube variables, scenario first.
 
     Returns arrays of shape (S, 2, N) for the town variables and (S, 2) for the others.
+    Per mode, scenarios with equal :func:`mode_keys` are computed once (``once=False``:
+    every one, as the kernel benchmark measures the kernels), and with a ``memo``
+    (:class:`ModeMemo`, of this network) those already computed are copied from it.
     """
     is_core = core_mask(network.population, network.forced_core, batch.core_min_population)
-    per_mode = []
-    for name in MODES:
+    n_scen = batch.n_scenarios
+    out: dict = {}
+
+    def put(key, value, at, m):
+        """Mode ``m``'s ``value`` of every scenario (``at`` None) or of scenario ``at``."""
+        if key not in out:
+            out[key] = np.empty(
+                (n_scen, len(MODES), *np.shape(value)[1 if at is None else 0 :]), np.asarray(value).dtype
+            )
+        out[key][(slice(None) if at is None else at, m)] = value
+
+    for m, name in enumerate(MODES):
         mode = batch.mode(name)
-        merged = _mode_results(network, mode, network.rows[name], batch.closed, is_core)
-        core, share, agglo_population, coverage, n_agglomerations = assign_batch(
-            network.population,
-            is_core,
-            merged["best_core"],
-            merged["best_weight"],
-            merged["denominator"],
-            mode.threshold,
-        )
-        per_mode.append(
-            {
-                "core": core,
-                "share": share,
-                "n_reachable": merged["n_reachable"],
-                "inflow": merged["inflow"].astype(np.float32),
-                "agglo_population": agglo_population,
-                "coverage": coverage,
-                "n_agglomerations": n_agglomerations,
-                "ipf_iterations": merged["ipf_iterations"],
-                "ipf_error": merged["ipf_error"],
-            }
-        )
-    return {name: np.stack([m[name] for m in per_mode], axis=1) for name in per_mode[0]}
+        keys = mode_keys(mode, batch.closed, is_core)
+        twin = first_of(keys) if once else np.arange(n_scen)
+        unique = np.flatnonzero(twin == np.arange(n_scen))  # one scenario per key
+        known = [memo.get((name, keys[s])) if memo is not None else None for s in unique]
+        todo = np.array([s for s, row in zip(unique, known) if row is None], dtype=np.int64)
+        if todo.shape[0] == n_scen:  # nothing repeated nor known: as computed
+            for key, value in _mode_batch(network, name, mode, batch.closed, is_core).items():
+                put(key, value, None, m)
+            continue
+        if todo.shape[0] > 0:
+            got = _mode_batch(network, name, take(mode, todo), batch.closed[todo], np.ascontiguousarray(is_core[todo]))
+            rows = iter([{key: value[k].copy() for key, value in got.items()} for k in range(todo.shape[0])])
+            known = [row if row is not None else next(rows) for row in known]
+            if memo is not None:
+                for s, row in zip(unique, known):
+                    memo.put((name, keys[s]), row)
+        for s, u in enumerate(np.searchsorted(unique, twin)):  # each scenario's row among the unique ones
+            for key, value in known[u].items():
+                put(key, value, s, m)
+    return out

@@ -417,8 +417,9 @@ def batch_done(path: str) -> np.ndarray:
     return np.asarray(root["progress/batch_done"][:], dtype=bool)
 
 
-def open_results(path: str) -> xr.Dataset:
-    """The cube as an xarray Dataset (lazy, dask-backed).
+def open_results(path: str, dask: bool = True) -> xr.Dataset:
+    """The cube as an xarray Dataset (lazy, dask-backed; ``dask=False``: lazy, each variable
+    read whole when first used, without importing dask, as the run's summary reads it).
 
     Examples
     --------
@@ -430,7 +431,7 @@ def open_results(path: str) -> xr.Dataset:
     import xarray as xr
 
     done = batch_done(path)
-    ds = xr.open_zarr(path, consolidated=True, mask_and_scale=False)
+    ds = xr.open_zarr(path, consolidated=True, mask_and_scale=False, **({} if dask else {"chunks": None}))
     ds.attrs["complete"] = bool(done.all())
     return ds
 

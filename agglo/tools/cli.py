@@ -118,7 +118,7 @@ def cmd_run(args) -> int:
 
     cfg, cfg_omega = resolve(_with_params(args.params, args.overrides))
     outcome = execute(cfg, cfg_omega, quiet=args.quiet)
-    ds = open_results(outcome.path)
+    ds = open_results(outcome.path, dask=False)
     print(header(ds))
     print(table(ds))
     print(f"cube: {outcome.path}")

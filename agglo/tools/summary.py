@@ -48,9 +48,12 @@ def table(ds: xr.Dataset, top: int = 3) -> str:
     names = ds.name.values
     dims = [d for d in ds.core.dims if d not in ("mode", "town")]
     n_scen = int(np.prod([ds.sizes[d] for d in dims] or [1]))
-    # The shown scenarios' cores in one read: (scenario in C order, mode, town).
-    shown = ds.core.stack(_scenario=dims) if dims else ds.core.expand_dims("_scenario", -1)
-    cores_shown = shown.isel(_scenario=slice(0, MAX_ROWS)).transpose("_scenario", "mode", "town").values
+    # The shown scenarios' cores (scenario in C order, mode, town), from one read of the
+    # leading block of the scenario dimensions that holds them.
+    shape = [ds.sizes[d] for d in dims]
+    index = np.unravel_index(np.arange(min(n_scen, MAX_ROWS)), shape) if dims else ()
+    block = ds.core.transpose(*dims, "mode", "town").isel({d: slice(0, int(i.max()) + 1) for d, i in zip(dims, index)})
+    cores_shown = block.values[index] if dims else block.values[None]
     lines = []
     header_keys = None
     rows = []
