@@ -232,7 +232,7 @@ def test_batch_results_do_not_depend_on_batch_or_threads(batch, sweep):
     }[sweep]
     params = batch_parameters(cfg, swept, n)
     network = prepare(towns, towns.core, reach_radii(params), core_floor=20000.0)
-    whole = compute_batch(network, params)
+    whole = compute_batch(network, params, once=False)  # every scenario through the batch's kernels
     one_by_one = [
         compute_batch(network, batch_parameters(cfg, {k: v[s : s + 1] for k, v in swept.items()}, 1)) for s in range(n)
     ]
@@ -249,7 +249,7 @@ def test_batch_results_do_not_depend_on_batch_or_threads(batch, sweep):
         numba.set_num_threads(1)
         for start in range(0, n, batch):
             part = {k: v[start : start + batch] for k, v in swept.items()}
-            got = compute_batch(network, batch_parameters(cfg, part, len(next(iter(part.values())))))
+            got = compute_batch(network, batch_parameters(cfg, part, len(next(iter(part.values())))), once=False)
             for name in whole:
                 assert np.array_equal(got[name], whole[name][start : start + batch], equal_nan=True), name
     finally:
@@ -330,3 +330,65 @@ def test_row_redone_when_every_term_underflows():
     ref = reference_one(towns, cfg, "commute")
     assert ref["n_reachable"][0] == 2 and ref["core"][0] == 1
     compare(out, ref, 0, cfg.commute)
+
+
+def test_a_mode_scenario_repeated_in_a_batch_or_remembered_from_an_earlier_one_is_copied_bit_for_bit():
+    """A sweep crossing commuting and freight values repeats each mode's scenarios: each is
+    computed once per batch (mode_keys) and, with the run's memo, once per run. Every town
+    of Oaxaca (split into two regions at its median longitude, for the borders); the copies
+    equal computing every scenario (once=False) and each one alone, bit for bit; a scenario
+    that differs from another in one key only (borders, cores, threshold, model, beta) is
+    not copied from it; a memo too small for a batch drops its oldest scenarios and still
+    gives the same bits."""
+    import dataclasses
+
+    from agglo.engine.compute import ModeMemo, compute_batch
+    from tests.real_towns import oaxaca_geonames
+
+    towns = oaxaca_geonames()
+    towns = dataclasses.replace(towns, region=np.where(towns.lon > np.median(towns.lon), "east", "west").astype(object))
+    cfg = make_config(dict(DEFAULT_COMMUTE), dict(DEFAULT_COMMUTE, cap_min=240.0, beta=1.0), core_min=20000.0)
+    pairs = [(c, f) for c in (30.0, 60.0, 90.0) for f in (120.0, 240.0)]
+    n_grid = 2 * len(pairs)  # every pair twice, nothing else differing
+    variants = {  # scenario 0 again with one key changed each
+        "borders": "closed",
+        "cores.min_population": 60000.0,
+        "freight.threshold": 0.45,
+        "freight.model": "radiation",
+        "freight.beta": 1.5,
+        "commute.beta": 2.5,
+    }
+    n = n_grid + len(variants)
+    grid = np.array(pairs * 2 + [pairs[0]] * len(variants))
+    swept = {"commute.cap_min": grid[:, 0], "freight.cap_min": grid[:, 1]}
+    base = {"borders": "open", "cores.min_population": 20000.0, "freight.threshold": 0.3}
+    base |= {"freight.model": "gravity", "freight.beta": 1.0, "commute.beta": DEFAULT_COMMUTE["beta"]}
+    for q, (key, value) in enumerate(variants.items()):
+        column = np.array([base[key]] * n, dtype=object if isinstance(value, str) else np.float64)
+        column[n_grid + q] = value
+        swept[key] = column
+    params = batch_parameters(cfg, swept, n)
+    network = prepare(towns, towns.core, reach_radii(params), core_floor=20000.0)
+    every = compute_batch(network, params, once=False)
+    for q, key in enumerate(variants):  # each variant's results differ from scenario 0's
+        s, m = n_grid + q, int(key.startswith("freight") or "." not in key)
+        assert not all(np.array_equal(every[v][s, m], every[v][0, m], equal_nan=True) for v in every), key
+    alone = [
+        compute_batch(network, batch_parameters(cfg, {k: v[s : s + 1] for k, v in swept.items()}, 1)) for s in range(n)
+    ]
+    halves = [slice(0, n_grid // 2), slice(n_grid // 2, n)]
+
+    def in_halves(memo):
+        return [
+            compute_batch(network, batch_parameters(cfg, {k: v[h] for k, v in swept.items()}, h.stop - h.start), memo)
+            for h in halves
+        ]
+
+    memo, small = ModeMemo(), ModeMemo(budget=3 * len(towns) * 40)  # about three scenarios of one mode
+    parts, tight = in_halves(memo), in_halves(small)
+    assert memo.hits > 0 and 0 < small.nbytes <= small.budget
+    for name in every:
+        assert np.array_equal(compute_batch(network, params)[name], every[name], equal_nan=True), name
+        assert np.array_equal(np.concatenate([a[name] for a in alone]), every[name], equal_nan=True), name
+        assert np.array_equal(np.concatenate([p[name] for p in parts]), every[name], equal_nan=True), name
+        assert np.array_equal(np.concatenate([p[name] for p in tight]), every[name], equal_nan=True), name
