@@ -254,7 +254,8 @@ def test_the_local_cluster_removes_its_spilled_network(tmp_path, run_cli, monkey
     monkeypatch.setattr(dask_executor, "spill", recorded)
     store = tmp_path / "local.zarr"
     sweep = ["commute.cap_min=30,60", "executor.kind=local", "executor.n_workers=2", "executor.batch_size=1"]
-    code, _, err = run_cli("run", *SMALL, *sweep, f"store.path={store}", "--quiet")
+    no_cache = "executor.network_cache_gib=0"  # with the cache, the workers map its entry instead
+    code, _, err = run_cli("run", *SMALL, *sweep, no_cache, f"store.path={store}", "--quiet")
     assert code == 0, err
     assert len(folders) == 1 and Path(folders[0]).parent == spill_root  # the workers mapped it
     assert not Path(folders[0]).exists()  # and it is gone

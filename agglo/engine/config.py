@@ -183,6 +183,7 @@ class ExecutorConfig:
     memory_limit: str = "auto"
     address: str | None = None
     batch_size: int = 64
+    network_cache_gib: float = 4.0  # the on-disk network cache's budget (engine/netcache.py); 0: off
     security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def check(self) -> None:
@@ -198,6 +199,12 @@ class ExecutorConfig:
         )
         _need(self.threads_per_worker >= 1, "executor.threads_per_worker", self.threads_per_worker, "an integer >= 1")
         _need(self.batch_size >= 1, "executor.batch_size", self.batch_size, "an integer >= 1")
+        _need(
+            self.network_cache_gib >= 0,
+            "executor.network_cache_gib",
+            self.network_cache_gib,
+            "a number of GiB >= 0 (0: no network cache)",
+        )
         if self.kind == "address":
             _need(
                 bool(self.address),

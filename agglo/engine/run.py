@@ -10,13 +10,13 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from agglo import __version__
-from agglo.engine import lease, store
+from agglo.engine import lease, netcache, store
 from agglo.engine.config import AggloConfig, diff_keys, result_keys, scenario_table
 from agglo.engine.errors import UserError
 from agglo.engine.executors import Progress, get_executor
 from agglo.engine.executors.task import Job
 from agglo.engine.interrupts import check as check_interrupt
-from agglo.engine.network import forced_cores, prepare
+from agglo.engine.network import forced_cores
 from agglo.engine.outputs import writing
 from agglo.engine.plan import Plan, make_plan
 from agglo.engine.scenarios import batch_parameters, reach_radii
@@ -168,22 +168,25 @@ def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str) -> Outc
     todo = [b for b in range(plan.n_batches) if not done[b]]
     if todo:
         check_interrupt()
-        network = prepare(
-            towns, forced, reach_radii(params_all), core_floor=float(np.min(params_all.core_min_population))
-        )
-        check_interrupt()
-        if not quiet:
-            print(
-                f"{towns.source}: {len(towns)} towns, {network.n_pairs} neighbour pairs within "
-                f"{network.radius_km:.1f} km; {plan.n_scenarios} scenarios in {plan.n_batches} batches"
-                + (f" ({len(todo)} left to compute)" if len(todo) < plan.n_batches else ""),
-                file=sys.stderr,
-            )
-        total = sum(plan.batch_size(b) for b in todo)
-        progress = Progress(total, stream=sys.stderr, quiet=quiet)
-        job = Job(config=cfg, plan=plan, store_path=path, lease_token=lease_token)
-        with writes:
-            get_executor(cfg.executor.kind)(network, job, todo, progress, cfg.executor)
+        floor = float(np.min(params_all.core_min_population))
+        radii = reach_radii(params_all)
+        budget = cfg.executor.network_cache_gib
+        mapping = cfg.executor.kind == "local"  # its workers map the files
+        with netcache.opened(towns, forced, radii, floor, budget, files_now=mapping) as (network, files):
+            check_interrupt()
+            if not quiet:
+                print(
+                    f"{towns.source}: {len(towns)} towns, {network.n_pairs} neighbour pairs within "
+                    f"{network.radius_km:.1f} km{' (cached)' if files is not None else ''}; "
+                    f"{plan.n_scenarios} scenarios in {plan.n_batches} batches"
+                    + (f" ({len(todo)} left to compute)" if len(todo) < plan.n_batches else ""),
+                    file=sys.stderr,
+                )
+            total = sum(plan.batch_size(b) for b in todo)
+            progress = Progress(total, stream=sys.stderr, quiet=quiet)
+            job = Job(config=cfg, plan=plan, store_path=path, lease_token=lease_token)
+            with writes:
+                get_executor(cfg.executor.kind)(network, job, todo, progress, cfg.executor, files)
     elif not quiet:
         print(f"{path}: already complete for this configuration; nothing to compute", file=sys.stderr)
     return Outcome(path=path, computed_batches=len(todo), reused=not create, plan=plan, towns=towns)

@@ -1,10 +1,10 @@
 """Dask execution: a LocalCluster the engine starts, or an existing scheduler.
 
 The towns and their neighbourhood reach every worker once. On the engine's own
-LocalCluster (one machine) they are spilled to ``.npy`` files in a temporary folder and
-every worker maps them (:func:`agglo.engine.network.spill`): no pickling, one copy of the
-pages for all workers (all of Mexico at a 330-min freight cap: 859 MB, scattered in 5.9 s
-before). Workers of an existing scheduler, possibly on other machines, get the network
+LocalCluster (one machine) every worker maps them from ``.npy`` files: the run's entry in
+the network cache (:mod:`agglo.engine.netcache`), else a copy spilled to a temporary
+folder (:func:`agglo.engine.network.spill`); no pickling, one copy of the pages for all
+workers (all of Mexico at a 330-min freight cap: 859 MB, scattered in 5.9 s before). Workers of an existing scheduler, possibly on other machines, get the network
 scattered (``broadcast=True``). Each task computes one batch and writes its own region of
 the store, so the driver never holds the cube.
 """
@@ -73,7 +73,9 @@ def check_address(cfg) -> None:
     client.close()
 
 
-def run_batches(network, job, batches, progress, executor_config):
+def run_batches(network, job, batches, progress, executor_config, files=None):
+    """``files``: the network's entry in the on-disk cache (:mod:`agglo.engine.netcache`),
+    which the engine's own workers map instead of a spilled copy."""
     from dataclasses import replace
 
     from distributed import as_completed
@@ -84,7 +86,9 @@ def run_batches(network, job, batches, progress, executor_config):
         if client.dashboard_link and not progress.quiet:
             print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
         job = replace(job, threads=executor_config.threads_per_worker)
-        if cluster is not None:  # our own workers, on this machine
+        if cluster is not None and files is not None:  # our own workers map the cached files
+            network = files
+        elif cluster is not None:  # our own workers, on this machine
             spilled = stack.enter_context(tempfile.TemporaryDirectory(prefix="agglo-network-"))
             try:
                 network = spill(network, spilled)

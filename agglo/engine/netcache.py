@@ -1,0 +1,257 @@
+"""The network of a run, kept on disk between runs: the same towns and reach radii build it once.
+
+A national sweep spends a few seconds building its neighbourhood and tables
+(:func:`agglo.engine.network.prepare`; all of Mexico at a 330-min freight cap: 46.5 M
+pairs, 2.8 s), every run again. :func:`opened` keeps the built network under the user's
+cache folder (``networks/`` in ``$AGGLO_CACHE_DIR``, else ``$XDG_CACHE_HOME/agglo``, else
+``~/.cache/agglo``; or ``$AGGLO_NETWORK_CACHE_DIR``), in the ``.npy`` layout of
+:func:`agglo.engine.network.spill`, so that a later run with the same inputs maps it
+instead, and the engine's local Dask workers map the same files (no spill per run).
+
+Never a second source of truth:
+
+- an entry is named by a SHA-256 of everything the network is built from: the towns'
+  coordinates, populations and regions, the forced cores, the radii, the core floor, and
+  the sources of the code that builds it (``agglo/kernels/*.py``, ``network.py``, this
+  file); an edited kernel or another table is another entry;
+- an entry is written aside and renamed into place whole, with a manifest (written last)
+  that records each file's size, dtype, shape and :func:`agglo.kernels.checksum.array_checksum`;
+- every use re-reads every file and checks all of it; an entry that is incomplete, does
+  not check out or cannot be read is removed and rebuilt, with one line on stderr.
+
+The folder holds at most ``executor.network_cache_gib`` (default 4; 0 turns the cache
+off): after writing an entry the least recently used others go (an entry in use by a run,
+which holds a shared lock on it, is never removed). A network larger than the budget, or
+a folder that cannot be written, is built in memory as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from agglo.engine.network import Network, NetworkFiles, mapped, prepare, spill
+from agglo.kernels.checksum import array_checksum
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+LOCK = "lock"
+
+
+def cache_folder() -> Path:
+    """``$AGGLO_NETWORK_CACHE_DIR`` (a scratch disk, say), else ``networks/`` in the cache folder."""
+    if os.environ.get("AGGLO_NETWORK_CACHE_DIR"):
+        return Path(os.environ["AGGLO_NETWORK_CACHE_DIR"])
+    from agglo.engine.geonames import cache_dir
+
+    return cache_dir() / "networks"
+
+
+def _code_digest() -> bytes:
+    here = Path(__file__).parent
+    sources = sorted((here.parent / "kernels").glob("*.py")) + [here / "network.py", Path(__file__)]
+    return hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in sources)).digest()
+
+
+def entry_key(towns, forced: np.ndarray, radii: dict, core_floor: float | None) -> str:
+    """The SHA-256 (hex) of everything :func:`~agglo.engine.network.prepare` reads."""
+    digest = hashlib.sha256(f"agglo-network-{FORMAT}".encode())
+    digest.update(_code_digest())
+    for name, array in (
+        ("lat", towns.lat),
+        ("lon", towns.lon),
+        ("population", towns.population),
+        ("region", towns.region_code),
+        ("forced", forced),
+    ):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    digest.update(
+        json.dumps({"radii": {k: float(v) for k, v in sorted(radii.items())}, "core_floor": core_floor}).encode()
+    )
+    return digest.hexdigest()
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.npy"))
+
+
+def _write_entry(network: Network, folder: Path, final: Path) -> bool:
+    """``network`` into ``folder`` (new), with its manifest last, then renamed to ``final``;
+    False when another run wrote ``final`` meanwhile (theirs is kept)."""
+    folder.mkdir(parents=True)
+    handle = spill(network, str(folder))
+    files = {}
+    for path in _files(folder):
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        files[path.name] = {
+            "nbytes": int(array.nbytes),
+            "dtype": array.dtype.str,
+            "shape": list(array.shape),
+            "checksum": array_checksum(array),
+        }
+    manifest = {"format": FORMAT, "layout": handle.layout, "scalars": handle.scalars, "files": files}
+    (folder / LOCK).touch()
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    try:
+        folder.rename(final)
+    except OSError:  # another run wrote the same entry meanwhile: keep theirs
+        shutil.rmtree(folder, ignore_errors=True)
+        return False
+    return True
+
+
+def _read_entry(folder: Path) -> NetworkFiles:
+    """The entry's handle once every file checks out against the manifest; ValueError if not."""
+    manifest = json.loads((folder / MANIFEST).read_text())
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"format {manifest.get('format')!r}")
+    files = manifest["files"]
+    if sorted(files) != [p.name for p in _files(folder)]:
+        raise ValueError("its files are not those of its manifest")
+    for name, want in files.items():
+        array = np.load(folder / name, mmap_mode="r", allow_pickle=False)
+        got = {"nbytes": int(array.nbytes), "dtype": array.dtype.str, "shape": list(array.shape)}
+        if any(got[k] != want[k] for k in got):
+            raise ValueError(f"{name} is {got}, the manifest says {want}")
+        if array_checksum(array) != want["checksum"]:
+            raise ValueError(f"{name} does not match its checksum")
+    return _handle(folder)
+
+
+def _lock(folder: Path, mode: int):
+    """An flock on the entry's lock file (``mode`` fcntl.LOCK_SH or LOCK_EX | LOCK_NB)."""
+    handle = open(folder / LOCK, "rb")
+    try:
+        fcntl.flock(handle, mode)
+    except OSError:
+        handle.close()
+        raise
+    return handle
+
+
+def evict(root: Path, budget_bytes: int, keep: Path | None = None) -> list[Path]:
+    """Remove the least recently used entries of ``root`` (by their manifest's time) until
+    the entries hold at most ``budget_bytes``; ``keep`` and entries locked by a run stay.
+    Leftover partial entries of runs that died are removed too. Returns what was removed."""
+    removed = []
+    entries = []
+    for folder in root.iterdir() if root.is_dir() else []:
+        if folder.name.startswith(".") and time.time() - folder.stat().st_mtime > 3600:
+            shutil.rmtree(folder, ignore_errors=True)  # a partial entry an hour old: its writer is gone
+            continue
+        manifest = folder / MANIFEST
+        if folder.name.startswith(".") or not manifest.exists():
+            continue
+        size = sum(p.stat().st_size for p in folder.iterdir())
+        entries.append((manifest.stat().st_mtime, folder, size))
+    total = sum(size for _, _, size in entries)
+    for _, folder, size in sorted(entries, key=lambda e: e[0]):
+        if total <= budget_bytes:
+            break
+        if keep is not None and folder == keep:
+            continue
+        try:
+            handle = _lock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # in use by a run
+        try:
+            shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            handle.close()
+        total -= size
+        removed.append(folder)
+    return removed
+
+
+def _use(final: Path):
+    """(shared lock, handle) of the entry ``final`` if it is there and checks out, else
+    (None, None); a damaged entry is removed, with one line on stderr."""
+    if not final.exists():
+        return None, None  # entries appear whole, by rename: one without its manifest is damaged
+    held = None
+    try:
+        held = _lock(final, fcntl.LOCK_SH)
+        files = _read_entry(final)
+        os.utime(final / MANIFEST)  # used now: the last to be evicted
+        return held, files
+    except (OSError, ValueError, KeyError, TypeError) as why:
+        if held is not None:
+            held.close()
+        print(f"network cache {final}: damaged ({why}); removed, building the network again", file=sys.stderr)
+        shutil.rmtree(final, ignore_errors=True)
+        return None, None
+
+
+def _store(network: Network, root: Path, final: Path, budget: int):
+    """Write ``network`` as the entry ``final`` and evict beyond ``budget``: (shared lock,
+    handle), or (None, None) where the folder cannot be written (one line on stderr)."""
+    held = None
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        ours = _write_entry(network, root / f".{final.name}.{os.getpid()}", final)
+        held = _lock(final, fcntl.LOCK_SH)
+        files = _handle(final) if ours else _read_entry(final)
+    except (OSError, ValueError, KeyError, TypeError) as why:
+        if held is not None:
+            held.close()
+        print(f"network cache {root}: not written ({why}); the network is built in every run", file=sys.stderr)
+        return None, None
+    evict(root, budget, keep=final)
+    return held, files
+
+
+@contextlib.contextmanager
+def opened(towns, forced: np.ndarray, radii: dict, core_floor: float | None, budget_gib: float, files_now: bool = True):
+    """``(network, files)`` for a run: from the cache when it holds this network whole,
+    else built by :func:`~agglo.engine.network.prepare` and written to it. ``files`` is
+    the entry's :class:`~agglo.engine.network.NetworkFiles`, held under a shared lock until
+    the ``with`` block ends, or None where the network is not cached. With ``files_now``
+    False (a run that does not map the files) a new entry is written by a thread while the
+    run computes, and ``files`` is None."""
+    budget = int(float(budget_gib) * 2**30)
+    if budget <= 0:
+        yield prepare(towns, forced, radii, core_floor), None
+        return
+    root = cache_folder()
+    final = root / entry_key(towns, forced, radii, core_floor)[:32]
+    held, files = _use(final)
+    network = None
+    writer = None
+    if held is None:
+        network = prepare(towns, forced, radii, core_floor)
+        if network.nbytes > budget:
+            yield network, None
+            return
+        if files_now:
+            held, files = _store(network, root, final, budget)
+        else:
+            got: list = []
+            writer = threading.Thread(target=lambda: got.extend(_store(network, root, final, budget)), daemon=True)
+            writer.start()
+    try:
+        yield (network if network is not None else mapped(files)), (files if writer is None else None)
+    finally:
+        if writer is not None:
+            writer.join()
+            held = got[0] if got else None
+        if held is not None:
+            held.close()
+
+
+def _handle(folder: Path) -> NetworkFiles:
+    """The handle of an entry this run has just written (its files need no second check)."""
+    manifest = json.loads((folder / MANIFEST).read_text())
+    scalars = {key: tuple(value) for key, value in manifest["scalars"].items()}
+    return NetworkFiles(folder=str(folder), layout=manifest["layout"], scalars=scalars)
