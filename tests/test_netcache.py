@@ -66,6 +66,11 @@ def test_the_cached_network_equals_the_built_one_array_for_array(cache):
     for name, value in built.places._asdict().items():
         assert np.array_equal(getattr(got.places, name), value), name
     assert (got.rows["commute"] is got.rows["freight"]) == (built.rows["commute"] is built.rows["freight"])
+    # The same Numba types (a read-only array is another type): a mapped network compiles nothing new.
+    import numba
+
+    assert numba.typeof(got.places) == numba.typeof(built.places)
+    assert all(numba.typeof(got.rows[m]) == numba.typeof(built.rows[m]) for m in built.rows)
 
 
 @pytest.mark.parametrize("damage", ["flipped", "truncated", "removed", "manifest", "partial"])

@@ -133,8 +133,10 @@ def prepare(towns: Towns, forced: np.ndarray, radius_km, core_floor: float | Non
     candidate = forced.copy() if core_floor is not None else np.ones(len(population), dtype=bool)
     if core_floor is not None:
         candidate |= population >= core_floor
-    lat = np.ascontiguousarray(towns.lat, dtype=np.float64)
-    lon = np.ascontiguousarray(towns.lon, dtype=np.float64)
+    # Writable copies: the kernels are compiled for the array types of a mapped network
+    # (netcache, the local cluster's workers), and a read-only array is another type.
+    lat = np.array(towns.lat, dtype=np.float64)
+    lon = np.array(towns.lon, dtype=np.float64)
     lp_rel, lp_max = row_lp(offsets, neighbour, log_pop)
     full = _rows(offsets, neighbour, log_dist, lp_rel, widest, candidate, lat, lon)
     rows = {}
