@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agglo.engine.network import Network, NetworkFiles, mapped, prepare, spill
+from agglo.engine.network import Network, NetworkFiles, mapped, prepare, spill, spill_layout
 from agglo.kernels.checksum import array_checksum
 
 FORMAT = 1
@@ -92,15 +92,15 @@ def _write_entry(network: Network, folder: Path, final: Path) -> bool:
     False when another run wrote ``final`` meanwhile (theirs is kept)."""
     folder.mkdir(parents=True)
     handle = spill(network, str(folder))
-    files = {}
-    for path in _files(folder):
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-        files[path.name] = {
+    files = {  # from the arrays in memory: reading the files back would map them all again
+        name: {
             "nbytes": int(array.nbytes),
-            "dtype": array.dtype.str,
+            "dtype": np.asarray(array).dtype.str,
             "shape": list(array.shape),
             "checksum": array_checksum(array),
         }
+        for name, array in spill_layout(network)[2].items()
+    }
     manifest = {"format": FORMAT, "layout": handle.layout, "scalars": handle.scalars, "files": files}
     (folder / LOCK).touch()
     (folder / MANIFEST).write_text(json.dumps(manifest))

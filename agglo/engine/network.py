@@ -165,14 +165,13 @@ class NetworkFiles:
 _MAPPED: dict = {}  # folder -> Network, per process
 
 
-def spill(network: Network, folder: str) -> NetworkFiles:
-    """Write ``network``'s arrays under ``folder`` (which must exist); returns the handle."""
-    from pathlib import Path
-
-    base = Path(folder)
-    keys = {}  # id of a Rows object -> its file prefix (modes may share one)
+def spill_layout(network: Network) -> tuple[dict, dict, dict]:
+    """What :func:`spill` writes: (layout, scalars, file name -> array); modes that share one
+    Rows object share its files."""
+    keys = {}  # id of a Rows object -> its file prefix
     layout = {}
     scalars = {}
+    arrays = {}
     for mode, rows in network.rows.items():
         key = layout[mode] = keys.setdefault(id(rows), f"rows{len(keys)}")
         if key in scalars:
@@ -180,11 +179,21 @@ def spill(network: Network, folder: str) -> NetworkFiles:
         scalars[key] = (rows.radius_km, rows.longest)
         for name, value in rows._asdict().items():
             if isinstance(value, np.ndarray):
-                np.save(base / f"{key}.{name}.npy", value, allow_pickle=False)
+                arrays[f"{key}.{name}.npy"] = value
     for name, value in network.places._asdict().items():
-        np.save(base / f"places.{name}.npy", value, allow_pickle=False)
-    np.save(base / "forced_core.npy", network.forced_core, allow_pickle=False)
-    return NetworkFiles(folder=str(base), layout=layout, scalars=scalars)
+        arrays[f"places.{name}.npy"] = value
+    arrays["forced_core.npy"] = network.forced_core
+    return layout, scalars, arrays
+
+
+def spill(network: Network, folder: str) -> NetworkFiles:
+    """Write ``network``'s arrays under ``folder`` (which must exist); returns the handle."""
+    from pathlib import Path
+
+    layout, scalars, arrays = spill_layout(network)
+    for name, value in arrays.items():
+        np.save(Path(folder) / name, value, allow_pickle=False)
+    return NetworkFiles(folder=str(folder), layout=layout, scalars=scalars)
 
 
 def mapped(handle: Network | NetworkFiles) -> Network:
