@@ -31,14 +31,19 @@ class Balance(NamedTuple):
 
 
 @strict_parallel
-def _deterrence_pairs(rows, places, terms, s, ends):
-    """f(t_ij), computed in float64 and held in float32, for the reachable pairs of scenario ``s`` (0 elsewhere)."""
+def _deterrence_pairs(rows, places, terms, s, ends, narrow):
+    """f(t_ij), computed in float64 and held in float32, for the reachable pairs of scenario ``s``
+    (0 elsewhere); and ``narrow`` (uint16, or empty) filled with those pairs' neighbours."""
     f = np.zeros(rows.neighbour.shape[0], dtype=np.float32)
     power = terms.decay[s] == POWER  # power decay needs log km only
     chunks = rows.chunks
+    fill = narrow.shape[0] > 0
     for ch in prange(chunks.shape[0] - 1):
         for i in range(chunks[ch], chunks[ch + 1]):
             start = rows.offsets[i]
+            if fill:
+                for q in range(ends[i]):
+                    narrow[start + q] = np.uint16(rows.neighbour[start + q])
             for q in range(ends[i]):
                 if terms.closed[s] and places.region[rows.neighbour[start + q]] != places.region[i]:
                     continue
@@ -56,12 +61,17 @@ def _deterrence_pairs(rows, places, terms, s, ends):
     return f
 
 
+NARROW_TOWNS = 1 << 16  # fewer towns than this: the balance reads its neighbours as uint16
+
+
 @strict_parallel
-def _pair_sums(rows, f, ends, weight, active, out):
+def _pair_sums(rows, neighbour, f, ends, weight, active, out):
     """out[s, i] = Σ_{q < ends[s, i]} f_q weight[s, neighbour_q] for the ``active`` scenarios,
-    in row order. The scenarios of a row follow one another while its pairs are still in
-    cache, so the pairs come from memory once for all of them (f is the same for all); each
-    scenario's sums are the same bits whichever others run beside it."""
+    in row order (``neighbour``: the rows' neighbours, or their uint16 copy, the same values;
+    the gather of ``weight`` bounds a pass, and 2 bytes a pair instead of 4 take a fifth off
+    it). The scenarios of a row follow one another while its pairs are still in cache, so the
+    pairs come from memory once for all of them (f is the same for all); each scenario's sums
+    are the same bits whichever others run beside it."""
     n_scen = ends.shape[0]
     chunks = rows.chunks
     for ch in prange(chunks.shape[0] - 1):
@@ -72,7 +82,7 @@ def _pair_sums(rows, f, ends, weight, active, out):
                     continue
                 total = 0.0
                 for q in range(ends[s, i]):
-                    total += weight[s, rows.neighbour[start + q]] * f[start + q]
+                    total += weight[s, neighbour[start + q]] * f[start + q]
                 out[s, i] = total
 
 
@@ -121,24 +131,28 @@ def _solve_small(h, rhs):
 
 
 @strict
-def anderson_mix(g, fk, d_f, d_g, used, u):
+def _dot(a, b):
+    total = 0.0
+    for i in range(a.shape[0]):
+        total += a[i] * b[i]
+    return total
+
+
+@strict
+def anderson_mix(g, fk, d_f, d_g, gram, slots, used, u):
     """Anderson's type-II mixing (Walker & Ni 2011) into ``u``: u = g - dG gamma with gamma the
     least-squares fit of fk by the ``used`` residual differences dF (normal equations, a
-    1e-10 relative ridge). The plain step u = g when the fit fails. Sums in a fixed order."""
-    n = g.shape[0]
+    1e-10 relative ridge). The plain step u = g when the fit fails. Sums in a fixed order.
+
+    Difference ``a`` (oldest first) lies in row ``slots[a]`` of ``d_f``/``d_g`` (a ring), and
+    ``gram`` holds dF_p · dF_q by row: each dot is taken once, when its newer difference
+    arrives, and is the same value a recomputation would give."""
     h = np.zeros((used, used))
     rhs = np.zeros(used)
     for a in range(used):
-        for b in range(a, used):
-            total = 0.0
-            for i in range(n):
-                total += d_f[a, i] * d_f[b, i]
-            h[a, b] = total
-            h[b, a] = total
-        total = 0.0
-        for i in range(n):
-            total += d_f[a, i] * fk[i]
-        rhs[a] = total
+        for b in range(used):
+            h[a, b] = gram[slots[a], slots[b]]
+        rhs[a] = _dot(d_f[slots[a]], fk)
     scale = 0.0
     for a in range(used):
         scale = max(scale, h[a, a])
@@ -148,15 +162,15 @@ def anderson_mix(g, fk, d_f, d_g, used, u):
     ok = True
     for a in range(used):
         ok = ok and np.isfinite(gamma[a])
-    for i in range(n):
+    for i in range(g.shape[0]):
         u[i] = g[i]
         if ok:
             for a in range(used):
-                u[i] -= gamma[a] * d_g[a, i]
+                u[i] -= gamma[a] * d_g[slots[a], i]
 
 
 @strict
-def balance_rounds(rows, ends, population, f, self_f, support, x0):
+def balance_rounds(rows, neighbour, ends, population, f, self_f, support, x0):
     """The symmetric balance of :func:`doubly_ipf` for scenarios that share f, from ``x0``
     (S, N), Anderson-accelerated, in lockstep: each round is one pass over the pairs for all
     scenarios still balancing (:func:`_pair_sums`), and everything else is per scenario.
@@ -172,6 +186,9 @@ def balance_rounds(rows, ends, population, f, self_f, support, x0):
     mem = ANDERSON_MEMORY
     d_f = np.zeros((n_scen, mem, n))
     d_g = np.zeros((n_scen, mem, n))
+    gram = np.zeros((n_scen, mem, mem))  # dF_p · dF_q by ring row
+    head = np.zeros(n_scen, dtype=np.int64)  # the ring row of the oldest difference
+    slots = np.zeros(mem, dtype=np.int64)
     f_prev = np.zeros((n_scen, n))
     g_prev = np.zeros((n_scen, n))
     fk = np.zeros(n)
@@ -200,7 +217,7 @@ def balance_rounds(rows, ends, population, f, self_f, support, x0):
                 for i in range(n):
                     x[s, i] = np.exp(u[s, i]) if support[s, i] else 0.0
                     weight[s, i] = x[s, i] * population[i]
-        _pair_sums(rows, f, ends, weight, active, pairs)
+        _pair_sums(rows, neighbour, f, ends, weight, active, pairs)
         for s in range(n_scen):
             if not active[s]:
                 continue
@@ -214,6 +231,7 @@ def balance_rounds(rows, ends, population, f, self_f, support, x0):
                 for i in range(n):  # drop the mixed iterate: plain step from the last good one
                     u[s, i] = good_u[s, i]
                 history[s] = 0
+                head[s] = 0
                 has_prev[s] = False
                 mixed[s] = False
                 continue
@@ -225,22 +243,26 @@ def balance_rounds(rows, ends, population, f, self_f, support, x0):
                 fk[i] = -0.5 * np.log(r[i]) if support[s, i] else 0.0
                 g[i] = u[s, i] + fk[i]
             if has_prev[s]:
-                slot = min(history[s], mem - 1)
-                if history[s] >= mem:  # drop the oldest difference, keep the order oldest first
-                    for a in range(mem - 1):
-                        for i in range(n):
-                            d_f[s, a, i] = d_f[s, a + 1, i]
-                            d_g[s, a, i] = d_g[s, a + 1, i]
+                if history[s] < mem:
+                    slot = (head[s] + history[s]) % mem
+                    history[s] += 1
+                else:  # the newest difference takes the oldest one's row
+                    slot = head[s]
+                    head[s] = (head[s] + 1) % mem
                 for i in range(n):
                     d_f[s, slot, i] = fk[i] - f_prev[s, i]
                     d_g[s, slot, i] = g[i] - g_prev[s, i]
-                history[s] = min(history[s] + 1, mem)
+                for a in range(history[s]):
+                    other = (head[s] + a) % mem
+                    gram[s, slot, other] = gram[s, other, slot] = _dot(d_f[s, slot], d_f[s, other])
             for i in range(n):
                 f_prev[s, i] = fk[i]
                 g_prev[s, i] = g[i]
             has_prev[s] = True
             if history[s] > 0:
-                anderson_mix(g, fk, d_f[s], d_g[s], history[s], u[s])
+                for a in range(history[s]):
+                    slots[a] = (head[s] + a) % mem
+                anderson_mix(g, fk, d_f[s], d_g[s], gram[s], slots, history[s], u[s])
                 mixed[s] = True
             else:
                 for i in range(n):
@@ -265,14 +287,24 @@ def balance_group(rows, places, terms, group, ends):
     for s in range(n_scen):
         for i in range(n):
             widest[i] = max(widest[i], ends[s, i])
-    f = _deterrence_pairs(rows, places, terms, s0, widest)
+    narrow = np.empty(rows.neighbour.shape[0] if n < NARROW_TOWNS else 0, dtype=np.uint16)
+    f = _deterrence_pairs(rows, places, terms, s0, widest, narrow)
     self_f = np.exp(terms.self_log_f[s0]) if terms.has_self[s0] else 0.0
+    if n < NARROW_TOWNS:
+        return _balance_from(rows, narrow, population, ends, f, self_f)
+    return _balance_from(rows, rows.neighbour, population, ends, f, self_f)
+
+
+@strict
+def _balance_from(rows, neighbour, population, ends, f, self_f):
+    """:func:`balance_group` once f is known (``neighbour``: the rows' or their uint16 copy)."""
+    n_scen, n = ends.shape
     first = np.zeros((n_scen, n))
     weight = np.empty((n_scen, n))
     for s in range(n_scen):
         for i in range(n):
             weight[s, i] = population[i]
-    _pair_sums(rows, f, ends, weight, np.ones(n_scen, dtype=np.bool_), first)
+    _pair_sums(rows, neighbour, f, ends, weight, np.ones(n_scen, dtype=np.bool_), first)
     support = np.zeros((n_scen, n), dtype=np.bool_)
     x0 = np.zeros((n_scen, n))
     for s in range(n_scen):
@@ -280,7 +312,7 @@ def balance_group(rows, places, terms, group, ends):
             m = first[s, i] + population[i] * self_f
             support[s, i] = m > 0
             x0[s, i] = 1.0 / np.sqrt(m) if m > 0 else 0.0
-    x, pairs, rounds, error = balance_rounds(rows, ends, population, f, self_f, support, x0)
+    x, pairs, rounds, error = balance_rounds(rows, neighbour, ends, population, f, self_f, support, x0)
     inflow = np.zeros((n_scen, n))
     for s in range(n_scen):
         for i in range(n):
