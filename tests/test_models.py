@@ -263,6 +263,38 @@ def test_doubly_scenarios_that_differ_in_their_caps_balance_in_lockstep_as_each_
             compare({k: v[0] for k, v in one.items()}, ref, m, one_cfg.mode(name))
 
 
+def test_the_doubly_balance_reads_its_neighbours_as_uint16_or_int32_with_the_same_bits():
+    """Below 65 536 towns every round gathers through a uint16 copy of the reached neighbours
+    (kernels/doubly.NARROW_TOWNS); a larger network reads the int32 rows. Both paths, on every
+    town of Oaxaca, both modes, a lockstep group of three caps: the same bits."""
+    import agglo.kernels.doubly as doubly
+    from agglo.engine.compute import reach_of
+    from agglo.engine.network import prepare
+    from agglo.engine.scenarios import batch_parameters, reach_radii
+    from agglo.kernels.terms import mode_terms
+    from tests.strategies import DEFAULT_COMMUTE
+
+    towns = load_geonames("MX", ["20"], 500)
+    mode = dict(DEFAULT_COMMUTE, model="doubly")
+    cfg = make_config(mode, dict(mode, cap_min=240.0), core_min=100000.0)
+    swept = {"commute.cap_min": np.array([60.0, 30.0, 90.0]), "freight.cap_min": np.array([240.0, 120.0, 180.0])}
+    params = batch_parameters(cfg, swept, 3)
+    network = prepare(towns, towns.core, reach_radii(params), core_floor=100000.0)
+    for name in ("commute", "freight"):
+        rows, m = network.rows[name], params.mode(name)
+        is_core = np.ascontiguousarray(np.repeat(towns.population[None, :] >= 100000.0, 3, axis=0))
+        ends = np.ascontiguousarray(reach_of(network, rows, m, params.closed, is_core).reach, dtype=np.int64)
+        terms = mode_terms(m, m.gamma, params.closed)
+        narrow = np.full(rows.neighbour.shape[0], 65535, dtype=np.uint16)  # beyond reach: never read
+        f = doubly._deterrence_pairs(rows, network.places, terms, 0, ends.max(axis=0), narrow)
+        self_f = float(np.exp(terms.self_log_f[0])) if terms.has_self[0] else 0.0
+        wide = doubly._balance_from(rows, rows.neighbour, network.places.population, ends, f, self_f)
+        short = doubly._balance_from(rows, narrow, network.places.population, ends, f, self_f)
+        assert (wide[3] < 1e-9).all(), name
+        for a, b in zip(wide, short):
+            assert np.array_equal(np.asarray(a), np.asarray(b)), name
+
+
 @pytest.mark.slow
 def test_a_model_sweep_over_all_of_mexico_equals_one_by_one_runs(tmp_path, run_cli):
     """#13: `commute.model=gravity,attraction,doubly,radiation` x two freight models over every
