@@ -20,3 +20,13 @@ def run_cli(capsys):
 
 
 SMALL = ["experiment=synthetic", "data.n=150", "executor.kind=synchronous", "cores.min_population=5000"]
+
+
+def cube_arrays(path) -> dict:
+    """Every result variable of the cube at ``path`` (store.VARIABLES), read whole."""
+    import xarray as xr
+
+    from agglo.engine.store import VARIABLES
+
+    ds = xr.open_zarr(path)
+    return {name: ds[name].values for name in VARIABLES}

@@ -8,12 +8,7 @@ import xarray as xr
 
 from agglo import open_results
 from agglo.engine.store import VARIABLES
-from tests.conftest import SMALL
-
-
-def _arrays(path):
-    ds = xr.open_zarr(path)
-    return {name: ds[name].values for name in VARIABLES}
+from tests.conftest import SMALL, cube_arrays
 
 
 def test_cube_names_dims_attrs(tmp_path, run_cli):
@@ -78,7 +73,7 @@ def test_same_config_same_cube_whatever_batch_and_executor(tmp_path, run_cli):
         store = tmp_path / f"{label}.zarr"
         code, _, err = run_cli("run", *SMALL, *sweep, *extra, f"store.path={store}", "--quiet")
         assert code == 0, err
-        cubes[label] = _arrays(store)
+        cubes[label] = cube_arrays(store)
     ref = cubes.pop("sync-1")
     for label, cube in cubes.items():
         for name in VARIABLES:

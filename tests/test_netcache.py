@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import xarray as xr
 
 from agglo.engine import netcache
 from agglo.engine.network import prepare
 from agglo.engine.towns import synthetic
-from tests.conftest import SMALL
+from tests.conftest import SMALL, cube_arrays
 
 SWEEP = ["commute.cap_min=40,80", "freight.cap_min=120,240"]
 
@@ -24,11 +23,6 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache" / "networks"
 
 
-def _cube(path) -> dict:
-    ds = xr.open_zarr(path)
-    return {name: ds[name].values for name in ds.data_vars}
-
-
 def _same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(a[k].tobytes() == b[k].tobytes() for k in a)
 
@@ -37,7 +31,7 @@ def _entries(cache: Path) -> list[Path]:
     return sorted(p for p in cache.iterdir() if not p.name.startswith(".")) if cache.exists() else []
 
 
-def test_a_second_run_maps_the_cached_network_and_writes_the_same_cube(run_cli, cache, tmp_path):
+def test_a_second_run_maps_the_cached_network_and_writes_the_samecube_arrays(run_cli, cache, tmp_path):
     args = [*SMALL, *SWEEP]
     code, _, err = run_cli("run", *args, f"store.path={tmp_path / 'a.zarr'}", "executor.network_cache_gib=0")
     assert code == 0 and "(cached)" not in err and not cache.exists()
@@ -45,7 +39,7 @@ def test_a_second_run_maps_the_cached_network_and_writes_the_same_cube(run_cli, 
     assert code == 0 and "(cached)" not in err and len(_entries(cache)) == 1
     code, _, err = run_cli("run", *args, f"store.path={tmp_path / 'c.zarr'}")
     assert code == 0 and "(cached)" in err and len(_entries(cache)) == 1
-    cubes = [_cube(tmp_path / f"{name}.zarr") for name in "abc"]
+    cubes = [cube_arrays(tmp_path / f"{name}.zarr") for name in "abc"]
     assert _same(cubes[0], cubes[1]) and _same(cubes[0], cubes[2])
     # Another radius is another entry.
     code, _, err = run_cli("run", *SMALL, "freight.cap_min=300", f"store.path={tmp_path / 'd.zarr'}")
@@ -94,7 +88,7 @@ def test_a_damaged_entry_is_detected_removed_and_rebuilt_never_used(run_cli, cac
         (entry / "manifest.json").unlink()
     code, _, err = run_cli("run", *args, f"store.path={tmp_path / 'b.zarr'}")
     assert code == 0 and "(cached)" not in err and "damaged" in err and str(entry) in err
-    assert _same(_cube(tmp_path / "a.zarr"), _cube(tmp_path / "b.zarr"))
+    assert _same(cube_arrays(tmp_path / "a.zarr"), cube_arrays(tmp_path / "b.zarr"))
     code, _, err = run_cli("run", *args, f"store.path={tmp_path / 'c.zarr'}")  # rebuilt whole
     assert code == 0 and "(cached)" in err and "damaged" not in err
 
@@ -140,7 +134,7 @@ def test_the_local_cluster_maps_the_cached_entry_instead_of_spilling(run_cli, ca
     assert code == 0, err
     assert spilled == [] and len(_entries(cache)) == 1  # written before the workers start, then mapped
     assert run_cli("run", *sweep, "executor.network_cache_gib=0", f"store.path={tmp_path / 'sync.zarr'}")[0] == 0
-    assert _same(_cube(tmp_path / "local.zarr"), _cube(tmp_path / "sync.zarr"))
+    assert _same(cube_arrays(tmp_path / "local.zarr"), cube_arrays(tmp_path / "sync.zarr"))
 
 
 def test_the_network_cache_can_live_elsewhere(cache, tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ import xarray as xr
 
 from agglo.engine.lease import lease_path
 from agglo.engine.store import VARIABLES, batch_done
-from tests.conftest import SMALL
+from tests.conftest import SMALL, cube_arrays
 
 SLOW_SWEEP = [
     "experiment=synthetic",
@@ -24,11 +24,6 @@ SLOW_SWEEP = [
     "executor.batch_size=2",
     "executor.kind=synchronous",
 ]
-
-
-def _cube(path):
-    ds = xr.open_zarr(path)
-    return {name: ds[name].values for name in VARIABLES}
 
 
 def _chunk_mtimes(path):
@@ -78,7 +73,7 @@ def test_driver_sigkill_then_resume_equals_clean_run(tmp_path, run_cli):
     assert len(before) >= int(done.sum()) and len(untouched) >= int(done.sum())
     clean = tmp_path / "clean.zarr"
     assert run_cli("run", *SLOW_SWEEP, f"store.path={clean}", "--quiet")[0] == 0
-    a, b = _cube(store), _cube(clean)
+    a, b = cube_arrays(store), cube_arrays(clean)
     for name in VARIABLES:
         assert np.array_equal(a[name], b[name], equal_nan=True), name
 
@@ -116,7 +111,7 @@ def test_worker_sigkill_mid_sweep_still_gives_the_clean_cube(tmp_path, run_cli):
     assert batch_done(str(store)).all()
     clean = tmp_path / "clean.zarr"
     assert run_cli("run", *SLOW_SWEEP, f"store.path={clean}", "--quiet")[0] == 0
-    a, b = _cube(store), _cube(clean)
+    a, b = cube_arrays(store), cube_arrays(clean)
     for name in VARIABLES:
         assert np.array_equal(a[name], b[name], equal_nan=True), name
 
