@@ -74,16 +74,20 @@ def reference_seconds(towns, cfg, max_rows: int) -> tuple[float, str]:
     return seconds * n / rows, f"{rows} of {n} origin rows timed, scaled"
 
 
-def reached_pairs(network, batch) -> np.ndarray:
-    """Pairs each scenario of ``batch`` reaches, both modes: its reach radius's prefix of
+def mode_reached_pairs(network, batch, mode: str) -> np.ndarray:
+    """Pairs each scenario of ``batch`` reaches in ``mode``: its reach radius's prefix of
     every row (what the kernels of a batch in reach order iterate over for it)."""
+    radius = reach_radius_km(batch.mode(mode))
+    dist = np.exp(network.rows[mode].log_dist.astype(np.float64))
     total = np.zeros(batch.n_scenarios, dtype=np.int64)
-    for mode in ("commute", "freight"):
-        radius = reach_radius_km(batch.mode(mode))
-        dist = np.exp(network.rows[mode].log_dist.astype(np.float64))
-        for r in np.unique(radius):
-            total[radius == r] += np.count_nonzero(dist <= r)
+    for r in np.unique(radius):
+        total[radius == r] = np.count_nonzero(dist <= r)
     return total
+
+
+def reached_pairs(network, batch) -> np.ndarray:
+    """Pairs each scenario of ``batch`` reaches, both modes (:func:`mode_reached_pairs`)."""
+    return sum(mode_reached_pairs(network, batch, mode) for mode in ("commute", "freight"))
 
 
 # The mixed-caps batch: the caps of the 512-scenario Mexico cap sweep (bench_scale.py capsweep),

@@ -146,7 +146,8 @@ def sweep_reached_pairs(overrides: list[str]) -> tuple[int, int]:
     from agglo.engine.network import forced_cores, prepare
     from agglo.engine.plan import make_plan
     from agglo.engine.run import load_towns
-    from agglo.engine.scenarios import batch_parameters, core_mask, reach_radii, reach_radius_km
+    from agglo.engine.scenarios import batch_parameters, core_mask, reach_radii
+    from benchmarks.bench_kernels import mode_reached_pairs
 
     cfg, omega = resolve(overrides)
     towns = load_towns(cfg)
@@ -157,13 +158,10 @@ def sweep_reached_pairs(overrides: list[str]) -> tuple[int, int]:
     is_core = core_mask(network.population, forced, params.core_min_population)
     every = distinct = 0
     for name in MODES:
-        mode = params.mode(name)
-        radius = reach_radius_km(mode)
-        dist = np.exp(network.rows[name].log_dist.astype(np.float64))
-        pairs = {r: int(np.count_nonzero(dist <= r)) for r in np.unique(radius)}
-        twin = first_of(mode_keys(mode, params.closed, is_core))
-        every += sum(pairs[r] for r in radius)
-        distinct += sum(pairs[radius[s]] for s in np.flatnonzero(twin == np.arange(twin.shape[0])))
+        pairs = mode_reached_pairs(network, params, name)
+        twin = first_of(mode_keys(params.mode(name), params.closed, is_core))
+        every += int(pairs.sum())
+        distinct += int(pairs[twin == np.arange(twin.shape[0])].sum())
     return every, distinct
 
 
