@@ -46,6 +46,7 @@ from agglo.kernels.checksum import array_checksum
 FORMAT = 1
 MANIFEST = "manifest.json"
 LOCK = "lock"
+UNREADABLE = (OSError, ValueError, KeyError, TypeError)  # a file or manifest that is not what it must be
 
 
 def cache_folder() -> Path:
@@ -87,9 +88,9 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.npy"))
 
 
-def _write_entry(network: Network, folder: Path, final: Path) -> bool:
-    """``network`` into ``folder`` (new), with its manifest last, then renamed to ``final``;
-    False when another run wrote ``final`` meanwhile (theirs is kept)."""
+def _write_entry(network: Network, folder: Path, final: Path) -> NetworkFiles | None:
+    """``network`` into ``folder`` (new), with its manifest last, then renamed to ``final``:
+    the handle of ``final``, or None when another run wrote ``final`` meanwhile (theirs is kept)."""
     folder.mkdir(parents=True)
     handle = spill(network, str(folder))
     files = {  # from the arrays in memory: reading the files back would map them all again
@@ -108,8 +109,8 @@ def _write_entry(network: Network, folder: Path, final: Path) -> bool:
         folder.rename(final)
     except OSError:  # another run wrote the same entry meanwhile: keep theirs
         shutil.rmtree(folder, ignore_errors=True)
-        return False
-    return True
+        return None
+    return NetworkFiles(folder=str(final), layout=handle.layout, scalars=handle.scalars)
 
 
 def _read_entry(folder: Path) -> NetworkFiles:
@@ -127,7 +128,8 @@ def _read_entry(folder: Path) -> NetworkFiles:
             raise ValueError(f"{name} is {got}, the manifest says {want}")
         if array_checksum(array) != want["checksum"]:
             raise ValueError(f"{name} does not match its checksum")
-    return _handle(folder)
+    scalars = {key: tuple(value) for key, value in manifest["scalars"].items()}
+    return NetworkFiles(folder=str(folder), layout=manifest["layout"], scalars=scalars)
 
 
 def _lock(folder: Path, mode: int):
@@ -186,7 +188,7 @@ def _use(final: Path):
         files = _read_entry(final)
         os.utime(final / MANIFEST)  # used now: the last to be evicted
         return held, files
-    except (OSError, ValueError, KeyError, TypeError) as why:
+    except UNREADABLE as why:
         if held is not None:
             held.close()
         print(f"network cache {final}: damaged ({why}); removed, building the network again", file=sys.stderr)
@@ -202,8 +204,8 @@ def _store(network: Network, root: Path, final: Path, budget: int):
         root.mkdir(parents=True, exist_ok=True)
         ours = _write_entry(network, root / f".{final.name}.{os.getpid()}", final)
         held = _lock(final, fcntl.LOCK_SH)
-        files = _handle(final) if ours else _read_entry(final)
-    except (OSError, ValueError, KeyError, TypeError) as why:
+        files = ours if ours is not None else _read_entry(final)  # ours needs no second check
+    except UNREADABLE as why:
         if held is not None:
             held.close()
         print(f"network cache {root}: not written ({why}); the network is built in every run", file=sys.stderr)
@@ -248,10 +250,3 @@ def opened(towns, forced: np.ndarray, radii: dict, core_floor: float | None, bud
             held = got[0] if got else None
         if held is not None:
             held.close()
-
-
-def _handle(folder: Path) -> NetworkFiles:
-    """The handle of an entry this run has just written (its files need no second check)."""
-    manifest = json.loads((folder / MANIFEST).read_text())
-    scalars = {key: tuple(value) for key, value in manifest["scalars"].items()}
-    return NetworkFiles(folder=str(folder), layout=manifest["layout"], scalars=scalars)
