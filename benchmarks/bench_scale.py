@@ -25,6 +25,9 @@ Cases:
   capsweep-local  the same on the default local Dask cluster
   first-batch  `agglo run experiment=mexico executor.kind=synchronous`: seconds from the
             process's launch to its first batch's kernels (median of 3; target < 4 s)
+  executors  the cap sweep and a 4 096-scenario sweep under every executor: synchronous, the
+            default, the local cluster in each shape, an address cluster this bench starts on
+            127.0.0.1 (benchmarks/bench_executors.py, which also runs alone)
 """
 
 from __future__ import annotations
@@ -204,6 +207,14 @@ def main(argv=None) -> int:
     parser.add_argument("--cases", default="national,world,sweep,first-batch,capsweep,capsweep-local")
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.cases.split(",")]
+    if "executors" in names:
+        from benchmarks import bench_executors
+
+        names.remove("executors")
+        if bench_executors.main([]) != 0:
+            return 1
+        if not names:
+            return 0
     unknown = [n for n in names if n not in CASES and n not in FIRST_BATCH]
     if unknown:
         parser.error(f"unknown case {unknown[0]!r}; allowed: {', '.join([*CASES, *FIRST_BATCH])}")

@@ -31,6 +31,16 @@ def test_scale_benchmark_smoke(capsys):
     assert "first-batch-synthetic: launch to first batch" in out and "met" in out
 
 
+@pytest.mark.distributed
+def test_executors_benchmark_smoke(capsys):
+    from benchmarks.bench_executors import main as executors_main
+
+    executors_main(["--sweeps", "synthetic", "--shapes", "2x1"])  # its targets are for the real sweeps
+    out = capsys.readouterr().out
+    for row in ("synchronous warm", "default (auto) warm", "local 2x1 warm", "address 2x1 warm"):
+        assert row in out, out
+
+
 @pytest.mark.browser
 def test_explore_benchmark_smoke(capsys, tmp_path):
     from benchmarks import headless

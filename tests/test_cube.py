@@ -62,6 +62,7 @@ def test_same_config_same_cube_whatever_batch_and_executor(tmp_path, run_cli):
             "executor.n_workers=2",
             "executor.threads_per_worker=1",
             "executor.batch_size=4",
+            "executor.compute_while_starting=false",  # every batch on the workers
         ],
         "local-1x2": [
             "executor.kind=local",
@@ -241,14 +242,15 @@ def test_the_local_cluster_removes_its_spilled_network(tmp_path, run_cli, monkey
 
     folders = []
 
-    def recorded(network, folder):  # the real spill, its folder noted
+    def recorded(network, folder):  # the real copy, its folder noted
         folders.append(folder)
-        return spill(network, folder)
+        return copy(network, folder)
 
-    spill = dask_executor.spill
-    monkeypatch.setattr(dask_executor, "spill", recorded)
+    copy = dask_executor._copy_for_workers
+    monkeypatch.setattr(dask_executor, "_copy_for_workers", recorded)
     store = tmp_path / "local.zarr"
     sweep = ["commute.cap_min=30,60", "executor.kind=local", "executor.n_workers=2", "executor.batch_size=1"]
+    sweep.append("executor.compute_while_starting=false")  # every batch on the workers
     no_cache = "executor.network_cache_gib=0"  # with the cache, the workers map its entry instead
     code, _, err = run_cli("run", *SMALL, *sweep, no_cache, f"store.path={store}", "--quiet")
     assert code == 0, err

@@ -354,9 +354,10 @@ def test_ctrl_c_on_the_local_cluster(tmp_path):
     """SIGINT to the whole process group (a terminal's Ctrl-C) with the default local
     cluster: one line, exit 130 within seconds, and the store resumes to the clean cube."""
     sweep = ["experiment=oaxaca", "commute.cap_min=range(20,120,1)", "freight.cap_min=240,300", "executor.batch_size=8"]
+    local = ["executor.kind=local", "executor.compute_while_starting=false"]  # the workers compute
     store = tmp_path / "c.zarr"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agglo.tools.cli", "run", *sweep, f"store.path={store}", "--quiet"],
+        [sys.executable, "-m", "agglo.tools.cli", "run", *sweep, *local, f"store.path={store}", "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -214,6 +214,7 @@ def test_batches_of_a_run_that_lost_its_lease_are_not_marked(tmp_path, run_cli):
     store = tmp_path / "lost.zarr"
     args = [a for a in LONG_SWEEP if not a.startswith("executor.kind")]
     args += ["executor.kind=local", "executor.n_workers=2", "executor.threads_per_worker=1"]
+    args += ["executor.compute_while_starting=false"]
     run = subprocess.Popen(
         [sys.executable, "-m", "agglo.tools.cli", "run", *args, f"store.path={store}", "--quiet"],
         stdout=subprocess.PIPE,

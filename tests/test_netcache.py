@@ -127,9 +127,9 @@ def test_the_local_cluster_maps_the_cached_entry_instead_of_spilling(run_cli, ca
     import agglo.engine.executors.dask as dask_executor
 
     spilled = []
-    monkeypatch.setattr(dask_executor, "spill", lambda network, folder: spilled.append(folder))
+    monkeypatch.setattr(dask_executor, "_copy_for_workers", lambda network, folder: spilled.append(folder))
     sweep = [*SMALL, *SWEEP, "executor.batch_size=1"]
-    local = ["executor.kind=local", "executor.n_workers=2"]
+    local = ["executor.kind=local", "executor.n_workers=2", "executor.compute_while_starting=false"]
     code, _, err = run_cli("run", *sweep, *local, f"store.path={tmp_path / 'local.zarr'}")
     assert code == 0, err
     assert spilled == [] and len(_entries(cache)) == 1  # written before the workers start, then mapped

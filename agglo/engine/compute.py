@@ -361,3 +361,40 @@ def compute_batch(network: Network, batch: ScenarioBatch, memo: ModeMemo | None 
             for key, value in known[u].items():
                 put(key, value, s, m)
     return out
+
+
+def mode_piece(network: Network, batch: ScenarioBatch, name: str, scenarios: np.ndarray) -> dict:
+    """Mode ``name``'s cube variables for the ``scenarios`` (indices) of ``batch``, scenario
+    first: a piece of a batch that a Dask worker computes on its own (the same bits as in
+    :func:`compute_batch`, since no pass depends on the other scenarios of its batch)."""
+    part = batch.take(np.asarray(scenarios, dtype=np.int64))
+    is_core = core_mask(network.population, network.forced_core, part.core_min_population)
+    return _mode_batch(network, name, part.mode(name), part.closed, is_core)
+
+
+def scenario_digests(network: Network, batch: ScenarioBatch) -> list[list[bytes]]:
+    """Per mode, per scenario of ``batch``, a SHA-256 of its :func:`mode_keys` key (32 bytes
+    instead of a key that holds the whole core mask)."""
+    import hashlib
+
+    is_core = core_mask(network.population, network.forced_core, batch.core_min_population)
+    return [
+        [
+            hashlib.sha256(b"".join([bytes([k[0]]), *k[1:]])).digest()
+            for k in mode_keys(batch.mode(name), batch.closed, is_core)
+        ]
+        for name in MODES
+    ]
+
+
+def assemble(rows: list) -> dict:
+    """A batch's cube variables, shaped as :func:`compute_batch` returns them, from its
+    scenarios' rows: ``rows[s][m]`` is ``(piece, k)``, row ``k`` of a :func:`mode_piece` result."""
+    out: dict = {}
+    for s, per_mode in enumerate(rows):
+        for m, (piece, k) in enumerate(per_mode):
+            for key, value in piece.items():
+                if key not in out:
+                    out[key] = np.empty((len(rows), len(MODES), *np.shape(value)[1:]), np.asarray(value).dtype)
+                out[key][s, m] = value[k]
+    return out

@@ -177,27 +177,44 @@ class SecurityConfig:
 
 @dataclass
 class ExecutorConfig:
-    kind: str = "local"
+    kind: str = "auto"  # auto: local where the machine gives it two worker processes, else synchronous
     n_workers: int | None = None
-    threads_per_worker: int = 1
+    threads_per_worker: int | None = None  # null: 2 (1 on a machine of one core); see executors/dask.py
     memory_limit: str = "auto"
     address: str | None = None
     batch_size: int = 64
     network_cache_gib: float = 4.0  # the on-disk network cache's budget (engine/netcache.py); 0: off
+    worker_timeout_s: float = 60.0  # how long a run waits for a worker to join once every worker is gone
+    compute_while_starting: bool = True  # local: the driver computes batches until the cluster is up
+    network_beside_store: bool = False  # address: write the network next to the store for workers sharing its disk
     security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def check(self) -> None:
         self.security.check()
         _need(
-            self.kind in ("synchronous", "local", "address"), "executor.kind", self.kind, "synchronous, local, address"
+            self.kind in ("auto", "synchronous", "local", "address"),
+            "executor.kind",
+            self.kind,
+            "auto, synchronous, local, address",
         )
         _need(
             self.n_workers is None or self.n_workers >= 1,
             "executor.n_workers",
             self.n_workers,
-            "null (one per core) or an integer >= 1",
+            "null (one per two cores) or an integer >= 1",
         )
-        _need(self.threads_per_worker >= 1, "executor.threads_per_worker", self.threads_per_worker, "an integer >= 1")
+        _need(
+            self.threads_per_worker is None or self.threads_per_worker >= 1,
+            "executor.threads_per_worker",
+            self.threads_per_worker,
+            "null (2 per worker) or an integer >= 1",
+        )
+        _need(
+            _finite(self.worker_timeout_s) and self.worker_timeout_s > 0,
+            "executor.worker_timeout_s",
+            self.worker_timeout_s,
+            "a number of seconds > 0",
+        )
         _need(self.batch_size >= 1, "executor.batch_size", self.batch_size, "an integer >= 1")
         _need(
             self.network_cache_gib >= 0,

@@ -88,7 +88,7 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.npy"))
 
 
-def _write_entry(network: Network, folder: Path, final: Path) -> NetworkFiles | None:
+def write_entry(network: Network, folder: Path, final: Path) -> NetworkFiles | None:
     """``network`` into ``folder`` (new), with its manifest last, then renamed to ``final``:
     the handle of ``final``, or None when another run wrote ``final`` meanwhile (theirs is kept)."""
     folder.mkdir(parents=True)
@@ -113,8 +113,9 @@ def _write_entry(network: Network, folder: Path, final: Path) -> NetworkFiles | 
     return NetworkFiles(folder=str(final), layout=handle.layout, scalars=handle.scalars)
 
 
-def _read_entry(folder: Path) -> NetworkFiles:
-    """The entry's handle once every file checks out against the manifest; ValueError if not."""
+def read_entry(folder: Path, checksums: bool = True) -> NetworkFiles:
+    """The entry's handle once every file checks out against the manifest (sizes, dtypes,
+    shapes and, unless ``checksums`` is False, every byte); ValueError if not."""
     manifest = json.loads((folder / MANIFEST).read_text())
     if manifest.get("format") != FORMAT:
         raise ValueError(f"format {manifest.get('format')!r}")
@@ -126,7 +127,7 @@ def _read_entry(folder: Path) -> NetworkFiles:
         got = {"nbytes": int(array.nbytes), "dtype": array.dtype.str, "shape": list(array.shape)}
         if any(got[k] != want[k] for k in got):
             raise ValueError(f"{name} is {got}, the manifest says {want}")
-        if array_checksum(array) != want["checksum"]:
+        if checksums and array_checksum(array) != want["checksum"]:
             raise ValueError(f"{name} does not match its checksum")
     scalars = {key: tuple(value) for key, value in manifest["scalars"].items()}
     return NetworkFiles(folder=str(folder), layout=manifest["layout"], scalars=scalars)
@@ -177,7 +178,7 @@ def evict(root: Path, budget_bytes: int, keep: Path | None = None) -> list[Path]
     return removed
 
 
-def _use(final: Path):
+def use(final: Path):
     """(shared lock, handle) of the entry ``final`` if it is there and checks out, else
     (None, None); a damaged entry is removed, with one line on stderr."""
     if not final.exists():
@@ -185,7 +186,7 @@ def _use(final: Path):
     held = None
     try:
         held = _lock(final, fcntl.LOCK_SH)
-        files = _read_entry(final)
+        files = read_entry(final)
         os.utime(final / MANIFEST)  # used now: the last to be evicted
         return held, files
     except UNREADABLE as why:
@@ -196,15 +197,15 @@ def _use(final: Path):
         return None, None
 
 
-def _store(network: Network, root: Path, final: Path, budget: int):
+def store(network: Network, root: Path, final: Path, budget: int):
     """Write ``network`` as the entry ``final`` and evict beyond ``budget``: (shared lock,
     handle), or (None, None) where the folder cannot be written (one line on stderr)."""
     held = None
     try:
         root.mkdir(parents=True, exist_ok=True)
-        ours = _write_entry(network, root / f".{final.name}.{os.getpid()}", final)
+        ours = write_entry(network, root / f".{final.name}.{os.getpid()}", final)
         held = _lock(final, fcntl.LOCK_SH)
-        files = ours if ours is not None else _read_entry(final)  # ours needs no second check
+        files = ours if ours is not None else read_entry(final)  # ours needs no second check
     except UNREADABLE as why:
         if held is not None:
             held.close()
@@ -228,7 +229,7 @@ def opened(towns, forced: np.ndarray, radii: dict, core_floor: float | None, bud
         return
     root = cache_folder()
     final = root / entry_key(towns, forced, radii, core_floor)[:32]
-    held, files = _use(final)
+    held, files = use(final)
     network = None
     writer = None
     if held is None:
@@ -237,10 +238,10 @@ def opened(towns, forced: np.ndarray, radii: dict, core_floor: float | None, bud
             yield network, None
             return
         if files_now:
-            held, files = _store(network, root, final, budget)
+            held, files = store(network, root, final, budget)
         else:
             got: list = []
-            writer = threading.Thread(target=lambda: got.extend(_store(network, root, final, budget)), daemon=True)
+            writer = threading.Thread(target=lambda: got.extend(store(network, root, final, budget)), daemon=True)
             writer.start()
     try:
         yield (network if network is not None else mapped(files)), (files if writer is None else None)

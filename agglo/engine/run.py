@@ -107,11 +107,36 @@ def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
     """Compute what the store lacks for this config, holding the store's writer lease
     (taken before anything is read or written, given back however the run ends)."""
     store.check_location(cfg.store.path)
+    if cfg.executor.kind == "auto":
+        from dataclasses import replace
+
+        from agglo.engine.executors.dask import chosen_kind
+
+        cfg = replace(cfg, executor=replace(cfg.executor, kind=chosen_kind(cfg.executor)))
     with lease.held(cfg.store.path, "agglo run", cfg.store.lease_timeout_s) as taken:
-        return _execute(cfg, cfg_omega, quiet, taken.token)
+        started = _start_executor(cfg)
+        try:
+            outcome = _execute(cfg, cfg_omega, quiet, taken.token, started)
+        except BaseException:
+            if started is not None:
+                started.close()
+            raise
+        if started is not None:
+            started.close(wait=False)
+        return outcome
 
 
-def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str) -> Outcome:
+def _start_executor(cfg: AggloConfig):
+    """The local Dask cluster, started now in a thread so that it comes up while the towns
+    are read and the network built; None for other executors or a finished store."""
+    if cfg.executor.kind != "local" or (cfg.store.mode != "overwrite" and store.looks_complete(cfg.store.path)):
+        return None
+    from agglo.engine.executors.dask import start
+
+    return start(cfg.executor)
+
+
+def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str, started=None) -> Outcome:
     path = cfg.store.path
     towns = load_towns(cfg)
     check_interrupt()
@@ -175,6 +200,9 @@ def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str) -> Outc
         with netcache.opened(towns, forced, radii, floor, budget, files_now=mapping) as (network, files):
             check_interrupt()
             if not quiet:
+                from agglo.engine.executors.dask import describe
+
+                print(describe(cfg.executor, started), file=sys.stderr)
                 print(
                     f"{towns.source}: {len(towns)} towns, {network.n_pairs} neighbour pairs within "
                     f"{network.radius_km:.1f} km{' (cached)' if files is not None else ''}; "
@@ -186,7 +214,14 @@ def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str) -> Outc
             progress = Progress(total, stream=sys.stderr, quiet=quiet)
             job = Job(config=cfg, plan=plan, store_path=path, lease_token=lease_token)
             with writes:
-                get_executor(cfg.executor.kind)(network, job, todo, progress, cfg.executor, files)
+                if cfg.executor.kind == "synchronous":
+                    get_executor("synchronous")(network, job, todo, progress)
+                else:
+                    from agglo.engine.executors.dask import run_batches
+                    from agglo.engine.recipe import recipe_of
+
+                    recipe = recipe_of(cfg, towns, forced, radii, floor)
+                    run_batches(network, job, todo, progress, cfg.executor, recipe, started, files)
     elif not quiet:
         print(f"{path}: already complete for this configuration; nothing to compute", file=sys.stderr)
     return Outcome(path=path, computed_batches=len(todo), reused=not create, plan=plan, towns=towns)

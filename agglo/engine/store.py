@@ -400,6 +400,15 @@ def has_checksums(path: str) -> bool:
     return "batch_sha256" in root["progress"]
 
 
+def looks_complete(path: str) -> bool:
+    """A cheap guess, before a run decides anything: a cube whose batches are all marked
+    done (the run then checks it properly); False where that cannot be read."""
+    try:
+        return exists(path) and bool(batch_done(path).all())
+    except Exception:  # noqa: BLE001 - a guess: anything unreadable is not complete
+        return False
+
+
 def batch_done(path: str) -> np.ndarray:
     """Which batches are written; a one-line error for a store that cannot say."""
     found = state(path)

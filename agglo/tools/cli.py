@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         return commands[args.command](args)
     except UserError as err:
         print(f"agglo: error: {err}", file=sys.stderr)
-        return 2
+        return getattr(err, "exit_code", 2)
     except (RuntimeError, ValueError) as exc:
         if "decompression" not in str(exc).lower() or not getattr(args, "store", None):
             raise

@@ -1,5 +1,8 @@
-"""Where batches run. Each executor takes the same task (compute a batch, write its
-region, mark it done) and a list of batch numbers; the synchronous one is the reference."""
+"""Where batches run. The synchronous executor runs one task (compute a batch, write its
+region, mark it done) batch after batch in the driver: the reference. The Dask executor
+(:mod:`~agglo.engine.executors.dask`) runs the same computation as a graph of pieces and
+batches (:mod:`~agglo.engine.executors.graph`) on workers that obtain the network
+themselves (:mod:`agglo.engine.recipe`); the cube is the same, bit for bit."""
 
 from agglo.engine.executors.progress import Progress
 

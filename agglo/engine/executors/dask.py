@@ -1,111 +1,461 @@
-"""Dask execution: a LocalCluster the engine starts, or an existing scheduler.
+"""Dask execution: a LocalCluster the engine starts, or the workers of an existing scheduler.
 
-The towns and their neighbourhood reach every worker once. On the engine's own
-LocalCluster (one machine) every worker maps them from ``.npy`` files: the run's entry in
-the network cache (:mod:`agglo.engine.netcache`), else a copy spilled to a temporary
-folder (:func:`agglo.engine.network.spill`); no pickling, one copy of the pages for all
-workers (all of Mexico at a 330-min freight cap: 859 MB, scattered in 5.9 s before). Workers of an existing scheduler, possibly on other machines, get the network
-scattered (``broadcast=True``). Each task computes one batch and writes its own region of
-the store, so the driver never holds the cube.
+What a worker gets is the recipe of the network (:mod:`agglo.engine.recipe`), never the
+network: each worker process maps it from its machine's network cache, from a copy the
+driver wrote where it can read it, or builds it (the same bits). Tasks carry the recipe,
+the run's settings and one piece of work: a few kilobytes each. The sweep is a graph
+(:mod:`agglo.engine.executors.graph`): each mode's distinct scenarios computed once, in
+pieces spread over the workers, and each batch gathered, written and marked by its own
+task. Dask recomputes what a lost worker held, and a worker that joins mid-sweep picks
+up work, so replacing dead workers lets a run go on.
+
+The local cluster starts in a thread while the driver reads the towns and builds the
+network (:class:`LocalStart`); its worker processes import the engine and load the
+kernels as they start (:mod:`agglo.engine.executors.warm`). A worker's threads are Numba
+threads: one piece at a time per worker, on all of them.
+
+Losing the scheduler, or every worker for ``executor.worker_timeout_s``, ends the run
+with one line (:class:`ExecutorLost`, exit 1); what was written is kept and marked, so
+the same command resumes it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
 import sys
 import tempfile
+import threading
+import time
+import uuid
 
 from agglo.engine.errors import UserError
-from agglo.engine.executors.task import run_batch
+from agglo.engine.executors.graph import plan_work, run_assemble, run_piece
 from agglo.engine.interrupts import check
 from agglo.engine.lease import LeaseLost
-from agglo.engine.network import spill
+from agglo.engine.recipe import NetworkUnavailable
 
 
-def _client(cfg):
-    from distributed import Client, LocalCluster
+class ExecutorLost(UserError):
+    """The scheduler or every worker went away mid-sweep; the store is resumable."""
 
-    if cfg.kind == "address":
-        security = None
-        if cfg.security.ca_file:
-            from distributed.security import Security
+    exit_code = 1
 
-            security = Security(
-                tls_ca_file=cfg.security.ca_file,
-                tls_client_cert=cfg.security.cert_file,
-                tls_client_key=cfg.security.key_file,
-                require_encryption=True,
-            )
-        try:
-            return Client(cfg.address, timeout="10s", security=security), None
-        except Exception as exc:  # noqa: BLE001 - unreachable or refused scheduler
-            raise UserError(
-                f"executor.address = {cfg.address!r}: cannot connect ({exc}); allowed: a running scheduler's address"
-            ) from None
-    n_workers = cfg.n_workers or max(1, os.cpu_count() or 1)
-    # Ctrl-C reaches the whole process group. The nannies and workers are started with
-    # SIGINT ignored (inherited through their exec), so only the driver hears it: it stops
-    # and closes the cluster itself, instead of every worker printing a traceback.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+def local_shape(cfg) -> tuple[int, int]:
+    """(workers, threads per worker) of the engine's local cluster: the config's, else
+    one worker per two cores with two threads each (one on a machine of one core);
+    see the README's executor section for the measurements behind it."""
+    cores = os.cpu_count() or 1
+    threads = cfg.threads_per_worker or (1 if cores < 2 else 2)
+    workers = cfg.n_workers or max(1, cores // threads)
+    return workers, threads
+
+
+def chosen_kind(cfg) -> str:
+    """``executor.kind``, with ``auto`` made ``local`` where the local cluster has at
+    least two worker processes, else ``synchronous``: one worker process computes
+    what the driver would, with its own start-up on top (see docs/executors.md)."""
+    if cfg.kind != "auto":
+        return cfg.kind
+    return "local" if local_shape(cfg)[0] >= 2 else "synchronous"
+
+
+def _security(cfg):
+    if not cfg.security.ca_file:
+        return None
+    from distributed.security import Security
+
+    return Security(
+        tls_ca_file=cfg.security.ca_file,
+        tls_client_cert=cfg.security.cert_file,
+        tls_client_key=cfg.security.key_file,
+        require_encryption=True,
+    )
+
+
+def _connect(cfg):
+    from distributed import Client
+
     try:
-        cluster = LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=cfg.threads_per_worker,
-            memory_limit=cfg.memory_limit,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-            processes=True,
-            silence_logs=logging.ERROR,  # not the workers' warnings about tasks cancelled on Ctrl-C
-        )
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    return Client(cluster), cluster
+        return Client(cfg.address, timeout="10s", security=_security(cfg))
+    except Exception as exc:  # noqa: BLE001 - unreachable or refused scheduler
+        raise UserError(
+            f"executor.address = {cfg.address!r}: cannot connect ({exc}); allowed: a running scheduler's address"
+        ) from None
 
 
 def check_address(cfg) -> None:
     """Fail early (before any store is written) when the scheduler cannot be reached."""
     if cfg.kind != "address":
         return
-    client, _ = _client(cfg)
-    client.close()
+    _connect(cfg).close()
 
 
-def run_batches(network, job, batches, progress, executor_config, files=None):
-    """``files``: the network's entry in the on-disk cache (:mod:`agglo.engine.netcache`),
-    which the engine's own workers map instead of a spilled copy."""
+def _forkserver() -> None:
+    """Worker processes forked from a server that has imported Dask and the engine, and
+    that ignores SIGINT (its children inherit that): a terminal's Ctrl-C, sent to the whole
+    process group, reaches only the driver, which stops and closes the cluster itself
+    instead of every worker printing a traceback. A signal mask would not do: a spawned
+    process starts with none. Started from the main thread (only there can Python set a
+    signal's disposition), with SIGINT ignored just while the server is spawned."""
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    import dask
+    import distributed.utils
+
+    dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
+    if not getattr(distributed.utils, "_forkserver_preload_set", True):
+        multiprocessing.get_context("forkserver").set_forkserver_preload(
+            ["distributed", "agglo.engine.executors.graph"]
+        )
+        distributed.utils._forkserver_preload_set = True
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class LocalStart:
+    """The engine's LocalCluster, started in a thread of its own (see :func:`_forkserver`
+    for how its workers keep out of Ctrl-C)."""
+
+    def __init__(self, cfg):
+        _forkserver()
+        self.cfg = cfg
+        self.shape = local_shape(cfg)
+        self.cluster = None
+        self.error: BaseException | None = None
+        self.started = time.perf_counter()
+        self.ready_s: float | None = None
+        self.ready_at: float | None = None  # wall clock, for the benchmark's timeline
+        self._thread = threading.Thread(target=self._start, daemon=True, name="agglo-cluster-start")
+        self._thread.start()
+
+    def _start(self) -> None:
+        from distributed import LocalCluster
+
+        workers, threads = self.shape
+        try:
+            self.cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=threads,
+                memory_limit=self.cfg.memory_limit,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",
+                processes=True,
+                silence_logs=logging.CRITICAL,  # what ends a task reaches the driver, which says it in one line
+                preload=["agglo.engine.executors.warm"],
+            )
+            self.ready_s = time.perf_counter() - self.started
+            self.ready_at = time.time()
+        except BaseException as exc:  # noqa: BLE001 - raised in the driver by get()
+            self.error = exc
+
+    def ready(self) -> bool:
+        return not self._thread.is_alive()
+
+    def get(self):
+        while self._thread.is_alive():
+            self._thread.join(0.2)
+            check()  # Ctrl-C while the cluster starts
+        if self.error is not None:
+            raise UserError(f"executor.kind = 'local': the local Dask cluster did not start ({self.error})")
+        return self.cluster
+
+    def close(self, wait: bool = True) -> None:
+        """Close the cluster; with ``wait`` False in a thread of its own (the process still
+        waits for it before exiting), so that a finished run shows its summary meanwhile."""
+        if not wait:
+            threading.Thread(target=self.close, name="agglo-cluster-close").start()
+            return
+        self._thread.join()
+        if self.cluster is not None:
+            with _quiet_distributed(), contextlib.suppress(Exception):
+                self.cluster.close()
+
+
+def start(cfg) -> LocalStart | None:
+    """Start the engine's local cluster now (in a thread), or None for other executors."""
+    return LocalStart(cfg) if cfg.kind == "local" else None
+
+
+def describe(cfg, started: LocalStart | None) -> str:
+    """The executor's shape, printed before the sweep."""
+    if cfg.kind == "synchronous":
+        import numba
+
+        return f"executor: in this process, {numba.get_num_threads()} Numba thread(s) on {os.cpu_count()} cores"
+    if cfg.kind == "local":
+        workers, threads = started.shape if started else local_shape(cfg)
+        return (
+            f"executor: local Dask cluster, {workers} worker process(es) x {threads} thread(s) "
+            f"on {os.cpu_count()} cores"
+        )
+    return f"executor: the Dask scheduler at {cfg.address}"
+
+
+@contextlib.contextmanager
+def _quiet_distributed():
+    """No raw ``distributed`` log lines on the driver's stderr: what matters is reported
+    by the run in one line."""
+    names = ["distributed"] + [n for n in logging.Logger.manager.loggerDict if n.startswith("distributed.")]
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _copy_for_workers(network, folder: str):
+    """A checked copy of the network (a network-cache entry with its manifest) in ``folder``."""
+    from pathlib import Path
+
+    from agglo.engine.netcache import write_entry
+
+    handle = write_entry(network, Path(folder) / ".writing", Path(folder) / "network")
+    return None if handle is None else handle.folder
+
+
+def run_batches(network, job, batches, progress, executor_config, recipe, started=None, files=None):
+    """Run ``batches`` of ``job`` on Dask. ``recipe`` (:class:`agglo.engine.recipe.Recipe`)
+    is what workers get instead of ``network``; ``started``: the local cluster started
+    earlier by :func:`start`; ``files``: the network's entry in this machine's cache."""
     from dataclasses import replace
 
-    from distributed import as_completed
+    cfg = executor_config
+    stack = contextlib.ExitStack()
+    with _quiet_distributed():
+        try:
+            if cfg.kind == "local":
+                from distributed import Client
 
-    client, cluster = _client(executor_config)
-    stack = contextlib.ExitStack()  # the spilled network's folder, removed after the cluster
+                if started is None:
+                    started = LocalStart(cfg)
+                    stack.callback(started.close)
+                if cfg.compute_while_starting:
+                    batches = _while_starting(started, network, job, batches, progress)
+                if not batches:
+                    return
+                client = Client(started.get(), timeout="30s")
+                workers = started.shape[0]
+                if files is not None:  # the driver's cache entry, checked or written by it in this run
+                    recipe = replace(recipe, copy=files.folder, copy_checked=True)
+                else:  # not cached: a copy in a temporary folder
+                    folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="agglo-network-"))
+                    recipe = replace(recipe, copy=_copy_for_workers(network, folder), copy_checked=True)
+            else:
+                client = _connect(cfg)
+                workers = max(1, len(client.scheduler_info().get("workers", {})))
+                if cfg.network_beside_store:
+                    folder = stack.enter_context(_beside(job.store_path))
+                    recipe = replace(recipe, copy=_copy_for_workers(network, folder))
+            stack.callback(_close_client, client)
+            if client.dashboard_link and not progress.quiet:
+                print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
+            job = replace(job, threads=None)
+            timeline = {"cluster_ready_at": started.ready_at if cfg.kind == "local" else None}
+            _sweep(client, network, job, batches, progress, cfg, recipe, workers, timeline)
+        finally:
+            stack.close()
+
+
+HANDOFF_S = 5.0  # see _while_starting
+
+
+def _while_starting(started: LocalStart, network, job, batches: list, progress) -> list:
+    """Compute batches in the driver, as the synchronous executor does, until the local
+    cluster is up, and on while the batches left would take the driver alone less than
+    ``HANDOFF_S`` at the pace of its last batch: a fresh cluster's first round costs a few
+    seconds (each worker maps the network and loads the kernels; about 3 s on 16 cores),
+    which a short remainder does not win back. Returns the batches left for the cluster."""
+    from agglo.engine.executors.task import run_batch
+
+    left = list(batches)
+    last = None
+    while left:
+        if started.ready() and (last is None or last * len(left) > HANDOFF_S):
+            break
+        check()
+        t = time.perf_counter()
+        _, size, lost = run_batch(network, job, left.pop(0))
+        last = time.perf_counter() - t
+        if lost:
+            raise LeaseLost(lost)
+        progress.update(size)
+    return left
+
+
+@contextlib.contextmanager
+def _beside(store_path: str):
+    """A folder next to the store (``STORE.network``) for workers that share its file
+    system, removed when the run ends."""
+    import shutil
+
+    folder = f"{store_path.rstrip('/')}.network"
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
     try:
-        if client.dashboard_link and not progress.quiet:
-            print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
-        job = replace(job, threads=executor_config.threads_per_worker)
-        if cluster is not None and files is not None:  # our own workers map the cached files
-            network = files
-        elif cluster is not None:  # our own workers, on this machine
-            spilled = stack.enter_context(tempfile.TemporaryDirectory(prefix="agglo-network-"))
-            try:
-                network = spill(network, spilled)
-            except OSError as exc:  # no room in the temporary folder: send it to the workers instead
-                print(f"network not spilled to {spilled} ({exc.strerror}); sending it to the workers", file=sys.stderr)
-        network_f = client.scatter(network, broadcast=True)
-        job_f = client.scatter(job, broadcast=True)
-        futures = [client.submit(run_batch, network_f, job_f, b, pure=False) for b in batches]
-        for future in as_completed(futures):
-            _, size, lost = future.result()
-            if lost:
-                raise LeaseLost(lost)  # the other batches are cancelled as the client closes
-            progress.update(size)
-            future.release()
-            check()  # Ctrl-C: stop here; the other batches are cancelled, none half-marked
+        yield folder
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-        stack.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _close_client(client) -> None:
+    with contextlib.suppress(Exception):
+        client.close(timeout=5)
+
+
+def _sweep(client, network, job, batches, progress, cfg, recipe, workers: int, timeline: dict) -> None:
+    from distributed import wait
+
+    from agglo.engine.executors.warm import Warm
+
+    work = plan_work(network, job, batches, workers)
+    if cfg.kind == "address":  # the engine's own workers warmed up as they started (preload)
+        client.register_plugin(Warm(recipe, job), name=Warm.name)
+    run = uuid.uuid4().hex[:12]
+    pieces = [
+        client.submit(run_piece, recipe, job, piece, key=f"agglo-piece-{i}-{run}")
+        for i, piece in enumerate(work.pieces)
+    ]
+    pending = set()
+    sizes = {}
+    for b in batches:
+        needs = work.needs(b)
+        future = client.submit(
+            run_assemble, job, b, work.rows[b], needs, *[pieces[i] for i in needs], key=f"agglo-batch-{b}-{run}"
+        )
+        pending.add(future)
+        sizes[future.key] = b
+    del pieces  # held by the scheduler while a batch needs them
+    submitted = time.perf_counter()
+    timeline["submitted_at"] = time.time()
+    first_s = None
+    alone_since = None
+    while pending:
+        try:
+            done, pending = wait(pending, timeout=1.0, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            done = set()
+        except Exception:  # noqa: BLE001 - a lost scheduler cancels every future
+            if client_gone(client) or all(f.status == "cancelled" for f in pending):
+                raise _lost_scheduler(cfg) from None
+            raise
+        progressed = False
+        for future in done:
+            if future.status != "finished":
+                _failed(future, cfg)  # raises, in one line
+            progress.update(job.plan.batch_size(sizes[future.key]))  # no gather: a result that
+            future.release()  # died with its worker would be computed again and waited for
+            progressed = True
+            first_s = first_s if first_s is not None else time.perf_counter() - submitted
+        check()  # Ctrl-C: stop here; the other batches are cancelled, none half-marked
+        alone_since = None if progressed else _watch(client, cfg, alone_since, progress)
+    timeline.update(pieces=len(work.pieces), batches=len(batches), first_batch_after_s=first_s, done_at=time.time())
+    _stats(client, timeline)
+
+
+def _lost_scheduler(cfg) -> ExecutorLost:
+    where = f"the scheduler at {cfg.address}" if cfg.kind == "address" else "the local Dask scheduler"
+    return ExecutorLost(
+        f"executor: lost {where} mid-sweep; the batches written so far are kept and marked done: "
+        "run the same command again to resume"
+    )
+
+
+def _failed(future, cfg):
+    """Raise what ended a batch task (an error or a cancellation), in one line."""
+    from distributed.scheduler import KilledWorker
+
+    if future.status == "cancelled":
+        if client_gone(future.client):
+            raise _lost_scheduler(cfg)
+        raise ExecutorLost(
+            "executor: a batch task was cancelled; the batches written so far are kept: run the same command again to resume"
+        )
+    exc = future.exception()
+    if isinstance(exc, NetworkUnavailable):
+        raise UserError(str(exc)) from None
+    if isinstance(exc, LeaseLost):
+        raise LeaseLost(str(exc)) from None  # the other batches are cancelled as the client closes
+    if isinstance(exc, KilledWorker):
+        raise ExecutorLost(
+            f"executor: {exc.task} was running on a worker each time one died ({exc.last_worker.address if exc.last_worker else 'unknown'} last); "
+            "the batches written so far are kept: run the same command again to resume"
+        ) from None
+    raise exc
+
+
+def client_gone(client) -> bool:
+    return client.status not in ("running", "newly-created")
+
+
+def _watch(client, cfg, alone_since, progress):
+    """Between results: the scheduler must answer, and some worker must come back within
+    ``executor.worker_timeout_s`` once all have gone. Returns when the workers went."""
+    if client_gone(client):
+        raise _lost_scheduler(cfg)
+    if client.scheduler_info().get("workers"):
+        return None
+    now = time.monotonic()
+    if alone_since is None:
+        if not progress.quiet:
+            print(
+                f"executor: no worker left; waiting up to {cfg.worker_timeout_s:g} s for workers to join",
+                file=sys.stderr,
+            )
+        return now
+    if now - alone_since > cfg.worker_timeout_s:
+        raise ExecutorLost(
+            f"executor: every worker was lost and none joined within executor.worker_timeout_s = "
+            f"{cfg.worker_timeout_s:g} s; the batches written so far are kept: run the same command again to resume"
+        )
+    return alone_since
+
+
+def _stats(client, stats: dict) -> None:
+    """Dask's own accounting of the sweep, written as JSON to the file named by
+    ``AGGLO_EXECUTOR_STATS`` (the scale benchmark reads it): the bytes the scheduler sent
+    each worker (task specs and their arguments: all that comes from the driver), the
+    bytes each worker fetched from the others (the pieces a batch gathers), and the
+    compute seconds of each kind of task."""
+    path = os.environ.get("AGGLO_EXECUTOR_STATS")
+    if not path:
+        return
+
+    def sent(dask_scheduler):
+        return {address: comm.byte_count for address, comm in dask_scheduler.stream_comms.items()}
+
+    def computed(dask_scheduler):
+        return {
+            name: dict(prefix.all_durations)
+            for name, prefix in dask_scheduler.task_prefixes.items()
+            if name.startswith("agglo-")
+        }
+
+    def fetched(dask_worker):
+        return sum(entry.get("total", 0) for entry in dask_worker.transfer_incoming_log)
+
+    try:
+        stats.update(
+            from_scheduler=client.run_on_scheduler(sent),
+            durations=client.run_on_scheduler(computed),
+            from_workers=client.run(fetched),
+            threads=sum(client.nthreads().values()),
+        )
+    except Exception as exc:  # noqa: BLE001 - statistics only
+        stats["error"] = str(exc)
+    with open(path, "w") as f:
+        json.dump(stats, f)

@@ -5,8 +5,7 @@ from agglo.engine.interrupts import check
 from agglo.engine.lease import LeaseLost
 
 
-def run_batches(network, job, batches, progress, executor_config=None, files=None):
-    """``files``: the network's cached files (:mod:`agglo.engine.netcache`), unused here."""
+def run_batches(network, job, batches, progress):
     for b in batches:
         check()  # Ctrl-C: stop here, the batches before are written and marked
         _, size, lost = run_batch(network, job, b)
