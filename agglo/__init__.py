@@ -13,11 +13,12 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
 
-def open_results(path):
-    """Open a result cube as a lazy xarray Dataset (see :func:`agglo.engine.store.open_results`)."""
+def open_results(path, check: str = "auto"):
+    """Open a result cube as a lazy xarray Dataset; a damaged cube is refused (``check``:
+    auto, checksums, presence or none; see :func:`agglo.engine.store.open_results`)."""
     from agglo.engine.store import open_results as _open
 
-    return _open(path)
+    return _open(path, check=check)
 
 
 __all__ = ["__version__", "open_results"]

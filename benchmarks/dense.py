@@ -1,4 +1,4 @@
-"""The benchmarks' baseline: MODEL.md's production-constrained gravity, dense and in float64,
+"""The benchmarks' baseline: docs/model.md's production-constrained gravity, dense and in float64,
 as a NumPy user would write it (every origin row against every destination)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ EARTH_RADIUS_KM = 6371.0088
 
 
 def dense_gravity(lat, lon, population, is_core, mode: dict, rows: int) -> np.ndarray:
-    """MODEL.md's core of the first ``rows`` origins for one mode (``mode``: its keys)."""
+    """docs/model.md's core of the first ``rows`` origins for one mode (``mode``: its keys)."""
     idx = np.arange(rows)
     phi, lam = np.radians(lat), np.radians(lon)
     h = (

@@ -1,4 +1,4 @@
-"""Plain NumPy twin of the kernels, written from shared/MODEL.md alone.
+"""Plain NumPy twin of the kernels, written from docs/model.md alone.
 
 Dense rows (all N destinations of a block of origins), float64, no neighbourhood,
 no log-space: the formulas as the model states them. Slow on purpose; the kernels
@@ -28,7 +28,7 @@ def deterrence(t, decay, beta, min_time):
 
 
 def _assign_rows(rows, reach, s, is_core, threshold, core, share, second):
-    """MODEL.md's assignment for origins ``rows`` (their rows of ``reach`` and ``s``):
+    """docs/model.md's assignment for origins ``rows`` (their rows of ``reach`` and ``s``):
     a core keeps itself; another town joins its best reachable core (ties: lower index)
     when the share reaches the threshold. Fills core, share and the runner-up share."""
     for k, i in enumerate(rows):
@@ -63,9 +63,9 @@ def _summaries(population, is_core, core):
 def scenario(
     lat, lon, population, region, is_core, mode: dict, closed: bool, block: int = 512, keep_pairs: bool = False
 ):
-    """One mode of one scenario. ``mode`` holds MODEL.md's keys (speed_kmh, cap_min, ...).
+    """One mode of one scenario. ``mode`` holds docs/model.md's keys (speed_kmh, cap_min, ...).
 
-    Returns MODEL.md's per-town results plus, for checks, ``s_home``, the runner-up core
+    Returns docs/model.md's per-town results plus, for checks, ``s_home``, the runner-up core
     share ``second`` and the smallest ``|t_ij - cap|`` per origin ``cap_gap``.
     """
     n = len(population)
@@ -176,7 +176,7 @@ def anderson_balance(k, pop, support, tol, max_iter):
 
 
 def scenario_dense(lat, lon, population, region, is_core, mode: dict, closed: bool, tol=1e-9, max_iter=1000):
-    """MODEL.md's other flow models ("attraction", "doubly", "radiation"), dense N x N.
+    """docs/model.md's other flow models ("attraction", "doubly", "radiation"), dense N x N.
 
     Same results as :func:`scenario`, plus ``ipf_iterations`` and ``ipf_error`` (doubly).
     """

@@ -1,4 +1,4 @@
-"""Real town tables for the tests, in MODEL.md's columns."""
+"""Real town tables for the tests, in docs/model.md's columns."""
 
 from pathlib import Path
 

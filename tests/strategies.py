@@ -40,7 +40,7 @@ def _field(mode_cfg, name):
     return mode_cfg[name] if isinstance(mode_cfg, dict) else getattr(mode_cfg, name)
 
 
-# MODEL.md's default parameters of each mode, as the schema holds them.
+# docs/model.md's default parameters of each mode, as the schema holds them.
 DEFAULT_COMMUTE = vars(AggloConfig().commute).copy()
 DEFAULT_FREIGHT = vars(AggloConfig().freight).copy()
 

@@ -1,4 +1,4 @@
-"""The result cube: MODEL.md's names, dims and attributes; sweeps; determinism across executors."""
+"""The result cube: docs/model.md's names, dims and attributes; sweeps; determinism across executors."""
 
 from pathlib import Path
 
@@ -148,6 +148,10 @@ def test_cube_of_an_older_format_is_read_but_never_resumed(tmp_path, run_cli):
     assert code == 0, err
 
 
+def consolidated_names(root: dict) -> list[str]:
+    return list(root["consolidated_metadata"]["metadata"])
+
+
 @pytest.mark.parametrize(
     "sweep",
     [
@@ -168,7 +172,7 @@ def test_template_has_xarrays_metadata_without_dask(sweep, tmp_path):
     import json
     from pathlib import Path
 
-    from agglo.engine import store
+    from agglo.engine import integrity, store
     from agglo.engine.config import resolve, scenario_table
     from agglo.engine.plan import make_plan
     from agglo.engine.run import load_towns
@@ -198,6 +202,12 @@ def test_template_has_xarrays_metadata_without_dask(sweep, tmp_path):
             assert (new / f).read_bytes() == (old / f).read_bytes(), f
     root_new = json.loads((new / "zarr.json").read_text())
     root_old = json.loads((old / "zarr.json").read_text())
+    recorded = root_new["attributes"].pop(integrity.RECORD)  # what format 4 adds (engine/integrity.py)
+    assert set(recorded) == set(consolidated_names(root_new)) - {
+        "progress",
+        "progress/batch_done",
+        "progress/batch_sha256",
+    }
     assert root_new["attributes"] == root_old["attributes"]
     consolidated = root_new["consolidated_metadata"]["metadata"]
     for name in store.VARIABLES:
@@ -257,3 +267,38 @@ def test_the_local_cluster_removes_its_spilled_network(tmp_path, run_cli, monkey
     assert len(folders) == 1 and Path(folders[0]).parent == spill_root  # the workers mapped it
     assert not Path(folders[0]).exists()  # and it is gone
     assert not [p for p in spill_root.iterdir() if p.name.startswith("agglo-network-")]
+
+
+def test_auto_starts_the_cluster_only_once_the_sweep_pays_for_it(tmp_path, run_cli, monkeypatch):
+    import agglo.engine.executors.dask as dask_executor
+
+    started, handed = [], []
+
+    class Recorded(dask_executor.LocalStart):  # the real cluster, its start noted and waited for
+        def __init__(self, cfg):
+            started.append(cfg)
+            super().__init__(cfg)
+            self._thread.join()  # up before the driver's next batch: this sweep is milliseconds
+
+    def sweep(client, network, job, batches, *args):  # the real sweep, its batches noted
+        handed.append(list(batches))
+        return real_sweep(client, network, job, batches, *args)
+
+    real_sweep = dask_executor._sweep
+    monkeypatch.setattr(dask_executor, "LocalStart", Recorded)
+    monkeypatch.setattr(dask_executor, "_sweep", sweep)
+    args = [*SMALL, "executor.kind=auto", "executor.n_workers=2", "executor.batch_size=2"]
+    args += ["commute.cap_min=20,45,60,90,120", "freight.cap_min=120,240,360", "--quiet"]
+    # a sweep of milliseconds: the driver alone, no cluster started
+    code, _, err = run_cli("run", *args, f"store.path={tmp_path / 'alone.zarr'}")
+    assert code == 0, err
+    assert started == [] and handed == []
+    # a sweep the pace says pays for a cluster (threshold and hand-over made tiny): started, handed work
+    monkeypatch.setattr(dask_executor, "HANDOFF_S", 0.0)
+    joined = tmp_path / "joined.zarr"
+    code, _, err = run_cli("run", *args, "executor.cluster_pays_s=1e-9", f"store.path={joined}")
+    assert code == 0, err
+    assert len(started) == 1 and len(handed) == 1 and handed[0] and 0 not in handed[0]  # the driver did the first
+    alone, both = cube_arrays(tmp_path / "alone.zarr"), cube_arrays(joined)
+    for name in VARIABLES:
+        assert np.array_equal(both[name], alone[name], equal_nan=True), name

@@ -1,4 +1,4 @@
-"""agglo flows: the exported table against the NumPy twin of MODEL.md."""
+"""agglo flows: the exported table against the NumPy twin of docs/model.md."""
 
 import numpy as np
 import pandas as pd

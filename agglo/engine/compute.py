@@ -1,4 +1,4 @@
-"""A batch of scenarios in, MODEL.md's cube variables out: the one function every executor calls.
+"""A batch of scenarios in, docs/model.md's cube variables out: the one function every executor calls.
 
 Per mode, the scenarios are grouped by flow model and each group goes through its model's
 passes (:mod:`agglo.kernels`); every pass is independent of the other scenarios of its
@@ -320,7 +320,7 @@ def memo_of(network: Network) -> ModeMemo:
 
 
 def compute_batch(network: Network, batch: ScenarioBatch, memo: ModeMemo | None = None, once: bool = True) -> dict:
-    """Both modes for a batch of S scenarios: MODEL.md's cube variables, scenario first.
+    """Both modes for a batch of S scenarios: docs/model.md's cube variables, scenario first.
 
     Returns arrays of shape (S, 2, N) for the town variables and (S, 2) for the others.
     Per mode, scenarios with equal :func:`mode_keys` are computed once (``once=False``:

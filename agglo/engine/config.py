@@ -1,6 +1,6 @@
-"""Typed configuration: Hydra structured schemas for every key of MODEL.md, checked once.
+"""Typed configuration: Hydra structured schemas for every key of docs/model.md, checked once.
 
-YAML files in ``configs/`` hold values; these dataclasses hold the types, the MODEL.md
+YAML files in ``configs/`` hold values; these dataclasses hold the types, the docs/model.md
 defaults and the range checks. :func:`resolve` turns command-line overrides (Hydra's
 grammar, sweep syntax included) into a checked :class:`AggloConfig`.
 """
@@ -186,6 +186,7 @@ class ExecutorConfig:
     network_cache_gib: float = 4.0  # the on-disk network cache's budget (engine/netcache.py); 0: off
     worker_timeout_s: float = 60.0  # how long a run waits for a worker to join once every worker is gone
     compute_while_starting: bool = True  # local: the driver computes batches until the cluster is up
+    cluster_pays_s: float = 10.0  # auto: start the local cluster only once the sweep has more than this left
     network_beside_store: bool = False  # address: write the network next to the store for workers sharing its disk
     security: SecurityConfig = field(default_factory=SecurityConfig)
 
@@ -214,6 +215,12 @@ class ExecutorConfig:
             "executor.worker_timeout_s",
             self.worker_timeout_s,
             "a number of seconds > 0",
+        )
+        _need(
+            _finite(self.cluster_pays_s) and self.cluster_pays_s >= 0,
+            "executor.cluster_pays_s",
+            self.cluster_pays_s,
+            "a number of seconds >= 0 (0: auto starts the cluster at once)",
         )
         _need(self.batch_size >= 1, "executor.batch_size", self.batch_size, "an integer >= 1")
         _need(

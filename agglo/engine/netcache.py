@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agglo.engine.interrupts import native
 from agglo.engine.network import Network, NetworkFiles, mapped, prepare, spill, spill_layout
 from agglo.kernels.checksum import array_checksum
 
@@ -216,16 +217,31 @@ def store(network: Network, root: Path, final: Path, budget: int):
 
 
 @contextlib.contextmanager
-def opened(towns, forced: np.ndarray, radii: dict, core_floor: float | None, budget_gib: float, files_now: bool = True):
+def opened(
+    towns,
+    forced: np.ndarray,
+    radii: dict,
+    core_floor: float | None,
+    budget_gib: float,
+    files_now: bool = True,
+    building=None,
+):
     """``(network, files)`` for a run: from the cache when it holds this network whole,
     else built by :func:`~agglo.engine.network.prepare` and written to it. ``files`` is
     the entry's :class:`~agglo.engine.network.NetworkFiles`, held under a shared lock until
     the ``with`` block ends, or None where the network is not cached. With ``files_now``
     False (a run that does not map the files) a new entry is written by a thread while the
-    run computes, and ``files`` is None."""
+    run computes, and ``files`` is None. ``building``: called before a network is built.
+    The build runs so that Ctrl-C and SIGTERM stop it at once (engine/interrupts.py)."""
+
+    def build():
+        if building is not None:
+            building()
+        return native(prepare, towns, forced, radii, core_floor, stop_at_first=True)
+
     budget = int(float(budget_gib) * 2**30)
     if budget <= 0:
-        yield prepare(towns, forced, radii, core_floor), None
+        yield build(), None
         return
     root = cache_folder()
     final = root / entry_key(towns, forced, radii, core_floor)[:32]
@@ -233,7 +249,7 @@ def opened(towns, forced: np.ndarray, radii: dict, core_floor: float | None, bud
     network = None
     writer = None
     if held is None:
-        network = prepare(towns, forced, radii, core_floor)
+        network = build()
         if network.nbytes > budget:
             yield network, None
             return

@@ -15,11 +15,19 @@ import numpy as np
 from agglo.engine.config import MODES
 from agglo.engine.errors import UserError
 from agglo.engine.towns import Towns
-from agglo.kernels import Places, Rows, build_neighbourhood, row_lp, row_tables, truncate_rows
+from agglo.kernels import Places, Rows, build_neighbourhood, cell_pair_bound, row_lp, row_tables, truncate_rows
 
 N_CHUNKS = 256  # town ranges of about equal pair count; fixed so results never depend on threads
 SHARE_ROWS = 0.8  # a mode reaching at least this fraction of the widest radius reads the widest rows
 ORDER_BAND_DEG = 0.5  # latitude band of the spatial order
+# The size check (check_size): what prepare's peak memory came to per neighbour pair
+# (Mexico at 150 and 400 km: 25.8 and 26.5 bytes), and a fraction of the cell bound that
+# stays below the true count, so that a refused network surely does not fit: towns spread
+# evenly give pi r^2 of disc against at most about 11.7 r^2 of surface in a block of 3 x 3
+# x 3 cells (0.27); measured: Mexico 50-400 km 0.38-0.63, a synthetic table 50-800 km
+# 0.37-0.96 (tests/test_limits.py holds real towns to it).
+BYTES_PER_PAIR = 28
+PAIRS_PER_BOUND = 0.25
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,60 @@ def _rows(offsets, neighbour, log_dist, lp_rel, radius_km, candidate, lat, lon) 
     )
 
 
+def available_bytes() -> int | None:
+    """Memory this process may still take: the kernel's MemAvailable, or less under a
+    cgroup limit; None where neither can be read."""
+    found = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    try:
+        limit = open("/sys/fs/cgroup/memory.max").read().strip()
+        if limit != "max":
+            found.append(int(limit) - int(open("/sys/fs/cgroup/memory.current").read()))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def _too_large(towns: Towns, radius_km: float, pairs: int, need: int, available: int) -> UserError:
+    return UserError(
+        f"{towns.source}: the neighbourhood of {len(towns)} towns within {radius_km:.0f} km would hold at least "
+        f"{pairs / 1e6:,.0f} M town pairs, about {need / 2**30:.1f} GiB, and this machine has "
+        f"{available / 2**30:.1f} GiB available; allowed: smaller caps (commute.cap_min, freight.cap_min), "
+        "a region (data.admin1), a larger data.min_population, or a machine with more memory"
+    )
+
+
+def check_size(towns: Towns, radius_km, available: int | None = None) -> None:
+    """Refuse, in one line and before any work, a neighbourhood that cannot fit in memory:
+    its pairs estimated from below by the build's cell grid (a sort of the towns, no pair
+    looked at), times what prepare takes a pair."""
+    widest = max(radius_km.values()) if isinstance(radius_km, dict) else float(radius_km)
+    available = available_bytes() if available is None else available
+    if available is None or len(towns) == 0:
+        return
+    pairs = int(PAIRS_PER_BOUND * cell_pair_bound(towns.lat, towns.lon, widest))
+    need = pairs * BYTES_PER_PAIR
+    if need > available:
+        raise _too_large(towns, widest, pairs, need, available)
+
+
 def prepare(towns: Towns, forced: np.ndarray, radius_km, core_floor: float | None = None) -> Network:
+    """:func:`build`, with a network that runs out of memory refused in one line."""
+    try:
+        return build(towns, forced, radius_km, core_floor)
+    except MemoryError:
+        widest = max(radius_km.values()) if isinstance(radius_km, dict) else float(radius_km)
+        pairs = int(PAIRS_PER_BOUND * cell_pair_bound(towns.lat, towns.lon, widest))
+        raise _too_large(towns, widest, pairs, pairs * BYTES_PER_PAIR, available_bytes() or 0) from None
+
+
+def build(towns: Towns, forced: np.ndarray, radius_km, core_floor: float | None = None) -> Network:
     """Build the neighbourhood once for a run.
 
     ``radius_km``: per mode (``{"commute": km, "freight": km}``, see

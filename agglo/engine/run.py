@@ -10,13 +10,13 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from agglo import __version__
-from agglo.engine import lease, netcache, store
+from agglo.engine import integrity, lease, netcache, store
 from agglo.engine.config import AggloConfig, diff_keys, result_keys, scenario_table
 from agglo.engine.errors import UserError
 from agglo.engine.executors import Progress, get_executor
 from agglo.engine.executors.task import Job
 from agglo.engine.interrupts import check as check_interrupt
-from agglo.engine.network import forced_cores
+from agglo.engine.network import check_size, forced_cores
 from agglo.engine.outputs import writing
 from agglo.engine.plan import Plan, make_plan
 from agglo.engine.scenarios import batch_parameters, reach_radii
@@ -107,12 +107,14 @@ def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
     """Compute what the store lacks for this config, holding the store's writer lease
     (taken before anything is read or written, given back however the run ends)."""
     store.check_location(cfg.store.path)
-    if cfg.executor.kind == "auto":
-        from dataclasses import replace
+    from dataclasses import replace
 
+    if cfg.executor.kind == "auto":  # the cluster, if any, started when the sweep's pace says it pays
         from agglo.engine.executors.dask import chosen_kind
 
         cfg = replace(cfg, executor=replace(cfg.executor, kind=chosen_kind(cfg.executor)))
+    elif cfg.executor.kind == "local":  # asked for: started at once
+        cfg = replace(cfg, executor=replace(cfg.executor, cluster_pays_s=0.0))
     with lease.held(cfg.store.path, "agglo run", cfg.store.lease_timeout_s) as taken:
         started = _start_executor(cfg)
         try:
@@ -129,9 +131,12 @@ def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
 def _start_executor(cfg: AggloConfig):
     """The local Dask cluster, started now in a thread so that it comes up while the towns
     are read and the network built; None for other executors or a finished store."""
-    if cfg.executor.kind != "local" or (cfg.store.mode != "overwrite" and store.looks_complete(cfg.store.path)):
+    from agglo.engine.executors.dask import deferred, start
+
+    if cfg.executor.kind != "local" or deferred(cfg.executor):
         return None
-    from agglo.engine.executors.dask import start
+    if cfg.store.mode != "overwrite" and store.looks_complete(cfg.store.path):
+        return None
 
     return start(cfg.executor)
 
@@ -148,6 +153,8 @@ def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str, started
         raise UserError(
             f"borders = 'closed' needs a 'region' column, and {towns.source} has none; allowed: borders=open, or a table with regions"
         )
+    radii = reach_radii(params_all)
+    check_size(towns, radii)  # before anything is written: one line, never a MemoryError
     if cfg.executor.kind == "address":
         from agglo.engine.executors.dask import check_address
 
@@ -161,12 +168,21 @@ def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str, started
             with writes:
                 store.reset_progress(path, plan.n_batches)
             done = np.zeros(plan.n_batches, dtype=bool)
+        broken = integrity.template_damage(path, store.read_attrs(path))
+        if broken:
+            print(
+                f"store.path = {path!r}: damaged: {', '.join(f'{n} ({why})' for n, why in broken.items())}; "
+                "writing them again from the configuration and the towns",
+                file=sys.stderr,
+            )
+            with writes:
+                store.rebuild(path, plan, towns, list(broken))
         damaged = store.damaged_batches(path, plan, done)
         if damaged:
             shown = "; ".join(plan.describe(b) for b in damaged[:5]) + (" ..." if len(damaged) > 5 else "")
             print(
-                f"store.path = {path!r}: {len(damaged)} written batch(es) do not match their checksums "
-                f"(damaged chunks): {shown}; recomputing them",
+                f"store.path = {path!r}: {len(damaged)} written batch(es) have chunks missing or not matching "
+                f"their checksums: {shown}; recomputing them",
                 file=sys.stderr,
             )
             with writes:
@@ -182,7 +198,7 @@ def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str, started
             "input_source": towns.source,
             "plan_chunks": json.dumps(list(plan.chunks)),
             "scenario_dims": json.dumps(list(plan.dims)),
-            "model": "shared/MODEL.md",
+            "model": "docs/model.md",
         }
         if plan.sampler is not None:
             attrs["sampler"] = json.dumps(plan.sampler)
@@ -194,10 +210,19 @@ def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str, started
     if todo:
         check_interrupt()
         floor = float(np.min(params_all.core_min_population))
-        radii = reach_radii(params_all)
         budget = cfg.executor.network_cache_gib
         mapping = cfg.executor.kind == "local"  # its workers map the files
-        with netcache.opened(towns, forced, radii, floor, budget, files_now=mapping) as (network, files):
+
+        def building():
+            if not quiet:
+                print(
+                    f"{towns.source}: building the neighbourhood of {len(towns)} towns within "
+                    f"{max(radii.values()):.0f} km (Ctrl-C stops it)",
+                    file=sys.stderr,
+                )
+
+        opened = netcache.opened(towns, forced, radii, floor, budget, files_now=mapping, building=building)
+        with opened as (network, files):
             check_interrupt()
             if not quiet:
                 from agglo.engine.executors.dask import describe

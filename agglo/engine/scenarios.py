@@ -1,7 +1,7 @@
 """A batch of scenarios as typed arrays: a resolved config plus the swept values of the batch.
 
 :func:`batch_parameters` gives a :class:`ScenarioBatch`: per mode a
-:class:`agglo.kernels.ModeParams` (one value per scenario, MODEL.md's names), the borders
+:class:`agglo.kernels.ModeParams` (one value per scenario, docs/model.md's names), the borders
 and the core size rule per scenario. The kernels read these arrays as they are.
 """
 
@@ -93,6 +93,6 @@ def reach_radii(batch: ScenarioBatch) -> dict:
 
 
 def core_mask(population: np.ndarray, forced_core: np.ndarray, core_min_population: np.ndarray) -> np.ndarray:
-    """(S, N) bool: MODEL.md's cores of each scenario (size rule or forced)."""
+    """(S, N) bool: docs/model.md's cores of each scenario (size rule or forced)."""
     is_core = (population[None, :] >= core_min_population[:, None]) | forced_core[None, :]
     return np.ascontiguousarray(is_core)

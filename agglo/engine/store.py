@@ -1,6 +1,6 @@
 """The result cube in Zarr: template first, then one region per batch, then its mark.
 
-Layout (MODEL.md, "Per-scenario results"): variables named by MODEL.md, scenario
+Layout (docs/model.md, "Per-scenario results"): variables named by docs/model.md, scenario
 dimensions first, then ``mode`` and ``town``. The group ``progress`` beside the
 variables holds ``batch_done``: a batch is marked only after its data is written, so
 a run killed at any moment resumes with exactly the batches that are missing.
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import zarr
 
-from agglo.engine import lease
+from agglo.engine import integrity, lease
 from agglo.engine.config import MODES
 from agglo.engine.errors import UserError
 from agglo.engine.outputs import check_folder, probe_folder
@@ -29,8 +29,10 @@ from agglo.engine.towns import Towns
 if TYPE_CHECKING:  # xarray (and pandas) load only where a cube is read, not on a run's way to its first batch
     import xarray as xr
 
-FORMAT = "agglo-cube-3"  # 2: ipf_iterations and ipf_error (flow models); 3: per-batch checksums
-READABLE = ("agglo-cube-1", "agglo-cube-2", FORMAT)
+# 2: ipf_iterations and ipf_error (flow models); 3: per-batch checksums; 4: the template's
+# record and every chunk of a written batch stored (see engine/integrity.py)
+FORMAT = "agglo-cube-4"
+READABLE = ("agglo-cube-1", "agglo-cube-2", "agglo-cube-3", FORMAT)
 
 # Consolidated metadata is what lets xr.open_zarr open a cube in one read; zarr warns
 # that it is not yet part of the v3 spec. We know, and keep it.
@@ -186,7 +188,7 @@ def template(plan: Plan, towns: Towns, attrs: dict) -> xr.Dataset:
 _NAN_FILL = base64.standard_b64encode(np.float64(np.nan).tobytes()).decode()
 
 
-def _zarr_array(root, name: str, values_or_shape, dims: tuple, attrs: dict, chunks: tuple | None = None) -> None:
+def write_array(root, name: str, values_or_shape, dims: tuple, attrs: dict, chunks: tuple | None = None) -> None:
     """One array as xarray writes it: strings as zarr ``string``, NaN fill and a CF
     ``_FillValue`` for floats, 0 for integers; coordinates in one chunk."""
     if isinstance(values_or_shape, np.ndarray):
@@ -216,23 +218,58 @@ def _zarr_array(root, name: str, values_or_shape, dims: tuple, attrs: dict, chun
         array[...] = values
 
 
-def _write_template(path: str, plan: Plan, towns: Towns, attrs: dict) -> None:
-    root = zarr.open_group(path, mode="w-", zarr_format=3, attributes=attrs | {"format": FORMAT})
-    coords = _coords(plan, towns)
+def template_nodes(plan: Plan, towns: Towns) -> tuple[dict, dict]:
+    """The template's arrays, as written: coordinates name -> (dims, values, attributes)
+    and variables name -> (dtype, dims, shape, chunks, attributes)."""
+    coords = {}
     non_index = {}
-    for name, (dims, values, var_attrs) in coords.items():
+    for name, (dims, values, var_attrs) in _coords(plan, towns).items():
         dims = (dims,) if isinstance(dims, str) else tuple(dims)
-        _zarr_array(root, name, np.asarray(values), dims, var_attrs)
+        coords[name] = (dims, np.asarray(values), var_attrs)
         if dims != (name,):
             non_index[name] = set(dims)
+    variables = {}
     for name, dtype, dims, shape, chunks, units, text in _variables(plan, len(towns)):
         var_attrs = {"units": units, "description": text}
         linked = sorted(c for c, c_dims in non_index.items() if c_dims <= set(dims))
         if linked:
             var_attrs["coordinates"] = " ".join(linked)
-        _zarr_array(root, name, (shape, np.dtype(dtype)), dims, var_attrs, chunks)
+        variables[name] = (np.dtype(dtype), dims, shape, chunks, var_attrs)
+    return coords, variables
+
+
+def _write_node(root, name: str, coords: dict, variables: dict) -> None:
+    if name in coords:
+        dims, values, var_attrs = coords[name]
+        write_array(root, name, values, dims, var_attrs)
+    else:
+        dtype, dims, shape, chunks, var_attrs = variables[name]
+        write_array(root, name, (shape, dtype), dims, var_attrs, chunks)
+
+
+def _write_template(path: str, plan: Plan, towns: Towns, attrs: dict) -> None:
+    root = zarr.open_group(path, mode="w-", zarr_format=3, attributes=attrs | {"format": FORMAT})
+    coords, variables = template_nodes(plan, towns)
+    for name in [*coords, *variables]:
+        _write_node(root, name, coords, variables)
     _progress_arrays(root, plan.n_batches)
+    root.attrs[integrity.RECORD] = integrity.record(root, list(coords), list(variables))
     zarr.consolidate_metadata(path)  # last: a store with consolidated metadata has its whole template
+
+
+def rebuild(path: str, plan: Plan, towns: Towns, names: list[str]) -> None:
+    """Write the template arrays ``names`` again, as the template wrote them: coordinates
+    with their values, variables empty (their batches then lack chunks, and are recomputed)."""
+    coords, variables = template_nodes(plan, towns)
+    root = zarr.open_group(path, mode="r+", use_consolidated=False)
+    for name in names:
+        if _is_remote(path):
+            if name in root:
+                del root[name]
+        else:
+            shutil.rmtree(Path(path) / name, ignore_errors=True)
+        _write_node(root, name, coords, variables)
+    zarr.consolidate_metadata(path)
 
 
 CHECKSUM_TEXT = (
@@ -337,34 +374,81 @@ def write_batch(path: str, plan: Plan, batch: int, arrays: dict, lease_token: st
     for v, (name, (dtype, *_)) in enumerate(VARIABLES.items()):
         data = arrays[name]
         data = np.asarray(data, dtype=dtype).reshape(shape + data.shape[1:])
-        root[name][region] = data
+        # every chunk stored, fill values too: a missing chunk is damage, never a fill value
+        root[name].with_config({"write_empty_chunks": True})[region] = data
         sums[v] = _digest(data, dtype)
     root["progress/batch_sha256"][batch] = sums
     lease.check(path, lease_token, f"batch {batch} was written but not marked done")
     root["progress/batch_done"][batch] = True
 
 
-def damaged_batches(path: str, plan: Plan, done: np.ndarray) -> list[int]:
+def damaged_batches(path: str, plan: Plan, done: np.ndarray, skip: set | frozenset = frozenset()) -> list[int]:
     """The batches marked done whose stored values no longer match their checksums (or
-    cannot be read at all: a truncated or corrupted chunk)."""
+    cannot be read at all: a truncated or corrupted chunk), or, in a cube of format 4,
+    whose chunks are not all there; variables in ``skip`` (damaged templates, which
+    :func:`damage` names on their own) are not read."""
     root = zarr.open_group(path, mode="r", use_consolidated=False)
     if "batch_sha256" not in root["progress"]:
         return []  # an older cube: nothing to check against (see has_checksums)
     sums = root["progress/batch_sha256"][...]
-    arrays = {name: root[name] for name in VARIABLES}
-    bad = []
+    names = [(v, name, dtype) for v, (name, (dtype, *_)) in enumerate(VARIABLES.items()) if name not in skip]
+    arrays = {name: root[name] for _, name, _ in names}
+    bad = set(missing_chunks(path, plan, done, skip))
     for b in np.flatnonzero(done):
+        if int(b) in bad:
+            continue
         region = plan.region(int(b))
         try:
-            ok = all(
-                np.array_equal(_digest(arrays[name][region], dtype), sums[b, v])
-                for v, (name, (dtype, *_)) in enumerate(VARIABLES.items())
-            )
+            ok = all(np.array_equal(_digest(arrays[name][region], dtype), sums[b, v]) for v, name, dtype in names)
         except Exception:  # noqa: BLE001 - a chunk that cannot be decoded is damaged
             ok = False
         if not ok:
-            bad.append(int(b))
-    return bad
+            bad.add(int(b))
+    return sorted(bad)
+
+
+def missing_chunks(path: str, plan: Plan, done: np.ndarray, skip: set | frozenset = frozenset()) -> list[int]:
+    """The batches marked done some of whose chunks are gone (a cube of format 4 on a
+    local disk, which stores every chunk of a written batch; older cubes left chunks
+    that held only the fill value unwritten)."""
+    if _is_remote(path) or (read_attrs(path) or {}).get("format") != FORMAT:
+        return []
+    out = []
+    for b in np.flatnonzero(done):
+        for name, (_, per_town, *_) in VARIABLES.items():
+            if name not in skip and not (Path(path) / name / integrity.chunk_key(plan, int(b), per_town)).is_file():
+                out.append(int(b))
+                break
+    return out
+
+
+def damage(path: str, checksums: bool = True) -> tuple[dict, Plan, list[int]]:
+    """What is wrong with the cube at ``path``: {template array: what}, the plan read from
+    the cube, and the written batches that are damaged (chunks missing; with
+    ``checksums``, also values that do not match)."""
+    broken = integrity.template_damage(path, read_attrs(path) or {})
+    plan = stored_plan(path, skip=set(broken))
+    done = batch_done(path)
+    if checksums:
+        batches = damaged_batches(path, plan, done, skip=set(broken))
+    else:
+        batches = missing_chunks(path, plan, done, skip=set(broken))
+    return broken, plan, batches
+
+
+def refuse_damage(path: str, checksums: bool) -> None:
+    """A one-line refusal of a damaged cube (see :func:`damage`), saying what repairs it."""
+    broken, plan, batches = damage(path, checksums)
+    if not broken and not batches:
+        return
+    what = [f"{name} ({why})" for name, why in broken.items()]
+    if batches:
+        shown = "; ".join(plan.describe(b) for b in batches[:3]) + (" ..." if len(batches) > 3 else "")
+        what.append(f"{len(batches)} written batch(es) with chunks missing or not matching their checksums: {shown}")
+    raise UserError(
+        f"{path}: the cube is damaged: {', '.join(what)}; nothing is read from it; "
+        "allowed: 'agglo run' with the same config repairs it ('agglo verify' lists the damage)"
+    )
 
 
 def unmark(path: str, batches: list[int]) -> None:
@@ -374,25 +458,31 @@ def unmark(path: str, batches: list[int]) -> None:
         done[b] = False
 
 
-def stored_plan(path: str) -> Plan:
+def stored_plan(path: str, skip: set | frozenset = frozenset()) -> Plan:
     """The plan a cube was written with, read from the cube alone (its dims, chunks and
-    scenario coordinates): enough to find and describe its batches."""
+    scenario coordinates): enough to find and describe its batches. Arrays in ``skip``
+    (damaged) are not read: a damaged swept coordinate describes batches by index."""
     attrs = read_attrs(path) or {}
     root = zarr.open_group(path, mode="r", use_consolidated=False)
     dims = tuple(json.loads(attrs.get("scenario_dims", "[]")))
     chunks = tuple(json.loads(attrs.get("plan_chunks", "[]")))
-    shape = tuple(root["core"].shape[: len(dims)])
     if not dims:
         return Plan("single", (), (), (), (), {})
+    shaped = next(name for name in VARIABLES if name not in skip)
+    shape = tuple(root[shaped].shape[: len(dims)])
+
+    def values(key, n):
+        return np.arange(n) if key in skip else root[key][...]
+
     if dims[0] in ("sample", "scenario") and len(dims) == 1:
         keys = tuple(
             name
             for name in root.array_keys()
-            if name != dims[0] and tuple(root[name].metadata.dimension_names or ()) == dims
+            if name not in skip and name != dims[0] and tuple(root[name].metadata.dimension_names or ()) == dims
         )
         kind = "sample" if dims[0] == "sample" else "table"
-        return Plan(kind, keys, dims, shape, chunks, {k: root[k][...] for k in keys})
-    return Plan("grid", dims, dims, shape, chunks, {k: root[k][...] for k in dims})
+        return Plan(kind, keys, dims, shape, chunks, {k: values(k, shape[0]) for k in keys})
+    return Plan("grid", dims, dims, shape, chunks, {k: values(k, n) for k, n in zip(dims, shape)})
 
 
 def has_checksums(path: str) -> bool:
@@ -426,9 +516,19 @@ def batch_done(path: str) -> np.ndarray:
     return np.asarray(root["progress/batch_done"][:], dtype=bool)
 
 
-def open_results(path: str, dask: bool = True) -> xr.Dataset:
+CHECKSUMS_UP_TO_GIB = 2.0  # open_results(check="auto"): checksums for cubes up to this size
+
+
+def open_results(path: str, dask: bool = True, check: str = "auto") -> xr.Dataset:
     """The cube as an xarray Dataset (lazy, dask-backed; ``dask=False``: lazy, each variable
     read whole when first used, without importing dask, as the run's summary reads it).
+
+    A damaged cube is refused with a one-line error that says ``agglo run`` repairs it.
+    ``check``: ``"checksums"`` reads every written batch and compares it with its
+    checksums; ``"presence"`` checks every variable and coordinate (metadata as written,
+    coordinate values as written) and that every written batch's chunks are there;
+    ``"auto"`` (default) is ``"checksums"`` for a cube of up to ``CHECKSUMS_UP_TO_GIB``
+    of values and ``"presence"`` above; ``"none"`` checks nothing.
 
     Examples
     --------
@@ -439,10 +539,27 @@ def open_results(path: str, dask: bool = True) -> xr.Dataset:
         raise UserError(f"{path}: not an agglo result cube; allowed: a store written by 'agglo run'")
     import xarray as xr
 
+    if check not in ("auto", "checksums", "presence", "none"):
+        raise UserError(f"check = {check!r}; allowed: auto, checksums, presence, none")
+    if check != "none":
+        refuse_damage(path, checksums=check == "checksums" or (check == "auto" and _gib(path) <= CHECKSUMS_UP_TO_GIB))
     done = batch_done(path)
     ds = xr.open_zarr(path, consolidated=True, mask_and_scale=False, **({} if dask else {"chunks": None}))
     ds.attrs["complete"] = bool(done.all())
     return ds
+
+
+def _gib(path: str) -> float:
+    """The size of the cube's values (uncompressed), from its root metadata."""
+    group = zarr.open_group(path, mode="r")
+    total = 0
+    for name in VARIABLES:
+        try:
+            array = group[name]
+        except KeyError:
+            continue
+        total += int(np.prod(array.shape)) * array.dtype.itemsize
+    return total / 2**30
 
 
 def stored_config(attrs: dict) -> dict:

@@ -1,6 +1,6 @@
 """Town tables: GeoNames (embedded), CSV/Parquet files, INEGI locality tables and seeded synthetic systems.
 
-Every loader returns :class:`Towns` in the fixed order of MODEL.md ("Towns"), checked
+Every loader returns :class:`Towns` in the fixed order of docs/model.md ("Towns"), checked
 once here; the kernels trust these arrays.
 """
 
@@ -67,7 +67,7 @@ def _fail(where: str, column: str, value, allowed: str) -> UserError:
 
 
 def from_frame(frame: pd.DataFrame, where: str) -> Towns:
-    """Check a table against MODEL.md and make :class:`Towns`; ``where`` names the source.
+    """Check a table against docs/model.md and make :class:`Towns`; ``where`` names the source.
 
     Rows are reported 1-based as in a spreadsheet, counting the header as row 1.
     """
@@ -142,7 +142,7 @@ def from_frame(frame: pd.DataFrame, where: str) -> Towns:
 
 
 def load_table(path: str) -> Towns:
-    """A CSV or Parquet table with MODEL.md's columns."""
+    """A CSV or Parquet table with docs/model.md's columns."""
     file = Path(path)
     if not file.is_file():
         raise UserError(f"data.path = {path!r}: no such file; allowed: an existing .csv or .parquet file")
@@ -171,7 +171,7 @@ def load_table(path: str) -> Towns:
 
 
 def inegi_localities(path: str) -> pd.DataFrame:
-    """MODEL.md's columns from an INEGI census table of localities (ITER: ``cvegeo``,
+    """docs/model.md's columns from an INEGI census table of localities (ITER: ``cvegeo``,
     ``nom_localidad``, ``latitud``, ``longitud``, ``poblacion_total``), the municipality
     (``cve_municipio``) as region; check it with :func:`from_frame` or write it for ``data.path``."""
     raw = pd.read_csv(path, dtype={"cve_municipio": str})
@@ -198,7 +198,7 @@ def load_geonames(country: str, admin1: list[str] | None, min_population: float)
     the columnar cache of :mod:`agglo.engine.geonames`).
 
     Keeps the places of ``country`` (and ``admin1`` codes, if given) with a known
-    population ``>= min_population``, sorted by ``geonameid`` (MODEL.md, "Towns").
+    population ``>= min_population``, sorted by ``geonameid`` (docs/model.md, "Towns").
     ``country = "world"`` keeps every country; a town's region is then
     ``"<country code>.<admin1 code>"`` (admin1 codes repeat across countries), and so
     are the ``admin1`` codes to select.

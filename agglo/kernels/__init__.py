@@ -1,4 +1,4 @@
-"""Numba kernels of agglo: NumPy and Numba only; ``shared/MODEL.md`` fixes what each computes.
+"""Numba kernels of agglo: NumPy and Numba only; ``docs/model.md`` fixes what each computes.
 
 By concern:
 
@@ -17,7 +17,7 @@ By concern:
 
 from agglo.kernels.assignment import assign_batch
 from agglo.kernels.inflow import inflow_pass
-from agglo.kernels.neighbourhood import build_neighbourhood, row_lp, row_tables, truncate_rows
+from agglo.kernels.neighbourhood import build_neighbourhood, cell_pair_bound, row_lp, row_tables, truncate_rows
 from agglo.kernels.origin import origin_pass
 from agglo.kernels.pairs import pair_shares
 from agglo.kernels.reach import EARTH_RADIUS_KM, haversine_km
@@ -33,6 +33,7 @@ __all__ = [
     "Rows",
     "assign_batch",
     "build_neighbourhood",
+    "cell_pair_bound",
     "haversine_km",
     "inflow_pass",
     "origin_pass",

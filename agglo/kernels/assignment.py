@@ -2,7 +2,7 @@
 
 Notes
 -----
-MODEL.md, "Cores and assignment": a core belongs to itself; a non-core town joins
+docs/model.md, "Cores and assignment": a core belongs to itself; a non-core town joins
 its best reachable core ``j*`` when ``s_ij* >= threshold``, else -1. A core's
 ``agglo_population`` is its population plus its members'; ``coverage`` is the
 population of non-core towns in an agglomeration over that of all non-core towns

@@ -1,4 +1,4 @@
-"""The best reachable core of a town (MODEL.md, "Cores and assignment").
+"""The best reachable core of a town (docs/model.md, "Cores and assignment").
 
 ``j* = argmax_{j in R(i), j a core} s_ij`` (exact ties: the lower town index). The share's
 denominator is the same for every j of a row, so the argmax is taken on the float64

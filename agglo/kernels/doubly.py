@@ -1,4 +1,4 @@
-"""The doubly-constrained gravity model (MODEL.md, "Other flow models", ``doubly``).
+"""The doubly-constrained gravity model (docs/model.md, "Other flow models", ``doubly``).
 
 ``T_ij = A_i O_i B_j D_j f(t_ij)`` over the reachable pairs (and the self pair when
 ``self_time_min`` is set), ``O = D = population``, balanced in float64 by the symmetric form

@@ -1,4 +1,4 @@
-"""The inflow pass: inflow_j = Σ_{i: j in R(i)} population_i · s_ij (MODEL.md, "Shares").
+"""The inflow pass: inflow_j = Σ_{i: j in R(i)} population_i · s_ij (docs/model.md, "Shares").
 
 Notes
 -----

@@ -10,7 +10,7 @@ takes its caller's flags.
 ``serial``/``parallel`` allow reassociation and contraction only: no-NaN / no-inf
 flags would break the NaN that marks "no core reachable". ``strict``/``strict_parallel``
 carry no fast-math flag at all: travel times decide reachability and must be bit for
-bit what MODEL.md's formula gives, and the gravity terms must be the same IEEE
+bit what docs/model.md's formula gives, and the gravity terms must be the same IEEE
 operations whichever loop shape computes them (see :mod:`agglo.kernels.terms`).
 ``cache=CACHE`` lets a second process (a Dask worker) load the compiled code
 instead of compiling again; the cache folder is keyed by the kernels' sources.

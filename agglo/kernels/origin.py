@@ -1,5 +1,5 @@
 """The origin pass: per origin town and scenario, its reach, the denominator of its shares
-and its best core (MODEL.md, "Shares", "Cores and assignment").
+and its best core (docs/model.md, "Shares", "Cores and assignment").
 
 Notes
 -----

@@ -1,5 +1,5 @@
 """The kernel-shaped reference: one scenario's gravity shares for every neighbourhood pair,
-written plainly in float64 from MODEL.md, looping over the rows as the fast passes do.
+written plainly in float64 from docs/model.md, looping over the rows as the fast passes do.
 
 It serves the flow export (``agglo flows``) and the tests, which compare every fast pass
 with it scenario by scenario. No log-space tricks beyond one shift by the row's largest

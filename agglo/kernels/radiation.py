@@ -1,4 +1,4 @@
-"""The radiation model (MODEL.md, "Other flow models", ``radiation``; Simini et al. 2012).
+"""The radiation model (docs/model.md, "Other flow models", ``radiation``; Simini et al. 2012).
 
 ``s_ij = m_i n_j / ((m_i + S_ij)(m_i + n_j + S_ij))`` normalised over R(i), no self term,
 ``S_ij`` the population of the reachable towns (other than i, j) strictly closer to i in

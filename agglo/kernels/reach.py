@@ -1,4 +1,4 @@
-"""Great-circle distance, travel time and the reach search (MODEL.md, "Travel time",
+"""Great-circle distance, travel time and the reach search (docs/model.md, "Travel time",
 "Reachability under a mobility cap").
 
 Notes
@@ -44,13 +44,13 @@ def haversine_km(lat_i, lon_i, lat_j, lon_j):
 
 @inlined
 def minutes_of_km(km, circuity, speed_kmh):
-    """MODEL.md's t = 60 · circuity · d / speed_kmh, in that order of operations."""
+    """docs/model.md's t = 60 · circuity · d / speed_kmh, in that order of operations."""
     return 60 * circuity * km / speed_kmh
 
 
 @inlined
 def travel_minutes(places, i, j, circuity, speed_kmh):
-    """t_ij between towns i and j of ``places``, bit for bit MODEL.md's formula."""
+    """t_ij between towns i and j of ``places``, bit for bit docs/model.md's formula."""
     km = haversine_km(places.lat[i], places.lon[i], places.lat[j], places.lon[j])
     return minutes_of_km(km, circuity, speed_kmh)
 
@@ -66,7 +66,7 @@ def _reach_at_zero(log_dist, start, n):
 
 @inlined
 def reach_end(rows, places, i, circuity, speed_kmh, cap_min):
-    """Length of the prefix of row ``i`` with t_ij <= cap_min, exactly as MODEL.md decides it."""
+    """Length of the prefix of row ``i`` with t_ij <= cap_min, exactly as docs/model.md decides it."""
     offsets, log_dist, bucket, neighbour, radius_km = (
         rows.offsets,
         rows.log_dist,

@@ -2,11 +2,11 @@
 
 A pass reads a few of these instead of a long list of positional arrays:
 
-- :class:`Places`: the towns, per town (MODEL.md's ``population``, ``lat``, ``lon``,
+- :class:`Places`: the towns, per town (docs/model.md's ``population``, ``lat``, ``lon``,
   ``region`` as an integer code) and what the passes derive from them once.
 - :class:`Rows`: one neighbourhood in CSR, rows sorted by distance (ties by index), with
   the per-row tables the passes search.
-- :class:`ModeParams`: one mode's parameters, one value per scenario, under MODEL.md's
+- :class:`ModeParams`: one mode's parameters, one value per scenario, under docs/model.md's
   names (``decay`` and ``model`` as integer codes, ``self_time_min`` NaN for "no self term").
 - :class:`Origins`: what the origin pass leaves for the inflow pass and the assignment.
 """

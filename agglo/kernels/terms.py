@@ -1,4 +1,4 @@
-"""The one home of the deterrence and gravity-term maths (MODEL.md, "Deterrence", "Shares").
+"""The one home of the deterrence and gravity-term maths (docs/model.md, "Deterrence", "Shares").
 
 Notes
 -----

@@ -10,7 +10,7 @@ scikit-mobility fit them), for flows ``T_ij`` between distinct places::
 
 with ``a_i``/``b_j`` one indicator per origin/destination (the first dropped), masses
 ``O_i``/``D_j`` (the towns' populations unless given), and ``c(t) = -beta log t``
-(power) or ``-beta t`` (exponential); ``t`` is the distance in km or MODEL.md's travel
+(power) or ``-beta t`` (exponential); ``t`` is the distance in km or docs/model.md's travel
 time in minutes. The fit maximises the Poisson likelihood by iteratively reweighted
 least squares; standard errors from the inverse Fisher information. Goodness of fit:
 deviance, McFadden's pseudo-R² (1 - llf / llf of the constant-only model), SRMSE and
@@ -140,7 +140,7 @@ def fit(model: str, decay: str, flows, origin, destination, cost, o_mass=None, d
 
 
 def engine_values(f: Fit) -> dict:
-    """The fitted values as MODEL.md keys of one mode: decay, beta, and gamma / alpha."""
+    """The fitted values as docs/model.md keys of one mode: decay, beta, and gamma / alpha."""
     key = "log_cost" if f.decay == "power" else "cost"
     values = {"decay": f.decay, "beta": -f.param(key)}
     if "log_destination_mass" in f.names:
@@ -233,7 +233,7 @@ PAIRS = ("all", "observed")
 
 
 def pairs_for_fit(flows, towns, cost: str, speed: float, circuity: float, pairs: str = "all"):
-    """The pairs the regression sees, with their cost (km, or MODEL.md's minutes), masses and
+    """The pairs the regression sees, with their cost (km, or docs/model.md's minutes), masses and
     observed flow. Two conventions (flows from a place to itself are left out in both):
 
     ``all``       every ordered pair of distinct places that appear in the flows; a pair the
@@ -289,7 +289,7 @@ def to_yaml(f: Fit, mode: str, cost: str, source: str) -> str:
         f"SRMSE {f.stats['srmse']:.4f}, CPC {f.stats['cpc']:.4f}",
     ]
     if f.decay == "exponential" and cost == "km":
-        lines.append("# beta is per km here; MODEL.md's exponential beta is per minute: fit on minutes to use it")
+        lines.append("# beta is per km here; docs/model.md's exponential beta is per minute: fit on minutes to use it")
     lines.append(f"{mode}:")
     for key, value in values.items():
         lines.append(f"  {key}: {value if isinstance(value, str) else repr(float(value))}")

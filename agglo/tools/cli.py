@@ -1,7 +1,7 @@
 """The command line: ``agglo run | config | info | verify | analyze | plot | explore | flows | calibrate``.
 
 Overrides use Hydra's grammar (``key=value``, ``key=a,b,c``, ``key=range(1,3,0.5)``,
-``key=choice(a,b)``); every key of MODEL.md can be set or swept.
+``key=choice(a,b)``); every key of docs/model.md can be set or swept.
 """
 
 from __future__ import annotations
@@ -44,10 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     flows.add_argument("--to-cores", action="store_true", help="only pairs whose destination is a core")
     cal = sub.add_parser("calibrate", help="fit gravity parameters to observed flows (Poisson regression)")
     cal.add_argument("--flows", required=True, help="CSV with origin, destination, flow (town_ids)")
-    cal.add_argument("--towns", required=True, help="towns table (CSV or Parquet with MODEL.md's columns)")
+    cal.add_argument("--towns", required=True, help="towns table (CSV or Parquet with docs/model.md's columns)")
     cal.add_argument("--model", default="production", choices=["gravity", "production", "attraction", "doubly"])
     cal.add_argument("--decay", default="power", choices=["power", "exponential"])
-    cal.add_argument("--cost", default="minutes", choices=["minutes", "km"], help="travel time (MODEL.md) or distance")
+    cal.add_argument("--cost", default="minutes", choices=["minutes", "km"], help="travel time (docs/model.md) or distance")
     cal.add_argument("--mode", default="commute", choices=["commute", "freight"], help="the mode the values are for")
     cal.add_argument(
         "--pairs",
@@ -118,7 +118,7 @@ def cmd_run(args) -> int:
 
     cfg, cfg_omega = resolve(_with_params(args.params, args.overrides))
     outcome = execute(cfg, cfg_omega, quiet=args.quiet)
-    ds = open_results(outcome.path, dask=False)
+    ds = open_results(outcome.path, dask=False, check="presence")  # the run has just checked or written it all
     print(header(ds))
     print(table(ds))
     print(f"cube: {outcome.path}")
@@ -220,7 +220,7 @@ def cmd_calibrate(args) -> int:
     print(calibrate.format_fit(fit))
     values = calibrate.engine_values(fit)
     print(
-        "MODEL.md keys: "
+        "docs/model.md keys: "
         + ", ".join(f"{args.mode}.{k} = {v if isinstance(v, str) else f'{v:.6g}'}" for k, v in values.items())
     )
     if args.out:
@@ -265,27 +265,33 @@ def cmd_info(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    """0: every written batch matches its checksums; 1: some do not (listed); 2: not a cube."""
+    """0: the cube is whole (every array as written, every written batch's chunks there and
+    matching their checksums); 1: it is not (listed); 2: not a cube."""
     from agglo.engine import store
 
     path = store.cube_path(args.store)
-    done = store.batch_done(path)
     if not store.has_checksums(path):
         raise UserError(
             f"{path}: written by an engine before batch checksums (format {store.read_attrs(path).get('format')}); "
             "allowed: a cube written by this engine (store.mode=overwrite rewrites it)"
         )
-    plan = store.stored_plan(path)
-    damaged = store.damaged_batches(path, plan, done)
-    if damaged:
-        print(f"{path}: {len(damaged)} of {int(done.sum())} written batches do NOT match their checksums:")
-        for b in damaged:
-            print(f"  {plan.describe(b)}")
-        print("  'agglo run' with the same config recomputes exactly these")
+    broken, plan, damaged = store.damage(path, checksums=True)
+    done = store.batch_done(path)
+    if broken or damaged:
+        print(f"{path}: DAMAGED")
+        for name, why in broken.items():
+            print(f"  {name}: {why}")
+        if damaged:
+            print(
+                f"  {len(damaged)} of {int(done.sum())} written batches have chunks missing or not matching their checksums:"
+            )
+            for b in damaged:
+                print(f"    {plan.describe(b)}")
+        print("  'agglo run' with the same config writes the arrays above again and recomputes exactly these batches")
         return 1
     print(
-        f"{path}: verified, all {int(done.sum())} written batches match their checksums"
-        + ("" if done.all() else f" ({int((~done).sum())} of {done.size} not written yet)")
+        f"{path}: verified, every variable and coordinate as written, all {int(done.sum())} written batches match "
+        "their checksums" + ("" if done.all() else f" ({int((~done).sum())} of {done.size} not written yet)")
     )
     return 0
 
@@ -370,6 +376,12 @@ def main(argv: list[str] | None = None) -> int:
 
         what = "terminated (SIGTERM)" if interrupts.received == signal.SIGTERM else "interrupted"
         print(f"agglo: {what}; run again with the same config to resume", file=sys.stderr)
+        if interrupts.abandoned:  # a compiled step still runs in a thread: exit without waiting for it
+            import os
+
+            sys.stderr.flush()
+            sys.stdout.flush()
+            os._exit(128 + int(interrupts.received))
         return 128 + int(interrupts.received)
     except BrokenPipeError:  # `agglo info CUBE | head`: the reader left; nothing to report
         import os

@@ -2,7 +2,7 @@
 
 One row per reachable pair and mode (``--to-cores``: only pairs whose destination is a
 core of the scenario): origin and destination ``town_id``, ``mode``, ``travel_min``
-(MODEL.md's t_ij), ``share`` (s_ij) and ``flow`` (T_ij = population_i · s_ij), computed
+(docs/model.md's t_ij), ``share`` (s_ij) and ``flow`` (T_ij = population_i · s_ij), computed
 in float64 from the exact travel times. Parquet (or CSV by the file's suffix), for
 pandas, QGIS or a join back to the towns.
 """

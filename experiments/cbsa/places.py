@@ -70,7 +70,7 @@ def delineation(root) -> pd.DataFrame:
 
 
 def build_places(counties: pd.DataFrame, areas: pd.DataFrame) -> pd.DataFrame:
-    """The engine's town table (MODEL.md's columns) plus ``county``: places and remainders."""
+    """The engine's town table (docs/model.md's columns) plus ``county``: places and remainders."""
     from agglo.engine.towns import load_geonames
 
     towns = load_geonames("US", None, 500)

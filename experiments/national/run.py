@@ -4,7 +4,7 @@
 
 Every GeoNames town (500+ people) of Mexico and of Russia, towns of 100 000+ as cores, 18
 scenarios (scenarios.csv): commute cap 30/60/90 min x freight cap 120/240/360 min, each with
-power deterrence (MODEL.md's betas) and with exponential deterrence (beta 0.05/min commuting,
+power deterrence (docs/model.md's betas) and with exponential deterrence (beta 0.05/min commuting,
 0.01/min freight: e-folding times of 20 and 100 minutes). Writes each country's cube
 (results/national_XX.zarr), figures, and the tables of this folder's README: national
 coverage by scenario, and the towns that no scenario attaches.

@@ -64,6 +64,12 @@ def chosen_kind(cfg) -> str:
     return "local" if local_shape(cfg)[0] >= 2 else "synchronous"
 
 
+def deferred(cfg) -> bool:
+    """Whether the local cluster waits for the sweep's pace (``auto``; see
+    :func:`_driver_first`) instead of starting with the run."""
+    return cfg.kind == "local" and cfg.compute_while_starting and cfg.cluster_pays_s > 0
+
+
 def _security(cfg):
     if not cfg.security.ca_file:
         return None
@@ -195,6 +201,14 @@ def describe(cfg, started: LocalStart | None) -> str:
         return f"executor: in this process, {numba.get_num_threads()} Numba thread(s) on {os.cpu_count()} cores"
     if cfg.kind == "local":
         workers, threads = started.shape if started else local_shape(cfg)
+        if started is None and deferred(cfg):
+            import numba
+
+            return (
+                f"executor: this process first ({numba.get_num_threads()} Numba thread(s) on {os.cpu_count()} "
+                f"cores); a local Dask cluster of {workers} worker process(es) x {threads} thread(s) joins "
+                f"if the sweep has more than {cfg.cluster_pays_s:g} s left"
+            )
         return (
             f"executor: local Dask cluster, {workers} worker process(es) x {threads} thread(s) "
             f"on {os.cpu_count()} cores"
@@ -235,17 +249,19 @@ def run_batches(network, job, batches, progress, executor_config, recipe, starte
     from dataclasses import replace
 
     cfg = executor_config
+    given = [started]
     stack = contextlib.ExitStack()
     with _quiet_distributed():
         try:
             if cfg.kind == "local":
                 from distributed import Client
 
-                if started is None:
+                if started is None and not deferred(cfg):
                     started = LocalStart(cfg)
-                    stack.callback(started.close)
                 if cfg.compute_while_starting:
-                    batches = _while_starting(started, network, job, batches, progress)
+                    started, batches = _driver_first(started, cfg, network, job, batches, progress)
+                if started is not None and started not in given:
+                    stack.callback(started.close)
                 if not batches:
                     return
                 client = Client(started.get(), timeout="30s")
@@ -271,21 +287,26 @@ def run_batches(network, job, batches, progress, executor_config, recipe, starte
             stack.close()
 
 
-HANDOFF_S = 5.0  # see _while_starting
+HANDOFF_S = 5.0  # see _driver_first
 
 
-def _while_starting(started: LocalStart, network, job, batches: list, progress) -> list:
+def _driver_first(started: LocalStart | None, cfg, network, job, batches: list, progress):
     """Compute batches in the driver, as the synchronous executor does, until the local
     cluster is up, and on while the batches left would take the driver alone less than
     ``HANDOFF_S`` at the pace of its last batch: a fresh cluster's first round costs a few
     seconds (each worker maps the network and loads the kernels; about 3 s on 16 cores),
-    which a short remainder does not win back. Returns the batches left for the cluster."""
+    which a short remainder does not win back. With ``started`` None (``auto``) the cluster
+    is started only once that pace says more than ``executor.cluster_pays_s`` is left: a
+    cluster booting takes CPU from the driver, which a short sweep never wins back.
+    Returns the cluster (None if it was never needed) and the batches left for it."""
     from agglo.engine.executors.task import run_batch
 
     left = list(batches)
     last = None
     while left:
-        if started.ready() and (last is None or last * len(left) > HANDOFF_S):
+        if started is None and last is not None and last * len(left) > cfg.cluster_pays_s:
+            started = LocalStart(cfg)
+        if started is not None and started.ready() and (last is None or last * len(left) > HANDOFF_S):
             break
         check()
         t = time.perf_counter()
@@ -294,7 +315,7 @@ def _while_starting(started: LocalStart, network, job, batches: list, progress) 
         if lost:
             raise LeaseLost(lost)
         progress.update(size)
-    return left
+    return started, left
 
 
 @contextlib.contextmanager
@@ -355,7 +376,8 @@ def _sweep(client, network, job, batches, progress, cfg, recipe, workers: int, t
             raise
         progressed = False
         for future in done:
-            if future.status != "finished":
+            # "lost": it finished (the batch is written and marked), then its worker died
+            if future.status not in ("finished", "lost"):
                 _failed(future, cfg)  # raises, in one line
             progress.update(job.plan.batch_size(sizes[future.key]))  # no gather: a result that
             future.release()  # died with its worker would be computed again and waited for
@@ -386,6 +408,11 @@ def _failed(future, cfg):
             "executor: a batch task was cancelled; the batches written so far are kept: run the same command again to resume"
         )
     exc = future.exception()
+    if not isinstance(exc, BaseException):  # no error recorded: a task Dask gave up on
+        raise ExecutorLost(
+            f"executor: a batch task ended {future.status!r} without an error; the batches written so far "
+            "are kept: run the same command again to resume"
+        )
     if isinstance(exc, NetworkUnavailable):
         raise UserError(str(exc)) from None
     if isinstance(exc, LeaseLost):

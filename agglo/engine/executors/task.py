@@ -8,6 +8,7 @@ import numba
 
 from agglo.engine.compute import compute_batch, memo_of
 from agglo.engine.config import AggloConfig
+from agglo.engine.interrupts import native
 from agglo.engine.lease import LeaseLost
 from agglo.engine.network import Network, NetworkFiles, mapped
 from agglo.engine.plan import Plan
@@ -36,7 +37,7 @@ def run_batch(network: Network | NetworkFiles, job: Job, batch: int) -> tuple[in
         numba.set_num_threads(min(job.threads, numba.config.NUMBA_NUM_THREADS))
     size = job.plan.batch_size(batch)
     params = batch_parameters(job.config, job.plan.scenario_values(batch), size)
-    arrays = compute_batch(network, params, memo_of(network))
+    arrays = native(compute_batch, network, params, memo_of(network))  # a signal heard while it runs
     try:
         write_batch(job.store_path, job.plan, batch, arrays, job.lease_token)
     except LeaseLost as lost:
