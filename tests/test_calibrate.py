@@ -163,7 +163,9 @@ def test_observed_pairs_fit_reproduces_scikit_mobility(run_cli):
         "--pairs", "observed",
     )  # fmt: skip
     assert code == 0, err
-    keys = dict(part.split(" = ") for part in out.strip().splitlines()[-1].removeprefix("docs/model.md keys: ").split(", "))
+    keys = dict(
+        part.split(" = ") for part in out.strip().splitlines()[-1].removeprefix("docs/model.md keys: ").split(", ")
+    )
     assert abs(float(keys["commute.beta"]) - SKMOB_NY["beta"]) < 1e-3
     assert abs(float(keys["commute.gamma"]) - SKMOB_NY["gamma"]) < 1e-3
     assert "1892 pairs with a flow of 1892 fitted" in out

@@ -47,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--towns", required=True, help="towns table (CSV or Parquet with docs/model.md's columns)")
     cal.add_argument("--model", default="production", choices=["gravity", "production", "attraction", "doubly"])
     cal.add_argument("--decay", default="power", choices=["power", "exponential"])
-    cal.add_argument("--cost", default="minutes", choices=["minutes", "km"], help="travel time (docs/model.md) or distance")
+    cal.add_argument(
+        "--cost", default="minutes", choices=["minutes", "km"], help="travel time (docs/model.md) or distance"
+    )
     cal.add_argument("--mode", default="commute", choices=["commute", "freight"], help="the mode the values are for")
     cal.add_argument(
         "--pairs",
