@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/agglo run $(ARGS) --figures results/figures
+	$(BIN)/agglo run experiment=oaxaca $(ARGS) --figures results/figures
 
 test: $(STAMP)
 	$(BIN)/ruff check agglo tests benchmarks experiments

@@ -2,7 +2,9 @@
 
 ``agglo.kernels`` computes (Numba and NumPy only), ``agglo.engine`` loads, configures, plans,
 executes and stores, ``agglo.configs`` holds the Hydra YAML, ``agglo.tools`` the command line,
-analysis, figures and calibration. :func:`open_results` opens a result cube.
+analysis, figures and calibration. The Python API (:mod:`agglo.api`): :func:`run` a study
+and get its cube, :func:`open_results`, :func:`analyze`, :func:`open_analysis`,
+:func:`explore`, :func:`plot`, :func:`regions`.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -13,12 +15,19 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
 
-def open_results(path, check: str = "auto"):
-    """Open a result cube as a lazy xarray Dataset; a damaged cube is refused (``check``:
-    auto, checksums, presence or none; see :func:`agglo.engine.store.open_results`)."""
-    from agglo.engine.store import open_results as _open
+from agglo.api import analyses, analyze, configure, explore, open_analysis, open_results, plot, regions, run  # noqa: E402
+from agglo.engine.errors import UserError  # noqa: E402
 
-    return _open(path, check=check)
-
-
-__all__ = ["__version__", "open_results"]
+__all__ = [
+    "__version__",
+    "run",
+    "configure",
+    "open_results",
+    "open_analysis",
+    "analyses",
+    "analyze",
+    "explore",
+    "plot",
+    "regions",
+    "UserError",
+]

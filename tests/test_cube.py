@@ -106,7 +106,7 @@ def test_sobol_sample_equals_salib(tmp_path, run_cli):
 
 
 def test_config_and_info_commands(tmp_path, run_cli):
-    code, out, _ = run_cli("config", "commute.cap_min=45")
+    code, out, _ = run_cli("config", "experiment=oaxaca", "commute.cap_min=45")
     assert code == 0 and "cap_min: 45" in out and "country: MX" in out and "3522507" in out
     store = tmp_path / "cube.zarr"
     assert run_cli("run", *SMALL, f"store.path={store}", "--quiet")[0] == 0

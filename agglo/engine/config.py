@@ -39,7 +39,7 @@ def _finite(x: Any) -> bool:
 class DataConfig:
     source: str = "geonames"
     country: str = "MX"
-    admin1: list[str] | None = field(default_factory=lambda: ["20"])
+    admin1: Any = field(default_factory=lambda: ["20"])  # a code, a list of codes, or null / all: the whole country
     min_population: float = 500.0
     path: str | None = None
     n: int = 1000
@@ -49,6 +49,7 @@ class DataConfig:
         _need(
             self.source in ("geonames", "table", "synthetic"), "data.source", self.source, "geonames, table, synthetic"
         )
+        self.admin1 = admin1_codes(self.admin1)
         _need(
             _finite(self.min_population) and self.min_population >= 0,
             "data.min_population",
@@ -66,12 +67,30 @@ class DataConfig:
         )
 
 
+def admin1_codes(value) -> list[str] | None:
+    """``data.admin1`` as a list of codes, or None for the whole country."""
+    allowed = "a code such as 77, a list such as [77,78], or null (or all) for the whole country; 'agglo regions CC' lists them"
+    if value is None or (isinstance(value, str) and value.lower() == "all"):
+        return None
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return [str(value)]
+    try:
+        codes = [str(v) for v in value if v is not None and not isinstance(v, (bool, list, dict))]
+        given = list(value)
+    except TypeError:
+        raise UserError(f"data.admin1 = {value!r}; allowed: {allowed}") from None
+    _need(bool(given) and len(codes) == len(given), "data.admin1", given, allowed)
+    return codes
+
+
 @dataclass
 class CoresConfig:
     min_population: float = 100000.0
     ids: list[Any] = field(default_factory=list)
+    missing: str = "error"  # a forced core not among the towns: error, or drop (an experiment's ids; see resolve)
 
     def check(self) -> None:
+        _need(self.missing in ("error", "drop"), "cores.missing", self.missing, "error, drop")
         _need(
             _finite(self.min_population) and self.min_population >= 0,
             "cores.min_population",
@@ -135,7 +154,7 @@ class SweepConfig:
 
 @dataclass
 class StoreConfig:
-    path: str = "results/agglo.zarr"
+    path: str | None = None  # null: results/<the data's name>.zarr (see default_store_path)
     mode: str = "resume"
     lease_timeout_s: float = 120.0  # a writer lease without a heartbeat for this long is stale (engine/lease.py)
 
@@ -149,7 +168,7 @@ class StoreConfig:
             self.lease_timeout_s,
             f"at least {MIN_TIMEOUT_S:g} (seconds; four heartbeats)",
         )
-        _need(bool(self.path), "store.path", self.path, "a path or URL")
+        _need(bool(self.path), "store.path", self.path, "a path or URL, or null for results/<the data's name>.zarr")
         if str(self.path).startswith("file://"):
             self.path = str(self.path)[len("file://") :]
 
@@ -252,6 +271,8 @@ class AggloConfig:
     def __post_init__(self) -> None:
         self.data.check()
         self.cores.check()
+        if self.store.path is None:
+            self.store.path = default_store_path(self.data)
         for mode in MODES:
             getattr(self, mode).check(mode)
         _need(self.borders in ("open", "closed"), "borders", self.borders, "open, closed")
@@ -260,6 +281,20 @@ class AggloConfig:
 
     def mode(self, name: str) -> ModeConfig:
         return getattr(self, name)
+
+
+def default_store_path(data: DataConfig) -> str:
+    """Where a run writes when ``store.path`` is null: named after its data
+    (``results/PL-77.zarr``, ``results/MX.zarr``, ``results/towns.zarr`` for towns.csv)."""
+    if data.source == "geonames":
+        name = data.country.upper() if data.country.lower() != "world" else "world"
+        if data.admin1:
+            name += "-" + "-".join(data.admin1)
+    elif data.source == "table":
+        name = Path(str(data.path)).name.split(".")[0] or "towns"
+    else:
+        name = f"synthetic-{data.n}-{data.seed}"
+    return f"results/{name}.zarr"
 
 
 ConfigStore.instance().store(name="agglo_schema", node=AggloConfig)
@@ -322,7 +357,10 @@ def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, list[Any
     return plain, grid
 
 
-OVERRIDE_GRAMMAR = "key=value, key=a,b,c, key=range(start,stop,step), key=choice(a,b), key=[a,b], key={k: v}"
+OVERRIDE_GRAMMAR = (
+    "key=value, key=a,b,c, key=range(start,stop,step), key=choice(a,b), key=[a,b], key={k: v}; "
+    "quote a value with spaces, brackets or commas: \"key='my (towns).csv'\""
+)
 TYPE_WORDS = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false", "String": "text"}
 
 
@@ -374,6 +412,7 @@ def resolve(overrides: list[str] | tuple[str, ...] = ()) -> tuple[AggloConfig, A
     for the same key)."""
     plain, cli_grid = split_overrides(list(overrides))
     cfg = _compose(plain)
+    _user_values_win(cfg, plain)
     for mapping in ("sweep.grid", "sweep.bounds"):
         if mapping in cli_grid:
             node = cfg.sweep.grid if mapping == "sweep.grid" else cfg.sweep.bounds
@@ -387,6 +426,23 @@ def resolve(overrides: list[str] | tuple[str, ...] = ()) -> tuple[AggloConfig, A
     checked = to_object(cfg)
     check_sweep(cfg)
     return checked, cfg
+
+
+def _user_values_win(cfg, plain: list[str]) -> None:
+    """What the command line sets, it sets: one value for a key that the experiment sweeps
+    (or samples) replaces that sweep; forced cores the user did not set (an experiment's)
+    are dropped where they are not among the towns instead of stopping the run."""
+    keys = {_key_of(line) for line in plain}
+    for mapping in (cfg.sweep.grid, cfg.sweep.bounds):
+        for key in [k for k in mapping if k in keys]:
+            with open_dict(mapping):
+                del mapping[key]
+    if "cores.ids" not in keys and "cores.missing" not in keys and len(cfg.cores.ids) > 0:
+        cfg.cores.missing = "drop"
+
+
+def _key_of(line: str) -> str:
+    return line.split("=", 1)[0].lstrip("+~")
 
 
 def check_sweep(cfg) -> None:

@@ -40,7 +40,7 @@ def probe_folder(what: str, folder: str) -> None:
 def check_new_file(what: str, path: str) -> None:
     """``path`` does not exist and its folder exists and is writable."""
     if os.path.exists(path):
-        raise UserError(f"{what} {path!r} exists; allowed: a new path (it is never overwritten)")
+        raise UserError(f"{what} {path!r} exists; allowed: a new path (it is never overwritten unasked)")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise UserError(f"{what} {path!r}: no folder {folder!r}; allowed: a new file in an existing folder")

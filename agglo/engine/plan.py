@@ -102,8 +102,46 @@ def block_chunks(shape: tuple, batch_size: int) -> tuple:
     return tuple(reversed(chunks))
 
 
-def sample(sampler: str, bounds: dict, n: int, seed: int) -> np.ndarray:
-    """Draw SALib's sample for ``problem = {names: keys, bounds}``: rows are scenarios."""
+SCHEMES = {
+    "sobol": ("N x (2D + 2)", "Saltelli's scheme with second-order indices"),
+    "morris": ("N x (D + 1)", "N trajectories of D + 1 points"),
+    "lhs": ("N", "a Latin hypercube"),
+}
+
+
+def sample_count(sampler: str, n_keys: int, n: int) -> int:
+    """The scenarios a sample of base size ``sweep.n`` holds."""
+    return {"sobol": n * (2 * n_keys + 2), "morris": n * (n_keys + 1), "lhs": n}[sampler]
+
+
+def describe_sample(info: dict) -> str:
+    """One line saying how many scenarios a sampled sweep has, and why."""
+    d, n = len(info["names"]), info["n"]
+    formula, what = SCHEMES[info["sampler"]]
+    line = (
+        f"sweep.sampler = {info['sampler']}: sweep.n = {n} (N), {d} key(s) (D): {formula} = "
+        f"{sample_count(info['sampler'], d, n)} scenarios ({what})"
+    )
+    return line + (f"; note: {info['note']}" if info.get("note") else "")
+
+
+def sample(sampler: str, bounds: dict, n: int, seed: int, notes: list | None = None) -> np.ndarray:
+    """Draw SALib's sample for ``problem = {names: keys, bounds}``: rows are scenarios.
+    SALib's and SciPy's warnings are not printed: ``notes`` gets our one line instead."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = _draw(sampler, bounds, n, seed)
+    if caught and notes is not None and sampler == "sobol" and n & (n - 1):
+        low = 1 << (n.bit_length() - 1)
+        notes.append(f"Sobol' points balance only when sweep.n is a power of 2 (e.g. {low} or {2 * low})")
+    elif caught and notes is not None:
+        notes.append(str(caught[0].message).splitlines()[0])
+    return rows
+
+
+def _draw(sampler: str, bounds: dict, n: int, seed: int) -> np.ndarray:
     problem = {"num_vars": len(bounds), "names": list(bounds), "bounds": [list(map(float, b)) for b in bounds.values()]}
     if sampler == "sobol":
         from SALib.sample import sobol
@@ -142,7 +180,8 @@ def _plan(cfg, batch_size: int, table: dict | None) -> Plan:
         for key in bounds:
             if key in STRING_KEYS:
                 raise UserError(f"sweep.bounds.{key}: a text key cannot be sampled; allowed: numeric keys")
-        rows = sample(sweep.sampler, bounds, int(sweep.n), int(sweep.seed))
+        notes: list = []
+        rows = sample(sweep.sampler, bounds, int(sweep.n), int(sweep.seed), notes)
         keys = tuple(bounds)
         values = {k: rows[:, q].astype(np.float64) for q, k in enumerate(keys)}
         shape = (rows.shape[0],)
@@ -153,6 +192,8 @@ def _plan(cfg, batch_size: int, table: dict | None) -> Plan:
             "n": int(sweep.n),
             "seed": int(sweep.seed),
         }
+        if notes:
+            info["note"] = notes[0]
         return Plan("sample", keys, ("sample",), shape, block_chunks(shape, batch_size), values, info)
     grid = OmegaConf.to_container(sweep.grid)
     if not grid:

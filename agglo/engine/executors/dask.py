@@ -48,7 +48,7 @@ class ExecutorLost(UserError):
 def local_shape(cfg) -> tuple[int, int]:
     """(workers, threads per worker) of the engine's local cluster: the config's, else
     one worker per two cores with two threads each (one on a machine of one core);
-    see the README's executor section for the measurements behind it."""
+    see docs/executors.md for the measurements behind it."""
     cores = os.cpu_count() or 1
     threads = cfg.threads_per_worker or (1 if cores < 2 else 2)
     workers = cfg.n_workers or max(1, cores // threads)
@@ -129,11 +129,34 @@ def _forkserver() -> None:
         signal.signal(signal.SIGINT, previous)
 
 
+class _MainHidden:
+    """While the engine's cluster lives, the driver's ``__main__`` module does not name its
+    file: a worker process then does not run the script that started the driver (Python
+    runs it in every new process of the forkserver and spawn methods, which re-ran
+    ``agglo.run(...)`` of a script without an ``if __name__ == "__main__":`` guard in each
+    worker). The workers need nothing of it: their tasks are the engine's functions."""
+
+    def __init__(self):
+        self.main = sys.modules.get("__main__")
+        self.saved = {k: self.main.__dict__[k] for k in ("__file__", "__spec__") if k in vars(self.main)}
+        if "__file__" in self.saved:
+            del self.main.__file__
+        self.main.__spec__ = None
+
+    def restore(self) -> None:
+        if self.main is not None:
+            vars(self.main).pop("__spec__", None)
+            vars(self.main).update(self.saved)
+            self.main = None
+
+
 class LocalStart:
     """The engine's LocalCluster, started in a thread of its own (see :func:`_forkserver`
-    for how its workers keep out of Ctrl-C)."""
+    for how its workers keep out of Ctrl-C, :class:`_MainHidden` for how they keep out of
+    the driver's script)."""
 
     def __init__(self, cfg):
+        self._hidden = _MainHidden()
         _forkserver()
         self.cfg = cfg
         self.shape = local_shape(cfg)
@@ -186,6 +209,7 @@ class LocalStart:
         if self.cluster is not None:
             with _quiet_distributed(), contextlib.suppress(Exception):
                 self.cluster.close()
+        self._hidden.restore()
 
 
 def start(cfg) -> LocalStart | None:

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import xarray as xr
+import zarr
 
 from agglo.engine import lease, store
 from agglo.engine.errors import UserError
@@ -37,6 +38,8 @@ def write_group(path: str, name: str, data: xr.Dataset) -> str:
         if data[var].dtype.kind in "UT":  # variable-length strings: the Zarr v3 form with a specification
             data[var] = data[var].astype(object)
     data.to_zarr(store.local_path(path), group=group, mode="w", zarr_format=3, consolidated=False)
+    # the root's consolidated metadata lists the group too: xr.open_zarr(cube, group=...) finds it
+    zarr.consolidate_metadata(store.local_path(path))
     return group
 
 
