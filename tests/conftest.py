@@ -4,6 +4,8 @@ import pytest
 
 # Tests run the real CLI in-process and in subprocesses; keep Hydra from writing outputs/.
 os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+# The CUDA front's tests run its kernels in Numba's CUDA simulator (set to 0 on a GPU machine).
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
 
 @pytest.fixture

@@ -116,6 +116,12 @@ def test_a_sampled_sweep_says_how_many_scenarios_before_it_runs(tmp_path, run_cl
     assert code == 0, err
     assert "sweep.n = 6 (N), 2 key(s) (D): N x (2D + 2) = 36 scenarios" in err
     assert "power of 2 (e.g. 4 or 8)" in err and "UserWarning" not in err and "SALib" not in err
+    from agglo.tools.plots import _title, pick_scenario
+
+    ds = agglo.open_results(str(tmp_path / "s.zarr"))
+    title = _title(pick_scenario(ds, {"sample": "3"}), ds)  # a map names the sample by its values
+    cap = float(ds["commute.cap_min"].values[3])
+    assert title.startswith("sample 3: ") and f"commute.cap_min = {cap:.4g}" in title and "freight.beta = " in title
 
 
 def test_an_analysis_group_opens_with_xarray_as_the_readme_says(tmp_path, run_cli):

@@ -51,3 +51,18 @@ def test_explore_benchmark_smoke(capsys, tmp_path):
     assert explore_main(["--cases", "synthetic", "--keep", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "synthetic: page" in out and "console errors 0" in out
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_smoke():
+    """Without a GPU (the simulator off) it measures the CPU side and says what it cannot."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")
+    cmd = [sys.executable, "benchmarks/bench_gpu.py", "--scenarios", "2", "--no-process"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "ms a scenario" in done.stdout
+    assert "no GPU here" in done.stdout or "ratio: kernels" in done.stdout, done.stdout

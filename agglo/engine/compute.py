@@ -174,6 +174,21 @@ def _radiation(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarra
     return _by_destination(origins, best_core[back], best_share[back], inflow[back])
 
 
+def _gravity_cuda(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -> dict:
+    """The gravity passes on the GPU (:mod:`agglo.kernels.cuda`); ``near``: the towns
+    whose core the CPU passes might choose otherwise (counted by :func:`_mode_batch`)."""
+    import numba
+
+    from agglo.kernels.cuda import BLOCK, gravity_passes
+
+    # Numba's CUDA simulator runs each thread as a Python thread: there, two a block
+    block = 2 if numba.config.ENABLE_CUDASIM else BLOCK
+    return gravity_passes(rows, network.places, mode, closed, is_core, block=block)
+
+
+NEAR_TIES = [0, 0]  # this process's (towns near a tie or the threshold, towns) on the GPU
+_NEAR_LOCK = threading.Lock()
+
 MODEL_PASSES = {
     MODEL_CODES["gravity"]: _gravity,
     MODEL_CODES["attraction"]: _attraction,
@@ -203,20 +218,26 @@ def reach_order(mode: ModeParams) -> np.ndarray | None:
     return order
 
 
-def _mode_results(network: Network, mode: ModeParams, rows: Rows, closed: np.ndarray, is_core: np.ndarray) -> dict:
+def _mode_results(
+    network: Network, mode: ModeParams, rows: Rows, closed: np.ndarray, is_core: np.ndarray, device: str = "cpu"
+) -> dict:
     """The model passes of one mode, run with the scenarios in :func:`reach_order` and
     returned in batch order (each scenario's results are the same bits in any order)."""
     order = reach_order(mode)
     if order is None:
-        return _model_groups(network, mode, rows, closed, is_core)
-    got = _model_groups(network, take(mode, order), rows, closed[order], np.ascontiguousarray(is_core[order]))
+        return _model_groups(network, mode, rows, closed, is_core, device)
+    got = _model_groups(network, take(mode, order), rows, closed[order], np.ascontiguousarray(is_core[order]), device)
     back = np.empty_like(order)
     back[order] = np.arange(order.shape[0])
     return {name: value[back] for name, value in got.items()}
 
 
-def _model_groups(network: Network, mode: ModeParams, rows: Rows, closed: np.ndarray, is_core: np.ndarray) -> dict:
+def _model_groups(
+    network: Network, mode: ModeParams, rows: Rows, closed: np.ndarray, is_core: np.ndarray, device: str = "cpu"
+) -> dict:
     """The model passes of one mode, scenarios grouped by model, merged back in order."""
+    if device == "cuda":  # the gravity model only (checked before the run: engine/run.py)
+        return _cuda_groups(network, mode, rows, closed, is_core)
     n_scen, n = is_core.shape
     merged = {"ipf_iterations": np.zeros(n_scen, dtype=np.int32), "ipf_error": np.full(n_scen, np.nan)}
     codes = np.unique(mode.model)
@@ -242,9 +263,37 @@ def _model_groups(network: Network, mode: ModeParams, rows: Rows, closed: np.nda
     return merged
 
 
-def _mode_batch(network: Network, name: str, mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -> dict:
+def _cuda_groups(network: Network, mode: ModeParams, rows: Rows, closed: np.ndarray, is_core: np.ndarray) -> dict:
+    n_scen = is_core.shape[0]
+    merged = {"ipf_iterations": np.zeros(n_scen, dtype=np.int32), "ipf_error": np.full(n_scen, np.nan)}
+    merged.update(_gravity_cuda(network, rows, mode, closed, is_core))
+    for name, dtype in MERGED_TYPES.items():
+        merged[name] = np.asarray(merged[name], dtype=dtype)
+    return merged
+
+
+def _count_near(merged: dict, threshold: np.ndarray, is_core: np.ndarray) -> None:
+    """Add to NEAR_TIES the towns whose core the CPU might choose otherwise: two best
+    candidates within the contract's tolerance (``near``), or a share that close to the
+    threshold."""
+    from agglo.kernels.cuda import SHARE_RTOL
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = merged["best_weight"] / merged["denominator"]
+        at_threshold = np.abs(share - threshold[:, None]) <= SHARE_RTOL * np.maximum(threshold[:, None], 1e-300)
+    near = (merged["near"] | at_threshold) & (merged["best_core"] >= 0) & ~is_core
+    with _NEAR_LOCK:
+        NEAR_TIES[0] += int(near.sum())
+        NEAR_TIES[1] += int(near.size)
+
+
+def _mode_batch(
+    network: Network, name: str, mode: ModeParams, closed: np.ndarray, is_core: np.ndarray, device: str = "cpu"
+) -> dict:
     """One mode's cube variables for the scenarios given, scenario first."""
-    merged = _mode_results(network, mode, network.rows[name], closed, is_core)
+    merged = _mode_results(network, mode, network.rows[name], closed, is_core, device)
+    if device == "cuda":
+        _count_near(merged, mode.threshold, is_core)
     core, share, agglo_population, coverage, n_agglomerations = assign_batch(
         network.population,
         is_core,
@@ -319,13 +368,16 @@ def memo_of(network: Network) -> ModeMemo:
         return memo
 
 
-def compute_batch(network: Network, batch: ScenarioBatch, memo: ModeMemo | None = None, once: bool = True) -> dict:
+def compute_batch(
+    network: Network, batch: ScenarioBatch, memo: ModeMemo | None = None, once: bool = True, device: str = "cpu"
+) -> dict:
     """Both modes for a batch of S scenarios: docs/model.md's cube variables, scenario first.
 
     Returns arrays of shape (S, 2, N) for the town variables and (S, 2) for the others.
     Per mode, scenarios with equal :func:`mode_keys` are computed once (``once=False``:
     every one, as the kernel benchmark measures the kernels), and with a ``memo``
     (:class:`ModeMemo`, of this network) those already computed are copied from it.
+    ``device``: ``cpu`` (the reference) or ``cuda`` (the gravity passes on the GPU).
     """
     is_core = core_mask(network.population, network.forced_core, batch.core_min_population)
     n_scen = batch.n_scenarios
@@ -347,11 +399,13 @@ def compute_batch(network: Network, batch: ScenarioBatch, memo: ModeMemo | None 
         known = [memo.get((name, keys[s])) if memo is not None else None for s in unique]
         todo = np.array([s for s, row in zip(unique, known) if row is None], dtype=np.int64)
         if todo.shape[0] == n_scen:  # nothing repeated nor known: as computed
-            for key, value in _mode_batch(network, name, mode, batch.closed, is_core).items():
+            for key, value in _mode_batch(network, name, mode, batch.closed, is_core, device).items():
                 put(key, value, None, m)
             continue
         if todo.shape[0] > 0:
-            got = _mode_batch(network, name, take(mode, todo), batch.closed[todo], np.ascontiguousarray(is_core[todo]))
+            got = _mode_batch(
+                network, name, take(mode, todo), batch.closed[todo], np.ascontiguousarray(is_core[todo]), device
+            )
             rows = iter([{key: value[k].copy() for key, value in got.items()} for k in range(todo.shape[0])])
             known = [row if row is not None else next(rows) for row in known]
             if memo is not None:
@@ -363,13 +417,13 @@ def compute_batch(network: Network, batch: ScenarioBatch, memo: ModeMemo | None 
     return out
 
 
-def mode_piece(network: Network, batch: ScenarioBatch, name: str, scenarios: np.ndarray) -> dict:
+def mode_piece(network: Network, batch: ScenarioBatch, name: str, scenarios: np.ndarray, device: str = "cpu") -> dict:
     """Mode ``name``'s cube variables for the ``scenarios`` (indices) of ``batch``, scenario
     first: a piece of a batch that a Dask worker computes on its own (the same bits as in
     :func:`compute_batch`, since no pass depends on the other scenarios of its batch)."""
     part = batch.take(np.asarray(scenarios, dtype=np.int64))
     is_core = core_mask(network.population, network.forced_core, part.core_min_population)
-    return _mode_batch(network, name, part.mode(name), part.closed, is_core)
+    return _mode_batch(network, name, part.mode(name), part.closed, is_core, device)
 
 
 def scenario_digests(network: Network, batch: ScenarioBatch) -> list[list[bytes]]:

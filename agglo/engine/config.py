@@ -206,6 +206,7 @@ class ExecutorConfig:
     worker_timeout_s: float = 60.0  # how long a run waits for a worker to join once every worker is gone
     compute_while_starting: bool = True  # local: the driver computes batches until the cluster is up
     cluster_pays_s: float = 10.0  # auto: start the local cluster only once the sweep has more than this left
+    device: str = "cpu"  # cpu (the reference), or cuda: the gravity passes on an NVIDIA GPU (kernels/cuda.py)
     network_beside_store: bool = False  # address: write the network next to the store for workers sharing its disk
     security: SecurityConfig = field(default_factory=SecurityConfig)
 
@@ -241,6 +242,7 @@ class ExecutorConfig:
             self.cluster_pays_s,
             "a number of seconds >= 0 (0: auto starts the cluster at once)",
         )
+        _need(self.device in ("cpu", "cuda"), "executor.device", self.device, "cpu, cuda")
         _need(self.batch_size >= 1, "executor.batch_size", self.batch_size, "an integer >= 1")
         _need(
             self.network_cache_gib >= 0,

@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 
 from agglo import __version__
 from agglo.engine import integrity, lease, netcache, store
-from agglo.engine.config import AggloConfig, diff_keys, result_keys, scenario_table
+from agglo.engine.compute import NEAR_TIES
+from agglo.engine.config import MODES, AggloConfig, diff_keys, result_keys, scenario_table
 from agglo.engine.errors import UserError
 from agglo.engine.executors import Progress, get_executor
 from agglo.engine.executors.task import Job
@@ -93,6 +94,12 @@ def _decide_store(cfg: AggloConfig, cfg_omega, sha: str) -> tuple[bool, np.ndarr
             f"store.path = {path!r} holds a different configuration (differs in: {', '.join(differing)}); "
             "allowed: the same configuration, store.mode=overwrite, or another store.path"
         )
+    if attrs.get("device", "cpu") != cfg.executor.device:
+        raise UserError(
+            f"store.path = {path!r} was begun with executor.device = {attrs.get('device', 'cpu')!r}, and the devices "
+            "agree only within the tolerance of agglo/kernels/cuda.py; allowed: "
+            f"executor.device={attrs.get('device', 'cpu')} to finish it, store.mode=overwrite, or another store.path"
+        )
     if found == "no-progress":
         print(
             f"store.path = {path!r}: the progress record (progress/batch_done) is missing; "
@@ -141,6 +148,29 @@ def _start_executor(cfg: AggloConfig):
     return start(cfg.executor)
 
 
+def _check_device(cfg: AggloConfig, params) -> None:
+    """``executor.device=cuda`` needs a GPU (or Numba's simulator) and the gravity model."""
+    if cfg.executor.device != "cuda":
+        return
+    from agglo.engine.scenarios import MODEL_CODES
+
+    names = {code: name for name, code in MODEL_CODES.items()}
+    for mode in MODES:
+        other = [names[int(c)] for c in np.unique(params.mode(mode).model) if c != MODEL_CODES["gravity"]]
+        if other:
+            raise UserError(
+                f"executor.device = 'cuda': {mode}.model = {other[0]} runs on the CPU only; "
+                "allowed: the gravity model on cuda, or executor.device=cpu"
+            )
+    from numba import cuda
+
+    if not cuda.is_available():
+        raise UserError(
+            "executor.device = 'cuda': no CUDA GPU here (numba.cuda finds none); "
+            "allowed: executor.device=cpu, or a machine with an NVIDIA GPU and pip install -e '.[cuda]'"
+        )
+
+
 def _present_cores(cfg: AggloConfig, towns: Towns, quiet: bool) -> AggloConfig:
     """With ``cores.missing=drop`` (an experiment's forced cores, not the user's), the
     forced cores that are not among the towns are left out, with a note."""
@@ -172,6 +202,7 @@ def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str, started
         raise UserError(
             f"borders = 'closed' needs a 'region' column, and {towns.source} has none; allowed: borders=open, or a table with regions"
         )
+    _check_device(cfg, params_all)
     radii = reach_radii(params_all)
     check_size(towns, radii)  # before anything is written: one line, never a MemoryError
     if cfg.executor.kind == "address":
@@ -218,6 +249,7 @@ def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str, started
             "plan_chunks": json.dumps(list(plan.chunks)),
             "scenario_dims": json.dumps(list(plan.dims)),
             "model": "docs/model.md",
+            "device": cfg.executor.device,
         }
         if plan.sampler is not None:
             attrs["sampler"] = json.dumps(plan.sampler)
@@ -259,6 +291,7 @@ def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str, started
             total = sum(plan.batch_size(b) for b in todo)
             progress = Progress(total, stream=sys.stderr, quiet=quiet)
             job = Job(config=cfg, plan=plan, store_path=path, lease_token=lease_token)
+            near_before = list(NEAR_TIES)
             with writes:
                 if cfg.executor.kind == "synchronous":
                     get_executor("synchronous")(network, job, todo, progress)
@@ -268,6 +301,14 @@ def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str, started
 
                     recipe = recipe_of(cfg, towns, forced, radii, floor)
                     run_batches(network, job, todo, progress, cfg.executor, recipe, started, files)
+            if cfg.executor.device == "cuda" and not quiet and NEAR_TIES[1] > near_before[1]:
+                near, towns_seen = NEAR_TIES[0] - near_before[0], NEAR_TIES[1] - near_before[1]
+                print(
+                    f"executor.device = 'cuda': {near} of {towns_seen} town assignments computed here lie within "
+                    "1e-5 of a tie between two cores or of the threshold, where the CPU may choose otherwise "
+                    "(batches on Dask workers are not counted)",
+                    file=sys.stderr,
+                )
     elif not quiet:
         print(f"{path}: already complete for this configuration; nothing to compute", file=sys.stderr)
     return Outcome(path=path, computed_batches=len(todo), reused=not create, plan=plan, towns=towns)

@@ -75,8 +75,22 @@ def pick_scenario(ds: xr.Dataset, select: dict) -> dict:
     return chosen
 
 
-def _title(chosen: dict) -> str:
-    return ", ".join(f"{k} = {v}" for k, v in chosen.items()) or "the configured scenario"
+def _title(chosen: dict, ds: xr.Dataset | None = None) -> str:
+    """The chosen scenario in words; a sample or a table row named by its parameter values."""
+    parts = []
+    for key, value in chosen.items():
+        if ds is not None and key in ("sample", "scenario"):
+            index = int(np.flatnonzero(ds.coords[key].values == value)[0])
+            swept = [k for k in ds.coords if k != key and ds.coords[k].dims == (key,)]
+            values = ", ".join(f"{k} = {_value(ds.coords[k].values[index])}" for k in swept)
+            parts.append(f"{key} {value}: {values}" if values else f"{key} = {value}")
+        else:
+            parts.append(f"{key} = {value}")
+    return ", ".join(parts) or "the configured scenario"
+
+
+def _value(v) -> str:
+    return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
 def _town_panels(ds: xr.Dataset, smallest: float, largest: float):
@@ -121,7 +135,7 @@ def plot_map(ds: xr.Dataset, chosen: dict, path: str, label_top: int = 8) -> str
             ax.annotate(str(names[c]), (lon[c], lat[c]), xytext=(4, 4), textcoords="offset points", fontsize=8)
         ax.set_title(f"{mode}: coverage {100 * cover:.1f} % of small-town population")
     axes[0].legend(loc="lower left", fontsize=8)
-    fig.suptitle(f"Agglomerations by commuting and by freight — {_title(chosen)}\n(size: population; colour: core)")
+    fig.suptitle(f"Agglomerations by commuting and by freight — {_title(chosen, ds)}\n(size: population; colour: core)")
     fig.tight_layout()
     return _save(fig, path)
 
@@ -140,7 +154,7 @@ def plot_heatmap(ds: xr.Dataset, x_key: str, y_key: str, chosen: dict, path: str
         for (r, c), v in np.ndenumerate(cov[m]):
             ax.text(c, r, f"{v:.0f}", ha="center", va="center", fontsize=7, color="white" if v < 50 else "black")
         fig.colorbar(im, ax=ax, label="% of small-town population in an agglomeration")
-    fig.suptitle(f"Coverage over {x_key} and {y_key}" + (f" — {_title(rest)}" if rest else ""))
+    fig.suptitle(f"Coverage over {x_key} and {y_key}" + (f" — {_title(rest, ds)}" if rest else ""))
     fig.tight_layout()
     return _save(fig, path)
 

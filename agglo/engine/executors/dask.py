@@ -219,6 +219,11 @@ def start(cfg) -> LocalStart | None:
 
 def describe(cfg, started: LocalStart | None) -> str:
     """The executor's shape, printed before the sweep."""
+    shape = _shape(cfg, started)
+    return shape + ("; gravity passes on the GPU (executor.device=cuda)" if cfg.device == "cuda" else "")
+
+
+def _shape(cfg, started: LocalStart | None) -> str:
     if cfg.kind == "synchronous":
         import numba
 

@@ -120,7 +120,7 @@ def run_piece(recipe: Recipe, job: Job, piece: Piece) -> dict:
     params = batch_parameters(job.config, job.plan.scenario_values(piece.batch), job.plan.batch_size(piece.batch))
     with _KERNELS:
         numba.set_num_threads(job.threads or _threads())
-        return mode_piece(network, params, piece.mode, piece.scenarios)
+        return mode_piece(network, params, piece.mode, piece.scenarios, job.config.executor.device)
 
 
 def run_assemble(job: Job, batch: int, rows: np.ndarray, needs: list[int], *pieces) -> None:

@@ -37,7 +37,8 @@ def run_batch(network: Network | NetworkFiles, job: Job, batch: int) -> tuple[in
         numba.set_num_threads(min(job.threads, numba.config.NUMBA_NUM_THREADS))
     size = job.plan.batch_size(batch)
     params = batch_parameters(job.config, job.plan.scenario_values(batch), size)
-    arrays = native(compute_batch, network, params, memo_of(network))  # a signal heard while it runs
+    device = job.config.executor.device
+    arrays = native(compute_batch, network, params, memo_of(network), True, device)  # a signal heard while it runs
     try:
         write_batch(job.store_path, job.plan, batch, arrays, job.lease_token)
     except LeaseLost as lost:
