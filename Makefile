@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all bench lint clean studies study-oaxaca study-ural study-national study-cbsa
+.PHONY: run test test-all bench lint clean studies study-oaxaca study-ural study-national study-cbsa study-calibration
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11" >&2; exit 2; }
@@ -33,7 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_explore.py
 
 # The studies of experiments/ (each also runs alone: make study-ural, ...).
-studies: study-oaxaca study-ural study-national study-cbsa
+studies: study-oaxaca study-ural study-national study-cbsa study-calibration
 
 study-oaxaca: $(STAMP)
 	$(BIN)/python experiments/oaxaca/run.py
@@ -52,3 +52,6 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) results outputs .pytest_cache .hypothesis
+
+study-calibration: $(STAMP)
+	$(BIN)/python experiments/calibration/run.py

@@ -205,3 +205,47 @@ def test_the_two_conventions_differ_on_new_york(run_cli):
         fits[pairs] = (y.size, calibrate.engine_values(calibrate.fit("production", "power", y, o, d, km, None, d_mass)))
     assert fits["all"][0] == 62 * 61 and fits["observed"][0] == 1892
     assert abs(fits["all"][1]["beta"] - fits["observed"][1]["beta"]) > 0.01
+
+
+def _dense(o, d, values, fill=0.0):
+    places = np.unique(np.concatenate([o, d]))
+    at = {p: k for k, p in enumerate(places)}
+    out = np.full((places.size, places.size), fill)
+    out[[at[x] for x in o], [at[x] for x in d]] = values
+    return places, out
+
+
+@pytest.mark.parametrize("decay", ["power", "exponential"])
+def test_the_profiled_production_fit_equals_the_regression(ny_pairs, decay):
+    """The national-scale fit (origin effects profiled out) finds the Poisson regression's
+    gamma and beta, and its scores are the regression's on the same pairs."""
+    o, d, y, cost, om, dm = ny_pairs
+    fit = calibrate.fit("production", decay, y, o, d, cost, om, dm)
+    places, flows = _dense(o, d, y)
+    _, c = _dense(o, d, cost, fill=1.0)
+    mass = np.array([dm[d == p][0] for p in places])
+    prof = calibrate.fit_production(flows, c, mass, decay)
+    values = calibrate.engine_values(fit)
+    assert prof.gamma == pytest.approx(values["gamma"], rel=1e-6)
+    assert prof.beta == pytest.approx(values["beta"], rel=1e-6)
+    got = calibrate.scores(flows, prof.probabilities(c, mass), self_term=False)
+    assert got["cpc"] == pytest.approx(fit.stats["cpc"], rel=1e-6)
+
+
+def test_the_profiled_fit_with_a_self_term_recovers_known_parameters():
+    """Flows drawn from the model itself (expected values, no noise), the self term included:
+    the fit gives back gamma, beta and the self cost it was made with."""
+    rng = np.random.default_rng(3)
+    n = 40
+    xy = rng.uniform(0, 200, (n, 2))
+    c = np.sqrt(((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1)) + np.eye(n)
+    mass = rng.uniform(1e3, 1e6, n)
+    truth = calibrate.ProfileFit("power", 0.8, 1.7, 6.0, 0.0, 0)
+    flows = 1e5 * truth.probabilities(c, mass)
+    prof = calibrate.fit_production(flows, c, mass, "power", self_term=True)
+    assert (prof.gamma, prof.beta, prof.self_cost) == pytest.approx((0.8, 1.7, 6.0), rel=1e-5)
+    half = np.arange(0, n, 2)  # the origins of one half, to every place (the held-out fits)
+    prof = calibrate.fit_production(flows[half], c[half], mass, "power", self_term=True, origins=half)
+    assert (prof.gamma, prof.beta, prof.self_cost) == pytest.approx((0.8, 1.7, 6.0), rel=1e-5)
+    scored = calibrate.scores(flows[half], prof.probabilities(c[half], mass, origins=half), True, origins=half)
+    assert scored["cpc"] == pytest.approx(1.0) and scored["dominant_right"] == 1.0

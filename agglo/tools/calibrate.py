@@ -139,6 +139,137 @@ def fit(model: str, decay: str, flows, origin, destination, cost, o_mass=None, d
     return out
 
 
+@dataclass
+class ProfileFit:
+    """A production-constrained fit with the origin effects profiled out (see :func:`fit_production`)."""
+
+    decay: str
+    gamma: float
+    beta: float
+    self_cost: float | None  # the fitted (or given) cost of a trip within a place; None: no self term
+    loglik: float  # the multinomial log-likelihood per origin, Σ T_ij log p_ij
+    iterations: int
+
+    def params(self) -> np.ndarray:
+        out = [self.gamma, self.beta] + ([np.log(self.self_cost)] if self.self_cost is not None else [])
+        return np.array(out)
+
+    def probabilities(self, cost: np.ndarray, mass: np.ndarray, origins: np.ndarray | None = None) -> np.ndarray:
+        """p_ij for the origin rows of ``cost`` (see :func:`fit_production`)."""
+        origins = _origins(cost, origins)
+        return np.exp(_profile_logp(self.params(), cost, np.log(mass), self.decay, self.self_cost is not None, origins))
+
+
+def _origins(cost, origins):
+    return np.arange(cost.shape[0]) if origins is None else np.asarray(origins)
+
+
+def _self_h(theta, decay):
+    tau = np.exp(theta[2])
+    return -np.log(tau) if decay == "power" else -tau
+
+
+def _profile_logp(theta, cost, log_mass, decay, with_self, origins):
+    """log p_ij, p_ij = w_ij / Σ_k w_ik, w_ij = mass_j^gamma f(cost_ij), for the origins' rows; an
+    origin's own column is the self term at cost exp(theta[2]) (with_self), else p = 0."""
+    gamma, beta = theta[0], theta[1]
+    h = -np.log(cost) if decay == "power" else -cost
+    lw = gamma * log_mass[None, :] + beta * h
+    own = (np.arange(origins.shape[0]), origins)
+    lw[own] = gamma * log_mass[origins] + beta * _self_h(theta, decay) if with_self else -np.inf
+    lw -= lw.max(axis=1, keepdims=True)
+    return lw - np.log(np.exp(lw).sum(axis=1, keepdims=True))  # log p, which far pairs need (p underflows)
+
+
+def fit_production(
+    flows: np.ndarray,
+    cost: np.ndarray,
+    mass: np.ndarray,
+    decay: str,
+    self_term: bool = False,
+    origins: np.ndarray | None = None,
+) -> ProfileFit:
+    """The production-constrained gravity model at any scale: with one effect per origin, the
+    Poisson MLE reproduces each origin's total, so the effects profile out and what remains
+    is a multinomial per origin, ``T_ij ~ O_i p_ij`` with ``p_ij = D_j^gamma f(c_ij) /
+    Σ_k D_k^gamma f(c_ik)``: two parameters (three with the self term's cost), fitted by
+    BFGS with the exact gradient. ``flows`` and ``cost`` (K, N): the rows of the origins
+    ``origins`` (default: all N, in order) to every place; an origin's own column holds
+    the trips within it (used only with ``self_term``); ``mass`` (N,) the places' masses.
+    The same gamma and beta as :func:`fit` of the ``production`` model over all pairs
+    (tests/test_calibrate.py), without its N indicator columns."""
+    from scipy.optimize import minimize
+
+    origins = _origins(cost, origins)
+    own = (np.arange(origins.shape[0]), origins)
+    flows = np.array(flows, dtype=np.float64)
+    if not self_term:
+        flows[own] = 0.0
+    safe = np.where(cost > 0, cost, 1.0)
+    log_mass = np.log(np.asarray(mass, dtype=np.float64))
+    h = -np.log(safe) if decay == "power" else -safe
+    total = flows.sum()
+    out_tot = flows.sum(axis=1)
+
+    def objective(theta):
+        logp = _profile_logp(theta, safe, log_mass, decay, self_term, origins)
+        p = np.exp(logp)
+        ll = float(np.sum(flows * np.where(flows > 0, logp, 0.0)))
+        hx = h.copy()  # the log-weight's beta column, the self term's cost on the own column
+        if self_term:
+            hx[own] = _self_h(theta, decay)
+        grad = [  # Σ_ij T_ij (x_ij - E_p[x]_i) for each parameter's column x
+            float(np.sum(flows @ log_mass) - np.sum(out_tot * (p @ log_mass))),
+            float(np.sum(flows * hx) - np.sum(out_tot * np.sum(p * hx, axis=1))),
+        ]
+        if self_term:
+            d_self = -theta[1] if decay == "power" else -theta[1] * np.exp(theta[2])  # d log w_ii / d log tau
+            grad.append(float((flows[own].sum() - np.sum(out_tot * p[own])) * d_self))
+        return -ll / total, -np.array(grad) / total
+
+    start = [1.0, 1.0 if decay == "power" else 0.01] + ([np.log(10.0)] if self_term else [])
+    res = minimize(objective, np.array(start), jac=True, method="BFGS", options={"gtol": 1e-10, "maxiter": 500})
+    theta = res.x
+    return ProfileFit(
+        decay=decay,
+        gamma=float(theta[0]),
+        beta=float(theta[1]),
+        self_cost=float(np.exp(theta[2])) if self_term else None,
+        loglik=float(-res.fun * total),
+        iterations=int(res.nit),
+    )
+
+
+def scores(flows: np.ndarray, p: np.ndarray, self_term: bool, origins: np.ndarray | None = None) -> dict:
+    """How well ``p`` (the origins' rows, as :meth:`ProfileFit.probabilities` makes them)
+    reproduces observed ``flows``, every origin's total kept: CPC, McFadden's pseudo-R² of
+    the Poisson model against the constant mean, and the share of origins whose largest
+    flow to another place goes where the model's largest does."""
+    origins = _origins(flows, origins)
+    own = (np.arange(origins.shape[0]), origins)
+    y = np.array(flows, dtype=np.float64)
+    if not self_term:
+        y[own] = 0.0
+    keep = y.sum(axis=1) > 0
+    mu = y.sum(axis=1, keepdims=True) * p
+    y, m = y[keep], mu[keep]
+    cpc = float(2.0 * np.minimum(y, m).sum() / (y.sum() + m.sum()))
+    llf = float(np.sum(y * np.log(np.where(y > 0, m, 1.0)) - m - gammaln(y + 1.0)))
+    null = np.full_like(y, y.mean())
+    llnull = float(np.sum(y * np.log(null) - null - gammaln(y + 1.0)))
+    off, pm = np.array(flows, dtype=np.float64), p.copy()
+    off[own] = -1.0
+    pm[own] = -1.0
+    has = keep & (off.max(axis=1) > 0)
+    right = np.argmax(off[has], axis=1) == np.argmax(pm[has], axis=1)
+    return {
+        "cpc": cpc,
+        "pseudo_r2": 1.0 - llf / llnull,
+        "dominant_right": float(right.mean()),
+        "origins": int(has.sum()),
+    }
+
+
 def engine_values(f: Fit) -> dict:
     """The fitted values as docs/model.md keys of one mode: decay, beta, and gamma / alpha."""
     key = "log_cost" if f.decay == "power" else "cost"
