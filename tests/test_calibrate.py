@@ -249,3 +249,43 @@ def test_the_profiled_fit_with_a_self_term_recovers_known_parameters():
     assert (prof.gamma, prof.beta, prof.self_cost) == pytest.approx((0.8, 1.7, 6.0), rel=1e-5)
     scored = calibrate.scores(flows[half], prof.probabilities(c[half], mass, origins=half), True, origins=half)
     assert scored["cpc"] == pytest.approx(1.0) and scored["dominant_right"] == 1.0
+
+
+def test_ombs_rule_on_a_toy_system():
+    """Two metropolitan areas (central counties 0 and 3). County 1 sends 30 % of its workers to
+    0: area 0. County 2 sends 10 % to 0, but 40 of its 90 jobs are held by residents of 3: area 1.
+    County 4 sends 5 % to 3 and none of its jobs are held from 0 or 3: no area."""
+    from experiments.calibration.run import delineate
+
+    flows = np.array(
+        [
+            [100, 0, 0, 0, 0],
+            [30, 70, 0, 0, 0],
+            [10, 0, 50, 0, 40],
+            [0, 0, 40, 100, 0],
+            [0, 0, 0, 5, 95],
+        ],
+        dtype=float,
+    )
+    area_of_central = np.array([0, -1, -1, 1, -1])
+    assert delineate(flows, area_of_central).tolist() == [-1, 0, 1, -1, -1]
+
+
+@pytest.mark.slow
+def test_ombs_rule_on_the_observed_flows_reproduces_ombs_delineation():
+    """The ceiling the issue measured (F1 0.916 against OMB 2023 metropolitan outlying counties)."""
+    from experiments.calibration import run
+
+    counties, flows, _ = run.load()
+    areas = run.delineation(run.ROOT)
+    metro = areas[areas["metro"]]
+    codes = {c: k for k, c in enumerate(sorted(metro["cbsa"].unique()))}
+    cbsa_of = dict(zip(metro["GEOID"], metro["cbsa"]))
+    central = set(metro.loc[metro["central"], "GEOID"])
+    geoid = counties["GEOID"].to_numpy()
+    area_of_central = np.array([codes[cbsa_of[g]] if g in central else -1 for g in geoid])
+    truth = np.array([codes[cbsa_of[g]] if g in cbsa_of and g not in central else -1 for g in geoid])
+    got = run.delineate(flows, area_of_central)
+    hits = int(((got >= 0) & (got == truth)).sum())
+    f1 = 2 * hits / ((got >= 0).sum() + (truth >= 0).sum())
+    assert 0.90 <= f1 <= 0.93, f1

@@ -243,8 +243,9 @@ def fit_production(
 def scores(flows: np.ndarray, p: np.ndarray, self_term: bool, origins: np.ndarray | None = None) -> dict:
     """How well ``p`` (the origins' rows, as :meth:`ProfileFit.probabilities` makes them)
     reproduces observed ``flows``, every origin's total kept: CPC, McFadden's pseudo-R² of
-    the Poisson model against the constant mean, and the share of origins whose largest
-    flow to another place goes where the model's largest does."""
+    the Poisson model against the constant mean, the share of origins whose largest flow to
+    another place goes where the model's largest does, and the CPC origin by origin (its
+    median and 10th percentile)."""
     origins = _origins(flows, origins)
     own = (np.arange(origins.shape[0]), origins)
     y = np.array(flows, dtype=np.float64)
@@ -262,10 +263,13 @@ def scores(flows: np.ndarray, p: np.ndarray, self_term: bool, origins: np.ndarra
     pm[own] = -1.0
     has = keep & (off.max(axis=1) > 0)
     right = np.argmax(off[has], axis=1) == np.argmax(pm[has], axis=1)
+    per_origin = 2.0 * np.minimum(y, m).sum(axis=1) / (y.sum(axis=1) + m.sum(axis=1))  # county by county
     return {
         "cpc": cpc,
         "pseudo_r2": 1.0 - llf / llnull,
         "dominant_right": float(right.mean()),
+        "cpc_median": float(np.median(per_origin)),
+        "cpc_p10": float(np.quantile(per_origin, 0.1)),
         "origins": int(has.sum()),
     }
 
