@@ -59,6 +59,7 @@ def oaxaca_network():
     return towns, cfg, params, prepare(towns, towns.core.copy(), reach_radii(params), 20000.0)
 
 
+@pytest.mark.slow
 def test_cuda_equals_the_cpu_kernels_on_real_towns(oaxaca_network):
     towns, _, params, network = oaxaca_network
     assert 40 < len(towns) < 200
@@ -92,6 +93,7 @@ def test_every_block_width_gives_the_same_results(oaxaca_network, block):
         gravity_passes(network.rows["commute"], network.places, mode, params.closed, is_core, block=3)
 
 
+@pytest.mark.slow
 def test_a_run_on_cuda_keeps_the_contract_and_its_device(tmp_path, run_cli):
     sweep = [*SMALL, "data.n=60", "commute.cap_min=30,60", "borders=open,closed"]
     gpu, cpu = tmp_path / "gpu.zarr", tmp_path / "cpu.zarr"

@@ -5,7 +5,7 @@ deleted, a chunk truncated, a chunk replaced by another's, metadata replaced by 
 values edited behind agglo's back), and every command that reads a cube: each ends in a
 one-line refusal (exit 2; `verify` lists the damage and exits 1) or, for `agglo run`, a
 repair whose cube equals a clean run bit for bit. Never a traceback, never a wrong number.
-The default run covers three targets (a per-town variable, a coordinate, a swept key);
+The default run covers two targets (a per-town variable, a swept key's coordinate);
 the others run with -m slow.
 """
 
@@ -23,7 +23,7 @@ from tests.conftest import SMALL, cube_arrays
 
 SWEEP = [*SMALL, "commute.cap_min=30,45,60,90", "freight.cap_min=120,240", "executor.batch_size=2"]
 COORDINATES = ["lat", "lon", "name", "town_id", "population", "region", "mode", "town", "commute.cap_min"]
-DEFAULT_TARGETS = ["share", "lat", "commute.cap_min"]
+DEFAULT_TARGETS = ["share", "commute.cap_min"]  # a variable and a coordinate (a swept key)
 TARGETS = list(VARIABLES) + COORDINATES
 DAMAGES = ["folder", "chunk", "truncate", "swap", "metadata", "edit"]
 COMMANDS = ["info", "verify", "analyze", "plot", "explore", "open_results", "run"]
