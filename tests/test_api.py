@@ -43,7 +43,11 @@ def test_the_base_configuration_is_neutral():
     [("77", ["77"]), ("[77,78]", ["77", "78"]), ("null", None), ("all", None), ("'07'", ["07"])],
 )
 def test_admin1_takes_one_code_a_list_or_the_whole_country(given, codes):
-    assert resolve(["data.country=PL", f"data.admin1={given}"])[0].data.admin1 == codes
+    from agglo.engine.config import result_keys
+
+    cfg, omega = resolve(["data.country=PL", f"data.admin1={given}"])
+    assert cfg.data.admin1 == codes
+    assert result_keys(omega)["data"]["admin1"] == codes  # one spelling in the store: 77 resumes [77]
 
 
 def test_admin1_refusals_say_what_is_allowed(run_cli):

@@ -426,6 +426,7 @@ def resolve(overrides: list[str] | tuple[str, ...] = ()) -> tuple[AggloConfig, A
         for key, values in cli_grid.items():
             cfg.sweep.grid[key] = values
     checked = to_object(cfg)
+    cfg.data.admin1 = checked.data.admin1  # one spelling (77, [77], '77') in the stored config
     check_sweep(cfg)
     return checked, cfg
 
