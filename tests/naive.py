@@ -126,6 +126,7 @@ def scenario(
 
 
 ANDERSON_MEMORY = 8
+STALL_ROUNDS = 16
 
 
 def anderson_balance(k, pop, support, tol, max_iter):
@@ -133,11 +134,14 @@ def anderson_balance(k, pop, support, tol, max_iter):
     (u = log x), mixed by Anderson type II with the last ANDERSON_MEMORY residual differences
     (least squares by the normal equations, ridge 1e-10 of their largest diagonal). A mixed
     iterate that leaves the floats is dropped for a plain step from the last finite one; a
-    plain step that does means no balanced table: error inf. Returns (x, rounds, error)."""
+    plain step that does means no balanced table: error inf. When STALL_ROUNDS rounds bring no
+    new lowest error, the history is dropped (plain steps until it fills again). Returns
+    (x, rounds, error)."""
     m0 = k @ pop
     u = np.where(support, np.log(np.where(support, 1.0 / np.sqrt(np.where(support, m0, 1.0)), 1.0)), 0.0)
     d_f, d_g, prev, good, mixed = [], [], None, u, False
     error, rounds, x = np.inf, 0, np.where(support, np.exp(u), 0.0)
+    best, stalled = np.inf, 0
     for it in range(1, max_iter + 1):
         rounds = it
         x = np.where(support, np.exp(u), 0.0)
@@ -152,6 +156,9 @@ def anderson_balance(k, pop, support, tol, max_iter):
         error = float(np.max(np.abs(r - 1.0)[support], initial=0.0))
         if error < tol:
             break
+        best, stalled = (error, 0) if error < best else (best, stalled + 1)
+        if stalled >= STALL_ROUNDS:  # the mixing stalls: plain steps, a new history
+            d_f, d_g, prev, stalled = [], [], None, 0
         good = u
         fk = np.where(support, -0.5 * np.log(np.where(support, r, 1.0)), 0.0)
         g = u + fk

@@ -16,6 +16,7 @@ from agglo.kernels.terms import POWER, log_deterrence_km
 
 IPF_TOL = 1e-9
 IPF_MAX_ITER = 1000
+STALL_ROUNDS = 16  # rounds without a new lowest error after which the mixing history is dropped
 ANDERSON_MEMORY = 8  # steps mixed (all of Mexico, default caps: 4: 74 + 24 rounds, 6: 56 + 23, 8: 55 + 21, 10: 51 + 22)
 
 
@@ -179,7 +180,8 @@ def balance_rounds(rows, neighbour, ends, population, f, self_f, support, x0):
     stops when error < IPF_TOL or after IPF_MAX_ITER rounds. Its plain step is
     g = u - log(r) / 2, the geometric mean of the two Furness half-steps; the next u mixes g
     with the last ANDERSON_MEMORY steps (:func:`anderson_mix`). A mixed iterate whose factors
-    leave the floats is dropped: back to the last finite one, history cleared, plain step.
+    leave the floats is dropped: back to the last finite one, history cleared, plain step;
+    so is the history when STALL_ROUNDS rounds bring no new lowest error (mixing can stall).
     When a plain step leaves the floats, no balanced table exists: error = inf. Returns
     (x, the pair sums Σ_j f_ij x_j O_j of the last round, rounds, error), per scenario."""
     n_scen, n = x0.shape
@@ -207,6 +209,8 @@ def balance_rounds(rows, neighbour, ends, population, f, self_f, support, x0):
     mixed = np.zeros(n_scen, dtype=np.bool_)  # whether u came from a mix (not a plain step)
     active = np.ones(n_scen, dtype=np.bool_)
     error = np.full(n_scen, np.inf)
+    best = np.full(n_scen, np.inf)  # the lowest error so far
+    stalled = np.zeros(n_scen, dtype=np.int64)  # rounds since it
     rounds = np.zeros(n_scen, dtype=np.int64)
     for _ in range(IPF_MAX_ITER):
         if not active.any():
@@ -238,6 +242,16 @@ def balance_rounds(rows, neighbour, ends, population, f, self_f, support, x0):
             if error[s] < IPF_TOL or rounds[s] == IPF_MAX_ITER:
                 active[s] = False
                 continue
+            if error[s] < best[s]:
+                best[s] = error[s]
+                stalled[s] = 0
+            else:
+                stalled[s] += 1
+            if stalled[s] >= STALL_ROUNDS:  # the mixing stalls: plain steps from here, a new history
+                history[s] = 0
+                head[s] = 0
+                has_prev[s] = False
+                stalled[s] = 0
             for i in range(n):
                 good_u[s, i] = u[s, i]
                 fk[i] = -0.5 * np.log(r[i]) if support[s, i] else 0.0
