@@ -196,6 +196,10 @@ MODEL_PASSES = {
     MODEL_CODES["radiation"]: _radiation,
 }
 
+# The GPU front's passes: the gravity model only (other models are refused before a run
+# on cuda starts: engine/run.py)
+CUDA_PASSES = {MODEL_CODES["gravity"]: _gravity_cuda}
+
 MERGED_TYPES = {
     "n_reachable": np.int32,
     "best_core": np.int32,
@@ -235,14 +239,14 @@ def _mode_results(
 def _model_groups(
     network: Network, mode: ModeParams, rows: Rows, closed: np.ndarray, is_core: np.ndarray, device: str = "cpu"
 ) -> dict:
-    """The model passes of one mode, scenarios grouped by model, merged back in order."""
-    if device == "cuda":  # the gravity model only (checked before the run: engine/run.py)
-        return _cuda_groups(network, mode, rows, closed, is_core)
+    """The model passes of one mode, scenarios grouped by model, merged back in order;
+    ``device`` chooses the passes (:data:`MODEL_PASSES` or :data:`CUDA_PASSES`)."""
+    passes = CUDA_PASSES if device == "cuda" else MODEL_PASSES
     n_scen, n = is_core.shape
     merged = {"ipf_iterations": np.zeros(n_scen, dtype=np.int32), "ipf_error": np.full(n_scen, np.nan)}
     codes = np.unique(mode.model)
     if len(codes) == 1:  # the usual case: the model's arrays as they come, no copy
-        merged.update(MODEL_PASSES[int(codes[0])](network, rows, mode, closed, is_core))
+        merged.update(passes[int(codes[0])](network, rows, mode, closed, is_core))
     else:
         merged.update(
             n_reachable=np.zeros((n_scen, n), dtype=np.int32),
@@ -253,22 +257,11 @@ def _model_groups(
         )
         for code in codes:
             idx = np.flatnonzero(mode.model == code)
-            got = MODEL_PASSES[int(code)](
-                network, rows, take(mode, idx), closed[idx], np.ascontiguousarray(is_core[idx])
-            )
+            got = passes[int(code)](network, rows, take(mode, idx), closed[idx], np.ascontiguousarray(is_core[idx]))
             for name, value in got.items():
                 merged[name][idx] = value
     for name, dtype in MERGED_TYPES.items():
         merged[name] = np.asarray(merged[name], dtype=dtype)  # no copy when already so
-    return merged
-
-
-def _cuda_groups(network: Network, mode: ModeParams, rows: Rows, closed: np.ndarray, is_core: np.ndarray) -> dict:
-    n_scen = is_core.shape[0]
-    merged = {"ipf_iterations": np.zeros(n_scen, dtype=np.int32), "ipf_error": np.full(n_scen, np.nan)}
-    merged.update(_gravity_cuda(network, rows, mode, closed, is_core))
-    for name, dtype in MERGED_TYPES.items():
-        merged[name] = np.asarray(merged[name], dtype=dtype)
     return merged
 
 
