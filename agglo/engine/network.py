@@ -146,27 +146,31 @@ def available_bytes() -> int | None:
     return min(found) if found else None
 
 
-def _too_large(towns: Towns, radius_km: float, pairs: int, need: int, available: int) -> UserError:
+def _too_large(towns: Towns, radius_km: float, pairs: int, available: int) -> UserError:
     return UserError(
         f"{towns.source}: the neighbourhood of {len(towns)} towns within {radius_km:.0f} km would hold at least "
-        f"{pairs / 1e6:,.0f} M town pairs, about {need / 2**30:.1f} GiB, and this machine has "
+        f"{pairs / 1e6:,.0f} M town pairs, about {pairs * BYTES_PER_PAIR / 2**30:.1f} GiB, and this machine has "
         f"{available / 2**30:.1f} GiB available; allowed: smaller caps (commute.cap_min, freight.cap_min), "
         "a region (data.admin1), a larger data.min_population, or a machine with more memory"
     )
 
 
+def _estimate(towns: Towns, radius_km) -> tuple[float, int]:
+    """(the widest radius, the neighbourhood's pairs estimated from below by the build's
+    cell grid: a sort of the towns, no pair looked at)."""
+    widest = max(radius_km.values()) if isinstance(radius_km, dict) else float(radius_km)
+    return widest, int(PAIRS_PER_BOUND * cell_pair_bound(towns.lat, towns.lon, widest))
+
+
 def check_size(towns: Towns, radius_km, available: int | None = None) -> None:
     """Refuse, in one line and before any work, a neighbourhood that cannot fit in memory:
-    its pairs estimated from below by the build's cell grid (a sort of the towns, no pair
-    looked at), times what prepare takes a pair."""
-    widest = max(radius_km.values()) if isinstance(radius_km, dict) else float(radius_km)
+    its estimated pairs (:func:`_estimate`) times what prepare takes a pair."""
     available = available_bytes() if available is None else available
     if available is None or len(towns) == 0:
         return
-    pairs = int(PAIRS_PER_BOUND * cell_pair_bound(towns.lat, towns.lon, widest))
-    need = pairs * BYTES_PER_PAIR
-    if need > available:
-        raise _too_large(towns, widest, pairs, need, available)
+    widest, pairs = _estimate(towns, radius_km)
+    if pairs * BYTES_PER_PAIR > available:
+        raise _too_large(towns, widest, pairs, available)
 
 
 def prepare(towns: Towns, forced: np.ndarray, radius_km, core_floor: float | None = None) -> Network:
@@ -174,9 +178,7 @@ def prepare(towns: Towns, forced: np.ndarray, radius_km, core_floor: float | Non
     try:
         return build(towns, forced, radius_km, core_floor)
     except MemoryError:
-        widest = max(radius_km.values()) if isinstance(radius_km, dict) else float(radius_km)
-        pairs = int(PAIRS_PER_BOUND * cell_pair_bound(towns.lat, towns.lon, widest))
-        raise _too_large(towns, widest, pairs, pairs * BYTES_PER_PAIR, available_bytes() or 0) from None
+        raise _too_large(towns, *_estimate(towns, radius_km), available_bytes() or 0) from None
 
 
 def build(towns: Towns, forced: np.ndarray, radius_km, core_floor: float | None = None) -> Network:
