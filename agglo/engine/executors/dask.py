@@ -328,7 +328,7 @@ def _driver_first(started: LocalStart | None, cfg, network, job, batches: list, 
     is started only once that pace says more than ``executor.cluster_pays_s`` is left: a
     cluster booting takes CPU from the driver, which a short sweep never wins back.
     Returns the cluster (None if it was never needed) and the batches left for it."""
-    from agglo.engine.executors.task import run_batch
+    from agglo.engine.executors.synchronous import run_one
 
     left = list(batches)
     last = None
@@ -337,13 +337,9 @@ def _driver_first(started: LocalStart | None, cfg, network, job, batches: list, 
             started = LocalStart(cfg)
         if started is not None and started.ready() and (last is None or last * len(left) > HANDOFF_S):
             break
-        check()
         t = time.perf_counter()
-        _, size, lost = run_batch(network, job, left.pop(0))
+        run_one(network, job, left.pop(0), progress)
         last = time.perf_counter() - t
-        if lost:
-            raise LeaseLost(lost)
-        progress.update(size)
     return started, left
 
 

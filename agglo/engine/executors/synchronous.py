@@ -5,10 +5,16 @@ from agglo.engine.interrupts import check
 from agglo.engine.lease import LeaseLost
 
 
+def run_one(network, job, batch, progress) -> None:
+    """Batch ``batch`` in this process, written, marked and counted; stops first on Ctrl-C
+    (the batches before are written and marked) and after on a lost writer lease."""
+    check()
+    _, size, lost = run_batch(network, job, batch)
+    if lost:
+        raise LeaseLost(lost)
+    progress.update(size)
+
+
 def run_batches(network, job, batches, progress):
     for b in batches:
-        check()  # Ctrl-C: stop here, the batches before are written and marked
-        _, size, lost = run_batch(network, job, b)
-        if lost:
-            raise LeaseLost(lost)
-        progress.update(size)
+        run_one(network, job, b, progress)
