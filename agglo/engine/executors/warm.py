@@ -4,9 +4,9 @@ and the run's network obtained, in a thread of each worker process.
 - The engine's own local cluster names this module as its workers' ``preload``: each
   process imports the engine and loads the kernels before it joins, while the driver
   reads the towns, builds the network and computes its first batches.
-- Every run registers :class:`Warm` as a worker plugin (on the engine's cluster and on
-  an existing scheduler's workers, replacements and late joiners included): each worker
-  obtains the run's network (:func:`agglo.engine.recipe.obtain`) before its first task.
+- A run on an existing scheduler registers :class:`Warm` as a worker plugin (its workers,
+  replacements and late joiners included): each worker obtains the run's network
+  (:func:`agglo.engine.recipe.obtain`) before its first task.
 
 A warm-up that fails says nothing: the first task does the same work and reports.
 """
@@ -70,6 +70,3 @@ class Warm(WorkerPlugin):
 
     def setup(self, worker=None) -> None:
         threading.Thread(target=_warm, args=(self.recipe, self.job), daemon=True, name="agglo-warm").start()
-
-    def teardown(self, worker=None) -> None:
-        pass
