@@ -67,6 +67,12 @@ def poisson_irls(y: np.ndarray, x: np.ndarray, tol: float = 1e-12, max_iter: int
     return beta, mu, max_iter
 
 
+def cpc(y, mu, axis=None):
+    """The common part of commuters, 2 Σ min(T, mu) / (Σ T + Σ mu) (per row with ``axis=1``)."""
+    out = 2.0 * np.minimum(y, mu).sum(axis=axis) / (y.sum(axis=axis) + mu.sum(axis=axis))
+    return float(out) if axis is None else out
+
+
 def _deviance(y, mu):
     with np.errstate(divide="ignore", invalid="ignore"):
         term = np.where(y > 0, y * np.log(y / mu), 0.0)
@@ -132,7 +138,7 @@ def fit(model: str, decay: str, flows, origin, destination, cost, o_mass=None, d
         "deviance": out.deviance,
         "pseudo_r2": 1.0 - out.llf / out.llnull,
         "srmse": float(np.sqrt(np.mean((y - mu) ** 2)) / np.mean(y)),
-        "cpc": float(2.0 * np.minimum(y, mu).sum() / (y.sum() + mu.sum())),
+        "cpc": cpc(y, mu),
         "pairs": int(y.shape[0]),
         "iterations": iterations,
     }
@@ -157,23 +163,28 @@ class ProfileFit:
     def probabilities(self, cost: np.ndarray, mass: np.ndarray, origins: np.ndarray | None = None) -> np.ndarray:
         """p_ij for the origin rows of ``cost`` (see :func:`fit_production`)."""
         origins = _origins(cost, origins)
-        return np.exp(_profile_logp(self.params(), cost, np.log(mass), self.decay, self.self_cost is not None, origins))
+        h = _cost_h(cost, self.decay)
+        return np.exp(_profile_logp(self.params(), h, np.log(mass), self.decay, self.self_cost is not None, origins))
 
 
 def _origins(cost, origins):
     return np.arange(cost.shape[0]) if origins is None else np.asarray(origins)
 
 
+def _cost_h(cost, decay: str):
+    """log f(c) / beta: -log c (power) or -c (exponential); the one column beta multiplies."""
+    return -np.log(cost) if decay == "power" else -cost
+
+
 def _self_h(theta, decay):
-    tau = np.exp(theta[2])
-    return -np.log(tau) if decay == "power" else -tau
+    return _cost_h(np.exp(theta[2]), decay)
 
 
-def _profile_logp(theta, cost, log_mass, decay, with_self, origins):
-    """log p_ij, p_ij = w_ij / Σ_k w_ik, w_ij = mass_j^gamma f(cost_ij), for the origins' rows; an
-    origin's own column is the self term at cost exp(theta[2]) (with_self), else p = 0."""
+def _profile_logp(theta, h, log_mass, decay, with_self, origins):
+    """log p_ij, p_ij = w_ij / Σ_k w_ik, log w_ij = gamma log mass_j + beta h_ij with ``h``
+    :func:`_cost_h` of the costs, for the origins' rows; an origin's own column is the self
+    term at cost exp(theta[2]) (with_self), else p = 0."""
     gamma, beta = theta[0], theta[1]
-    h = -np.log(cost) if decay == "power" else -cost
     lw = gamma * log_mass[None, :] + beta * h
     own = (np.arange(origins.shape[0]), origins)
     lw[own] = gamma * log_mass[origins] + beta * _self_h(theta, decay) if with_self else -np.inf
@@ -207,12 +218,12 @@ def fit_production(
         flows[own] = 0.0
     safe = np.where(cost > 0, cost, 1.0)
     log_mass = np.log(np.asarray(mass, dtype=np.float64))
-    h = -np.log(safe) if decay == "power" else -safe
+    h = _cost_h(safe, decay)  # once: every round of the fit reads it
     total = flows.sum()
     out_tot = flows.sum(axis=1)
 
     def objective(theta):
-        logp = _profile_logp(theta, safe, log_mass, decay, self_term, origins)
+        logp = _profile_logp(theta, h, log_mass, decay, self_term, origins)
         p = np.exp(logp)
         ll = float(np.sum(flows * np.where(flows > 0, logp, 0.0)))
         hx = h.copy()  # the log-weight's beta column, the self term's cost on the own column
@@ -254,7 +265,7 @@ def scores(flows: np.ndarray, p: np.ndarray, self_term: bool, origins: np.ndarra
     keep = y.sum(axis=1) > 0
     mu = y.sum(axis=1, keepdims=True) * p
     y, m = y[keep], mu[keep]
-    cpc = float(2.0 * np.minimum(y, m).sum() / (y.sum() + m.sum()))
+    common = cpc(y, m)
     llf = float(np.sum(y * np.log(np.where(y > 0, m, 1.0)) - m - gammaln(y + 1.0)))
     null = np.full_like(y, y.mean())
     llnull = float(np.sum(y * np.log(null) - null - gammaln(y + 1.0)))
@@ -263,9 +274,9 @@ def scores(flows: np.ndarray, p: np.ndarray, self_term: bool, origins: np.ndarra
     pm[own] = -1.0
     has = keep & (off.max(axis=1) > 0)
     right = np.argmax(off[has], axis=1) == np.argmax(pm[has], axis=1)
-    per_origin = 2.0 * np.minimum(y, m).sum(axis=1) / (y.sum(axis=1) + m.sum(axis=1))  # county by county
+    per_origin = cpc(y, m, axis=1)  # county by county
     return {
-        "cpc": cpc,
+        "cpc": common,
         "pseudo_r2": 1.0 - llf / llnull,
         "dominant_right": float(right.mean()),
         "cpc_median": float(np.median(per_origin)),
