@@ -20,6 +20,37 @@ def haversine_rows(lat, lon, rows):
     return 2 * R_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
 
 
+def travel(lat, lon, rows, mode: dict, minutes=None):
+    """t_ij for origins ``rows``: docs/model.md's straight line, or with ``minutes`` (a dense
+    N x N travel-time table, inf where it lists no pair) the table's minutes times time_factor."""
+    if minutes is not None:
+        return mode.get("time_factor", 1.0) * minutes[rows]
+    return 60 * mode["circuity"] * haversine_rows(lat, lon, rows) / mode["speed_kmh"]
+
+
+def furness(k, pop, tol, max_iter):
+    """Plain iterative proportional fitting of T = A O k B D (O = D = pop), dense: each round
+    checks the largest relative row error max |A m - 1| (m = k (B D), towns with m > 0) at
+    the current B, stops below tol or after max_iter rounds, else sets A = 1 / m and
+    B = 1 / k^T (A O). Returns (A, B, rounds, error)."""
+    a = np.zeros(len(pop))
+    b = np.ones(len(pop))
+    rounds, error = 0, np.inf
+    for it in range(max_iter + 1):
+        m = k @ (b * pop)
+        if it > 0:
+            error = float(np.max(np.abs(a * m - 1.0)[m > 0], initial=0.0))
+            if not np.isfinite(error):
+                error = np.inf
+            if error < tol or rounds == max_iter or not error < np.inf:
+                break
+        a = np.where(m > 0, 1.0 / np.where(m > 0, m, 1.0), 0.0)
+        rounds += 1
+        c = k.T @ (a * pop)
+        b = np.where(c > 0, 1.0 / np.where(c > 0, c, 1.0), 0.0)
+    return a, b, rounds, error
+
+
 def deterrence(t, decay, beta, min_time):
     t = np.asarray(t, dtype=np.float64)
     if decay == "power":
@@ -61,7 +92,16 @@ def _summaries(population, is_core, core):
 
 
 def scenario(
-    lat, lon, population, region, is_core, mode: dict, closed: bool, block: int = 512, keep_pairs: bool = False
+    lat,
+    lon,
+    population,
+    region,
+    is_core,
+    mode: dict,
+    closed: bool,
+    block: int = 512,
+    keep_pairs: bool = False,
+    minutes=None,
 ):
     """One mode of one scenario. ``mode`` holds docs/model.md's keys (speed_kmh, cap_min, ...).
 
@@ -79,7 +119,7 @@ def scenario(
     pairs = []
     for start in range(0, n, block):
         rows = np.arange(start, min(start + block, n))
-        t = 60 * mode["circuity"] * haversine_rows(lat, lon, rows) / mode["speed_kmh"]
+        t = travel(lat, lon, rows, mode, minutes)
         reach = t <= mode["cap_min"]
         reach[np.arange(len(rows)), rows] = False
         if closed:
@@ -182,14 +222,18 @@ def anderson_balance(k, pop, support, tol, max_iter):
     return x, rounds, error  # x of the last round evaluated
 
 
-def scenario_dense(lat, lon, population, region, is_core, mode: dict, closed: bool, tol=1e-9, max_iter=1000):
+def scenario_dense(
+    lat, lon, population, region, is_core, mode: dict, closed: bool, tol=1e-9, max_iter=1000, minutes=None
+):
     """docs/model.md's other flow models ("attraction", "doubly", "radiation"), dense N x N.
 
     Same results as :func:`scenario`, plus ``ipf_iterations`` and ``ipf_error`` (doubly).
+    ``minutes``: a dense travel-time table (see :func:`travel`); the doubly model balances an
+    asymmetric one by plain :func:`furness`.
     """
     n = len(population)
     idx = np.arange(n)
-    t = 60 * mode["circuity"] * haversine_rows(lat, lon, idx) / mode["speed_kmh"]
+    t = travel(lat, lon, idx, mode, minutes)
     reach = t <= mode["cap_min"]
     reach[idx, idx] = False
     if closed:
@@ -211,10 +255,13 @@ def scenario_dense(lat, lon, population, region, is_core, mode: dict, closed: bo
             if mode["self_time_min"] is not None:
                 k[idx, idx] = deterrence(mode["self_time_min"], mode["decay"], mode["beta"], mode["min_time_min"])
             support = k.sum(axis=1) > 0
-            # Symmetric balancing: A = B = x with x_i sum_j k_ij x_j pop_j = 1 (rows = columns),
-            # plain step u = u - log(r) / 2 in u = log x, Anderson-mixed with the last 8 steps.
-            x, iterations, error = anderson_balance(k, pop, support, tol, max_iter)
-            a = b = x
+            if minutes is not None and not np.array_equal(minutes, minutes.T):
+                a, b, iterations, error = furness(k, pop, tol, max_iter)
+            else:
+                # Symmetric balancing: A = B = x with x_i sum_j k_ij x_j pop_j = 1 (rows = columns),
+                # plain step u = u - log(r) / 2 in u = log x, Anderson-mixed with the last 8 steps.
+                x, iterations, error = anderson_balance(k, pop, support, tol, max_iter)
+                a = b = x
             big_t = a[:, None] * pop[:, None] * k * b[None, :] * pop[None, :]
             if np.isfinite(error):  # both margins of the whole table, self pair included
                 keep = support & (pop > 0)

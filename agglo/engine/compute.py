@@ -19,15 +19,30 @@ from agglo.engine.network import Network
 from agglo.engine.scenarios import MODEL_CODES, ScenarioBatch, core_mask, reach_radius_km
 from agglo.kernels import ModeParams, Rows, assign_batch, inflow_pass, origin_pass
 from agglo.kernels.cores import best_core_by_destination
-from agglo.kernels.doubly import balance_group, log_factors
+from agglo.kernels.doubly import balance_group, furness_group, log_factors
 from agglo.kernels.radiation import batch_inflow, radiation_batch
+from agglo.kernels.reach import reach_ends
 from agglo.kernels.records import take
 from agglo.kernels.terms import mode_terms
 
 
+def incoming(network: Network, rows: Rows) -> Rows:
+    """The incoming rows of the mode whose rows are ``rows`` (themselves unless the mode's
+    travel-time table is asymmetric: then row j lists the towns i with a pair i -> j)."""
+    for mode, own in network.rows.items():
+        if own is rows:
+            return network.cols[mode]
+    return rows
+
+
 def _gravity(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -> dict:
     origins = origin_pass(rows, network.places, mode, mode.gamma, closed, is_core)
-    inflow = inflow_pass(rows, network.places, mode, closed, origins)
+    cols = incoming(network, rows)
+    if cols is rows:  # reach is symmetric: town j gathers from its own row's prefix
+        inflow = inflow_pass(rows, network.places, mode, closed, origins)
+    else:  # from its incoming row's prefix: the towns i with t_ij <= cap
+        into = origins._replace(reach=reach_ends(cols, network.places, mode))
+        inflow = inflow_pass(cols, network.places, mode, closed, into)
     return {
         "n_reachable": origins.n_reachable,
         "best_core": origins.best_core,
@@ -60,13 +75,17 @@ def _by_destination(origins, best_core, best_share, inflow, **extra) -> dict:
 
 
 def _attraction(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -> dict:
-    origins, log_a = attraction_log_a(network, rows, mode, closed, is_core)
+    cols = incoming(network, rows)
+    origins, log_a = attraction_log_a(network, cols, mode, closed, is_core)
+    reached = origins.denominator > 0
+    if cols is not rows:  # A_j came from j's incoming row; reach and cores from the outgoing
+        origins = reach_of(network, rows, mode, closed, is_core)
     origin_term = (mode.alpha[:, None] - 1.0) * network.places.log_pop[None, :]
     terms = mode_terms(mode, mode.gamma, closed)
     best_core, best_share = best_core_by_destination(
         rows, network.places, origins.reach, is_core, terms, -log_a, origin_term
     )
-    inflow = np.where(origins.denominator > 0, network.population[None, :], 0.0)
+    inflow = np.where(reached, network.population[None, :], 0.0)
     return _by_destination(origins, best_core, best_share, inflow)
 
 
@@ -101,12 +120,34 @@ def _doubly(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarray, 
     inflow = np.empty((n_scen, n))
     iterations = np.zeros(n_scen, dtype=np.int32)
     error = np.zeros(n_scen)
+    cols = incoming(network, rows)
+    if cols is not rows:  # an asymmetric travel-time table: the plain balance
+        return _doubly_asymmetric(network, rows, cols, mode, closed, is_core, origins, terms)
     for group in doubly_groups(mode, closed):
         ends = np.ascontiguousarray(origins.reach[group], dtype=np.int64)
         x, inflow[group], rounds, error[group], _, _ = balance_group(rows, network.places, terms, group, ends)
         iterations[group] = rounds
         log_x[group] = log_factors(x)
     best_core, best_share = best_core_by_destination(rows, network.places, origins.reach, is_core, terms, log_x, log_x)
+    return _by_destination(origins, best_core, best_share, inflow, ipf_iterations=iterations, ipf_error=error)
+
+
+def _doubly_asymmetric(network, rows, cols, mode, closed, is_core, origins, terms) -> dict:
+    """The doubly model on an asymmetric table: :func:`~agglo.kernels.doubly.furness_group`
+    per group of scenarios that share f; s_ij = A_i B_j D_j f_ij."""
+    n_scen, n = origins.reach.shape
+    log_a, log_b, inflow = np.empty((n_scen, n)), np.empty((n_scen, n)), np.empty((n_scen, n))
+    iterations = np.zeros(n_scen, dtype=np.int32)
+    error = np.zeros(n_scen)
+    ends_in = reach_ends(cols, network.places, mode)
+    for group in doubly_groups(mode, closed):
+        ends_out = np.ascontiguousarray(origins.reach[group], dtype=np.int64)
+        ends_into = np.ascontiguousarray(ends_in[group], dtype=np.int64)
+        a, b, inflow[group], iterations[group], error[group] = furness_group(
+            rows, cols, network.places, terms, group, ends_out, ends_into
+        )
+        log_a[group], log_b[group] = log_factors(a), log_factors(b)
+    best_core, best_share = best_core_by_destination(rows, network.places, origins.reach, is_core, terms, log_b, log_a)
     return _by_destination(origins, best_core, best_share, inflow, ipf_iterations=iterations, ipf_error=error)
 
 

@@ -112,9 +112,29 @@ class ModeConfig:
     threshold: float = 0.15
     self_time_min: float | None = 10.0
     min_time_min: float = 1.0
+    travel_times: str | None = None  # a travel-time table (CSV or Parquet; docs/model.md, "Travel-time tables")
+    time_factor: float = 1.0  # the table's minutes times this (a scenario of slower or faster roads)
 
     def check(self, mode: str) -> None:
         k = mode + "."
+        _need(
+            _finite(self.time_factor) and self.time_factor > 0,
+            k + "time_factor",
+            self.time_factor,
+            "a finite number > 0 (it multiplies the minutes of " + k + "travel_times)",
+        )
+        _need(
+            self.travel_times is not None or self.time_factor == 1.0,
+            k + "time_factor",
+            self.time_factor,
+            "1 without " + k + "travel_times (the built-in times scale with speed_kmh and circuity)",
+        )
+        _need(
+            self.travel_times is None or bool(str(self.travel_times).strip()),
+            k + "travel_times",
+            self.travel_times,
+            "null, or the path of a CSV or Parquet table with columns origin, destination, minutes",
+        )
         _need(self.model in MODELS, k + "model", self.model, ", ".join(MODELS))
         _need(self.decay in DECAYS, k + "decay", self.decay, ", ".join(DECAYS))
         _need(_finite(self.speed_kmh) and self.speed_kmh > 0, k + "speed_kmh", self.speed_kmh, "a finite number > 0")
@@ -302,9 +322,13 @@ def default_store_path(data: DataConfig) -> str:
 ConfigStore.instance().store(name="agglo_schema", node=AggloConfig)
 
 # Keys a sweep may vary: everything that changes a scenario but not the towns.
+# (A mode's travel_times is not: it shapes the network, as the towns do.)
 SWEEPABLE = tuple(
-    [f"{m}.{f}" for m in MODES for f in ModeConfig.__dataclass_fields__] + ["cores.min_population", "borders"]
+    [f"{m}.{f}" for m in MODES for f in ModeConfig.__dataclass_fields__ if f != "travel_times"]
+    + ["cores.min_population", "borders"]
 )
+# Keys a mode on a travel-time table does not read (its times are the table's, times time_factor).
+TABLE_IGNORES = ("speed_kmh", "circuity")
 # Swept keys whose values are text, not numbers.
 STRING_KEYS = ("borders",) + tuple(f"{m}.{f}" for m in MODES for f in ("model", "decay"))
 # Keys that do not change results: excluded when comparing a run with a store.
@@ -470,6 +494,7 @@ def check_sweep(cfg) -> None:
         for key, values in scenario_table(cfg).items():
             if key not in SWEEPABLE:
                 raise UserError(f"{sweep.table}: column '{key}' cannot be swept; allowed: {', '.join(SWEEPABLE)}")
+            _refuse_unread(cfg, key, f"{sweep.table}: column '{key}'")
             first_row: dict = {}
             for k, v in enumerate(values.tolist()):
                 first_row.setdefault(repr(v), (k, v))
@@ -490,6 +515,7 @@ def check_sweep(cfg) -> None:
         where = f"sweep.{'bounds' if sweep.sampler else 'grid'}.{key}"
         if key not in SWEEPABLE:
             raise UserError(f"{where}: '{key}' cannot be swept; allowed: {', '.join(SWEEPABLE)}")
+        _refuse_unread(cfg, key, where)
     for key, values in sweep.grid.items():
         values = list(values) if OmegaConf.is_list(values) or isinstance(values, list) else [values]
         if not values:
@@ -505,6 +531,17 @@ def check_sweep(cfg) -> None:
         if ok:
             probe.check(key, b[0])
             probe.check(key, b[1])
+
+
+def _refuse_unread(cfg, key: str, where: str) -> None:
+    """A swept speed_kmh or circuity of a mode on a travel-time table would give scenarios
+    that differ in name only: refused."""
+    mode, _, name = key.partition(".")
+    if mode in MODES and name in TABLE_IGNORES and OmegaConf.select(cfg, f"{mode}.travel_times") is not None:
+        raise UserError(
+            f"{where}: {mode}.{name} is not read when {mode}.travel_times is set; allowed: sweep "
+            f"{mode}.time_factor (the table's minutes times it: 1.2 is roads 20 % slower)"
+        )
 
 
 def scenario_table(cfg) -> dict:

@@ -44,7 +44,7 @@ from agglo.engine.interrupts import native
 from agglo.engine.network import Network, NetworkFiles, mapped, prepare, spill, spill_layout
 from agglo.kernels.checksum import array_checksum
 
-FORMAT = 1
+FORMAT = 2  # 2: per-pair table minutes, incoming rows
 MANIFEST = "manifest.json"
 LOCK = "lock"
 UNREADABLE = (OSError, ValueError, KeyError, TypeError)  # a file or manifest that is not what it must be
@@ -61,7 +61,8 @@ def cache_folder() -> Path:
 
 def _code_digest() -> bytes:
     here = Path(__file__).parent
-    sources = sorted((here.parent / "kernels").glob("*.py")) + [here / "network.py", Path(__file__)]
+    sources = sorted((here.parent / "kernels").glob("*.py"))
+    sources += [here / "network.py", here / "traveltimes.py", Path(__file__)]
     return hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in sources)).digest()
 
 
@@ -80,9 +81,14 @@ def entry_key(towns, forced: np.ndarray, radii: dict, core_floor: float | None) 
         digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
         digest.update(array.tobytes())
     digest.update(
-        json.dumps({"radii": {k: float(v) for k, v in sorted(radii.items())}, "core_floor": core_floor}).encode()
+        json.dumps({"radii": {k: _reach_key(v) for k, v in sorted(radii.items())}, "core_floor": core_floor}).encode()
     )
     return digest.hexdigest()
+
+
+def _reach_key(reach):
+    """A mode's reach as the key names it: km, or its travel-time table's bytes and limit."""
+    return reach.key() if hasattr(reach, "key") else float(reach)
 
 
 def _files(folder: Path) -> list[Path]:

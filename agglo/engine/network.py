@@ -34,11 +34,23 @@ PAIRS_PER_BOUND = 0.25
 class Network:
     """The kernels' :class:`~agglo.kernels.Places` and, per mode, its :class:`~agglo.kernels.Rows`
     (one shared object when the modes reach about as far); ``forced_core`` marks the towns
-    that are cores whatever their size."""
+    that are cores whatever their size. ``cols``: per mode, the incoming rows (row j: the
+    towns i with a pair i -> j), the same object as ``rows[mode]`` unless the mode's
+    travel-time table is asymmetric."""
 
     places: Places
     rows: dict
     forced_core: np.ndarray
+    cols: dict | None = None
+    tables: tuple = ()  # the modes whose rows come from a travel-time table (minutes, not km)
+
+    def __post_init__(self):
+        if self.cols is None:
+            object.__setattr__(self, "cols", dict(self.rows))
+
+    def symmetric(self, mode: str) -> bool:
+        """Whether ``mode``'s incoming rows are its outgoing rows (reach is symmetric)."""
+        return self.cols[mode] is self.rows[mode]
 
     @property
     def population(self) -> np.ndarray:
@@ -50,16 +62,31 @@ class Network:
 
     @property
     def radius_km(self) -> float:
-        return max(r.radius_km for r in self.rows.values())
+        """The widest reach of the distance rows (0 when every mode is on a table)."""
+        return max((r.radius_km for m, r in self.rows.items() if m not in self.tables), default=0.0)
+
+    def reach_text(self) -> str:
+        """The pairs and their reach, as a run reports them."""
+        parts = []
+        if len(self.tables) < len(self.rows):
+            parts.append(f"{self.n_pairs} neighbour pairs within {self.radius_km:.1f} km")
+        for mode in self.tables:
+            rows = self.rows[mode]
+            kind = "symmetric" if self.symmetric(mode) else "asymmetric"
+            parts.append(
+                f"{mode}: {rows.neighbour.shape[0]} pairs of its {kind} travel-time table within {rows.radius_km:.1f} min"
+            )
+        return "; ".join(parts)
 
     @property
     def n_pairs(self) -> int:
-        """Pairs of the widest neighbourhood (both directions)."""
-        return max(int(r.neighbour.shape[0]) for r in self.rows.values())
+        """Pairs of the widest distance neighbourhood (both directions), else of the largest table."""
+        km = [int(r.neighbour.shape[0]) for m, r in self.rows.items() if m not in self.tables]
+        return max(km or [int(r.neighbour.shape[0]) for r in self.rows.values()])
 
     @property
     def nbytes(self) -> int:
-        unique = {id(r): r for r in self.rows.values()}
+        unique = {id(r): r for r in [*self.rows.values(), *self.cols.values()]}
         arrays = [*self.places, self.forced_core] + [a for r in unique.values() for a in r]
         return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
 
@@ -97,9 +124,9 @@ def spatial_order(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     return np.lexsort((along, band)).astype(np.int64)
 
 
-def _rows(offsets, neighbour, log_dist, lp_rel, radius_km, candidate, lat, lon) -> Rows:
+def _rows(offsets, neighbour, log_dist, lp_rel, radius_km, candidate, lat, lon, minutes=None) -> Rows:
     bucket, cand_offsets, cand_pos, cand_town, cand_d = row_tables(
-        offsets, neighbour, log_dist, radius_km, candidate, lat, lon
+        offsets, neighbour, log_dist, radius_km, candidate, lat, lon, minutes
     )
     with np.errstate(divide="ignore"):
         cand_logd = np.log(cand_d)
@@ -123,6 +150,7 @@ def _rows(offsets, neighbour, log_dist, lp_rel, radius_km, candidate, lat, lon) 
         order=order,
         order_chunks=cost_chunks(offsets, order=order),
         neighbour_rank=rank[neighbour],
+        minutes=np.empty(0, dtype=np.float64) if minutes is None else minutes,
     )
 
 
@@ -158,7 +186,12 @@ def _too_large(towns: Towns, radius_km: float, pairs: int, available: int) -> Us
 def _estimate(towns: Towns, radius_km) -> tuple[float, int]:
     """(the widest radius, the neighbourhood's pairs estimated from below by the build's
     cell grid: a sort of the towns, no pair looked at)."""
-    widest = max(radius_km.values()) if isinstance(radius_km, dict) else float(radius_km)
+    if isinstance(radius_km, dict):  # the distance rows' (a travel-time table's pairs are known when read)
+        widest = max((float(r) for r in radius_km.values() if isinstance(r, (int, float))), default=0.0)
+    else:
+        widest = float(radius_km)
+    if widest == 0.0:
+        return 0.0, 0
     return widest, int(PAIRS_PER_BOUND * cell_pair_bound(towns.lat, towns.lon, widest))
 
 
@@ -181,16 +214,28 @@ def prepare(towns: Towns, forced: np.ndarray, radius_km, core_floor: float | Non
         raise _too_large(towns, *_estimate(towns, radius_km), available_bytes() or 0) from None
 
 
+def _table_rows(arrays, log_pop, lp_max, limit_min, candidate, lat, lon) -> Rows:
+    """The :class:`Rows` of a travel-time table's (offsets, neighbour, log minutes, minutes)."""
+    offsets, neighbour, log_min, minutes = arrays
+    lp_rel = row_lp(offsets, neighbour, log_pop, floor=lp_max)[0]
+    # Rows hold the pairs within limit_min; a row's buckets split that range.
+    return _rows(offsets, neighbour, log_min, lp_rel, max(limit_min, 1e-300), candidate, lat, lon, minutes)
+
+
 def build(towns: Towns, forced: np.ndarray, radius_km, core_floor: float | None = None) -> Network:
     """Build the neighbourhood once for a run.
 
     ``radius_km``: per mode (``{"commute": km, "freight": km}``, see
-    :func:`agglo.engine.scenarios.reach_radii`) or one radius for both; ``core_floor``: the
-    run's smallest ``cores.min_population`` (None: every town may be a core).
+    :func:`agglo.engine.scenarios.reach_radii`) or one radius for both; a mode whose value
+    is a :class:`~agglo.engine.traveltimes.TimeTable` gets the rows of that table instead
+    (:func:`agglo.engine.traveltimes.table_network_rows`). ``core_floor``: the run's
+    smallest ``cores.min_population`` (None: every town may be a core).
     """
+    from agglo.engine.traveltimes import TimeTable, table_network_rows
+
     radii = dict(radius_km) if isinstance(radius_km, dict) else {mode: float(radius_km) for mode in MODES}
-    widest = max(radii.values())
-    offsets, neighbour, log_dist = build_neighbourhood(towns.lat, towns.lon, widest, log_float32=True)
+    tables = {mode: r for mode, r in radii.items() if isinstance(r, TimeTable)}
+    km = {mode: float(r) for mode, r in radii.items() if mode not in tables}
     population = towns.population.astype(np.float64)
     log_pop = np.log(population)
     candidate = forced.copy() if core_floor is not None else np.ones(len(population), dtype=bool)
@@ -200,17 +245,35 @@ def build(towns: Towns, forced: np.ndarray, radius_km, core_floor: float | None 
     # (netcache, the local cluster's workers), and a read-only array is another type.
     lat = np.array(towns.lat, dtype=np.float64)
     lon = np.array(towns.lon, dtype=np.float64)
-    lp_rel, lp_max = row_lp(offsets, neighbour, log_pop)
-    full = _rows(offsets, neighbour, log_dist, lp_rel, widest, candidate, lat, lon)
-    rows = {}
-    for mode in MODES:
-        if radii[mode] >= SHARE_ROWS * widest:
-            rows[mode] = full
-        else:
-            sub = truncate_rows(offsets, neighbour, log_dist, lp_rel, radii[mode])
-            rows[mode] = _rows(*sub, radii[mode], candidate, lat, lon)
+    read = {mode: table_network_rows(towns, table, log_pop) for mode, table in tables.items()}
+    floor = log_pop  # lp_max bounds the log population of every row of every mode
+    for got in read.values():
+        floor = np.maximum(floor, got.lp_max)
+    rows, cols = {}, {}
+    if km:
+        widest = max(km.values())
+        offsets, neighbour, log_dist = build_neighbourhood(towns.lat, towns.lon, widest, log_float32=True)
+        lp_rel, lp_max = row_lp(offsets, neighbour, log_pop, floor=floor)
+        full = _rows(offsets, neighbour, log_dist, lp_rel, widest, candidate, lat, lon)
+        for mode, radius in km.items():
+            if radius >= SHARE_ROWS * widest:
+                rows[mode] = full
+            else:
+                sub = truncate_rows(offsets, neighbour, log_dist, lp_rel, radius)
+                rows[mode] = _rows(*sub, radius, candidate, lat, lon)
+    else:
+        lp_max = floor
+    for mode, got in read.items():
+        limit = tables[mode].limit_min
+        rows[mode] = _table_rows(got.out, log_pop, lp_max, limit, candidate, lat, lon)
+        if not got.symmetric:
+            cols[mode] = _table_rows(got.into, log_pop, lp_max, limit, candidate, lat, lon)
+    rows = {mode: rows[mode] for mode in MODES}
+    cols = {mode: cols.get(mode, rows[mode]) for mode in MODES}
     places = Places(population=population, log_pop=log_pop, lat=lat, lon=lon, region=towns.region_code, lp_max=lp_max)
-    return Network(places=places, rows=rows, forced_core=forced)
+    return Network(
+        places=places, rows=rows, forced_core=forced, cols=cols, tables=tuple(m for m in MODES if m in tables)
+    )
 
 
 @dataclass(frozen=True)
@@ -221,7 +284,7 @@ class NetworkFiles:
     each mode's rows (modes that share one Rows object share its files)."""
 
     folder: str
-    layout: dict  # mode -> rows key
+    layout: dict  # mode -> rows key; "cols:" + mode -> its incoming rows' key; "table:" + mode -> "" if on a table
     scalars: dict  # rows key -> (radius_km, longest)
 
 
@@ -235,7 +298,9 @@ def spill_layout(network: Network) -> tuple[dict, dict, dict]:
     layout = {}
     scalars = {}
     arrays = {}
-    for mode, rows in network.rows.items():
+    named = [*network.rows.items(), *((f"cols:{m}", r) for m, r in network.cols.items())]
+    layout.update({f"table:{m}": "" for m in network.tables})
+    for mode, rows in named:
         key = layout[mode] = keys.setdefault(id(rows), f"rows{len(keys)}")
         if key in scalars:
             continue
@@ -279,10 +344,13 @@ def mapped(handle: Network | NetworkFiles) -> Network:
         arrays = {name: load(f"{key}.{name}") for name in Rows._fields if name not in ("radius_km", "longest")}
         rows_of[key] = Rows(radius_km=radius_km, longest=longest, **arrays)
     places = Places(**{name: load(f"places.{name}") for name in Places._fields})
+    layout = handle.layout
     network = Network(
         places=places,
-        rows={mode: rows_of[key] for mode, key in handle.layout.items()},
+        rows={mode: rows_of[layout[mode]] for mode in MODES},
         forced_core=load("forced_core"),
+        cols={mode: rows_of[layout.get(f"cols:{mode}", layout[mode])] for mode in MODES},
+        tables=tuple(m for m in MODES if f"table:{m}" in layout),
     )
     _MAPPED.clear()  # one run's network at a time per worker
     _MAPPED[handle.folder] = network

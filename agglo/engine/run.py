@@ -22,6 +22,7 @@ from agglo.engine.outputs import writing
 from agglo.engine.plan import Plan, describe_sample, make_plan
 from agglo.engine.scenarios import batch_parameters, reach_radii
 from agglo.engine.towns import Towns, load_geonames, load_table, synthetic
+from agglo.engine.traveltimes import with_tables
 
 
 def load_towns(cfg: AggloConfig) -> Towns:
@@ -148,6 +149,13 @@ def _start_executor(cfg: AggloConfig):
     return start(cfg.executor)
 
 
+def reach_text(radii: dict) -> str:
+    """The reach a build covers: km of the distance rows, and each travel-time table."""
+    km = [float(r) for r in radii.values() if isinstance(r, float)]
+    tables = [f"{m}'s travel times" for m, r in radii.items() if not isinstance(r, float)]
+    return " and ".join(([f"{max(km):.0f} km"] if km else []) + tables)
+
+
 def _check_device(cfg: AggloConfig, params) -> None:
     """``executor.device=cuda`` needs a GPU (or Numba's simulator) and the gravity model."""
     if cfg.executor.device != "cuda":
@@ -156,6 +164,11 @@ def _check_device(cfg: AggloConfig, params) -> None:
 
     names = {code: name for name, code in MODEL_CODES.items()}
     for mode in MODES:
+        if cfg.mode(mode).travel_times is not None:
+            raise UserError(
+                f"executor.device = 'cuda': {mode}.travel_times is set, and the GPU passes compute straight-line "
+                "times only; allowed: executor.device=cpu with a travel-time table"
+            )
         other = [names[int(c)] for c in np.unique(params.mode(mode).model) if c != MODEL_CODES["gravity"]]
         if other:
             raise UserError(
@@ -203,7 +216,7 @@ def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str, started
             f"borders = 'closed' needs a 'region' column, and {towns.source} has none; allowed: borders=open, or a table with regions"
         )
     _check_device(cfg, params_all)
-    radii = reach_radii(params_all)
+    radii = with_tables(cfg, reach_radii(params_all))
     check_size(towns, radii)  # before anything is written: one line, never a MemoryError
     if cfg.executor.kind == "address":
         from agglo.engine.executors.dask import check_address
@@ -268,7 +281,7 @@ def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str, started
             if not quiet:
                 print(
                     f"{towns.source}: building the neighbourhood of {len(towns)} towns within "
-                    f"{max(radii.values()):.0f} km (Ctrl-C stops it)",
+                    f"{reach_text(radii)} (Ctrl-C stops it)",
                     file=sys.stderr,
                 )
 
@@ -282,8 +295,8 @@ def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str, started
                 if plan.sampler is not None:
                     print(describe_sample(plan.sampler), file=sys.stderr)
                 print(
-                    f"{towns.source}: {len(towns)} towns, {network.n_pairs} neighbour pairs within "
-                    f"{network.radius_km:.1f} km{' (cached)' if files is not None else ''}; "
+                    f"{towns.source}: {len(towns)} towns, {network.reach_text()}"
+                    f"{' (cached)' if files is not None else ''}; "
                     f"{plan.n_scenarios} scenarios in {plan.n_batches} batches"
                     + (f" ({len(todo)} left to compute)" if len(todo) < plan.n_batches else ""),
                     file=sys.stderr,

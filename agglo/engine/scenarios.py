@@ -64,6 +64,9 @@ def batch_parameters(cfg: AggloConfig, swept: dict, n_scenarios: int) -> Scenari
             else:
                 value = np.nan if base is None else float(base)
                 values[name] = column(key, value, np.float64).astype(np.float64)
+        if mc.travel_times is not None:  # t = time_factor · minutes, as 60 · circuity · d / speed_kmh reads it
+            values["circuity"] = column(f"{mode}.time_factor", float(mc.time_factor), np.float64).astype(np.float64)
+            values["speed_kmh"] = np.full(n_scenarios, 60.0)
         modes[mode] = ModeParams(**values)
     borders = column("borders", cfg.borders, object)
     core_min = column("cores.min_population", float(cfg.cores.min_population), np.float64)
@@ -77,7 +80,8 @@ def batch_parameters(cfg: AggloConfig, swept: dict, n_scenarios: int) -> Scenari
 
 def reach_radius_km(mode: ModeParams) -> np.ndarray:
     """Per scenario, the distance its cap reaches: ``cap_min · speed_kmh / (60 · circuity)``,
-    from ``60 · circuity · d / speed_kmh <= cap_min``."""
+    from ``60 · circuity · d / speed_kmh <= cap_min`` (on a travel-time table: the table's
+    minutes it reaches, cap_min / time_factor)."""
     return mode.cap_min * mode.speed_kmh / (60.0 * mode.circuity)
 
 

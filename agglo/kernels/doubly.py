@@ -362,3 +362,78 @@ def doubly_ipf(rows, places, terms, s, ends):
     x = x2[0]
     log_x = log_factors(x)
     return Balance(x, x, log_x, log_x, int(rounds[0]), float(error[0]), f, self_f)
+
+
+@strict
+def furness_group(rows, cols, places, terms, group, ends_out, ends_in):
+    """Plain iterative proportional fitting (Furness) for an asymmetric travel-time table,
+    whose balanced table is not symmetric: the scenarios ``group`` of ``terms`` (they share
+    f, as for :func:`balance_group`), ``ends_out`` / ``ends_in`` (S, N) the reachable
+    prefixes of the outgoing ``rows`` and the incoming ``cols``.
+
+    Each round: the row sums m_i = Σ_j f_ij B_j D_j (+ the self pair) at the current B give
+    the largest relative row error max_i |A_i m_i - 1| (towns with a pair; the column
+    constraints hold exactly after every round); below IPF_TOL, or after IPF_MAX_ITER
+    rounds, it stops; else A = 1 / m, and B = 1 / Σ_i f_ij A_i O_i (+ the self pair).
+    Every sum gathers along a row in row order. Returns (A, B, inflow, rounds, error):
+    inflow_j = B_j D_j Σ_{i != j} A_i O_i f_ij."""
+    population = places.population
+    n_scen, n = ends_out.shape
+    s0 = group[0]
+    widest_out = np.zeros(n, dtype=np.int64)
+    widest_in = np.zeros(n, dtype=np.int64)
+    for s in range(n_scen):
+        for i in range(n):
+            widest_out[i] = max(widest_out[i], ends_out[s, i])
+            widest_in[i] = max(widest_in[i], ends_in[s, i])
+    no_narrow = np.empty(0, dtype=np.uint16)
+    f_out = _deterrence_pairs(rows, places, terms, s0, widest_out, no_narrow)
+    f_in = _deterrence_pairs(cols, places, terms, s0, widest_in, no_narrow)
+    self_f = np.exp(terms.self_log_f[s0]) if terms.has_self[s0] else 0.0
+    a = np.zeros((n_scen, n))
+    b = np.ones((n_scen, n))
+    weight = np.empty((n_scen, n))
+    sums = np.zeros((n_scen, n))
+    into = np.zeros((n_scen, n))
+    active = np.ones(n_scen, dtype=np.bool_)
+    rounds = np.zeros(n_scen, dtype=np.int64)
+    error = np.full(n_scen, np.inf)
+    for it in range(IPF_MAX_ITER + 1):
+        for s in range(n_scen):
+            for i in range(n):
+                weight[s, i] = b[s, i] * population[i]
+        _pair_sums(rows, rows.neighbour, f_out, ends_out, weight, active, sums)
+        for s in range(n_scen):
+            if not active[s]:
+                continue
+            if it > 0:
+                worst = 0.0
+                for i in range(n):
+                    m = sums[s, i] + weight[s, i] * self_f
+                    if m > 0.0:
+                        worst = max(worst, abs(a[s, i] * m - 1.0))
+                error[s] = worst if np.isfinite(worst) else np.inf
+                if error[s] < IPF_TOL or rounds[s] == IPF_MAX_ITER or not error[s] < np.inf:
+                    active[s] = False  # A, B and the column sums of the last round stay
+                    continue
+            for i in range(n):
+                m = sums[s, i] + weight[s, i] * self_f
+                a[s, i] = 1.0 / m if m > 0.0 else 0.0
+            rounds[s] += 1
+        if not active.any():
+            break
+        for s in range(n_scen):
+            for i in range(n):
+                weight[s, i] = a[s, i] * population[i]
+        _pair_sums(cols, cols.neighbour, f_in, ends_in, weight, active, into)
+        for s in range(n_scen):
+            if not active[s]:
+                continue
+            for j in range(n):
+                m = into[s, j] + weight[s, j] * self_f
+                b[s, j] = 1.0 / m if m > 0.0 else 0.0
+    inflow = np.zeros((n_scen, n))
+    for s in range(n_scen):
+        for j in range(n):
+            inflow[s, j] = b[s, j] * population[j] * into[s, j]
+    return a, b, inflow, rounds, error

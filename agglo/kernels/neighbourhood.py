@@ -258,9 +258,9 @@ def build_neighbourhood(lat, lon, radius_km, log_float32=False):
 
 
 @parallel
-def _row_lp(offsets, neighbour, log_pop, lp_rel, lp_max):
+def _row_lp(offsets, neighbour, log_pop, floor, lp_rel, lp_max):
     for i in prange(offsets.shape[0] - 1):
-        top = log_pop[i]
+        top = max(log_pop[i], floor[i])
         for p in range(offsets[i], offsets[i + 1]):
             top = max(top, log_pop[neighbour[p]])
         lp_max[i] = top
@@ -269,7 +269,7 @@ def _row_lp(offsets, neighbour, log_pop, lp_rel, lp_max):
 
 
 @serial
-def _candidate_cores(offsets, neighbour, candidate, lat, lon):
+def _candidate_cores(offsets, neighbour, candidate, lat, lon, minutes):
     n = offsets.shape[0] - 1
     cand_offsets = np.zeros(n + 1, dtype=np.int64)
     for i in range(n):
@@ -288,7 +288,10 @@ def _candidate_cores(offsets, neighbour, candidate, lat, lon):
             if candidate[j]:
                 cand_pos[k] = p - offsets[i]
                 cand_town[k] = j
-                cand_d[k] = haversine_km(lat[i], lon[i], lat[j], lon[j])
+                if minutes.shape[0] > 0:  # a travel-time table's rows: its minutes
+                    cand_d[k] = minutes[p]
+                else:
+                    cand_d[k] = haversine_km(lat[i], lon[i], lat[j], lon[j])
                 k += 1
     return cand_offsets, cand_pos, cand_town, cand_d
 
@@ -313,27 +316,31 @@ def _row_buckets(offsets, log_dist, radius_km, n_buckets):
 N_BUCKETS = 32
 
 
-def row_lp(offsets, neighbour, log_pop):
+def row_lp(offsets, neighbour, log_pop, floor=None):
     """``lp_rel`` (float32, per pair): log population of the neighbour minus ``lp_max``,
-    the largest log population of the row and its town (so ``lp_rel <= 0``)."""
+    the largest log population of the row, its town and ``floor`` (per town: the largest of
+    other rows, so that one ``lp_max`` serves them all; so ``lp_rel <= 0``)."""
+    log_pop = np.ascontiguousarray(log_pop, dtype=np.float64)
     lp_rel = np.empty(neighbour.shape[0], dtype=np.float32)
     lp_max = np.empty(offsets.shape[0] - 1, dtype=np.float64)
-    _row_lp(offsets, neighbour, np.ascontiguousarray(log_pop, dtype=np.float64), lp_rel, lp_max)
+    _row_lp(offsets, neighbour, log_pop, log_pop if floor is None else floor, lp_rel, lp_max)
     return lp_rel, lp_max
 
 
-def row_tables(offsets, neighbour, log_dist, radius_km, candidate, lat, lon):
+def row_tables(offsets, neighbour, log_dist, radius_km, candidate, lat, lon, minutes=None):
     """Per-row tables the scenario kernels read besides the pairs.
 
     ``bucket`` (N, 33) int32: the first row position beyond ``radius_km · sqrt(k/32)``,
     so that a reach limit is searched among about 1/32 of a row;
     ``cand_offsets``/``cand_pos``/``cand_town``/``cand_d``: CSR of the row positions
     (ascending) whose neighbour is ``candidate`` (may be a core), that neighbour, and
-    its float64 distance in km.
+    its float64 distance in km (``minutes`` given: the rows of a travel-time table, whose
+    ``radius_km`` and distances are that table's minutes).
     """
+    minutes = np.empty(0, dtype=np.float64) if minutes is None else minutes
     bucket = _row_buckets(offsets, log_dist, float(radius_km), N_BUCKETS)
     cand_offsets, cand_pos, cand_town, cand_d = _candidate_cores(
-        offsets, neighbour, np.ascontiguousarray(candidate, dtype=np.bool_), lat, lon
+        offsets, neighbour, np.ascontiguousarray(candidate, dtype=np.bool_), lat, lon, minutes
     )
     return bucket, cand_offsets, cand_pos, cand_town, cand_d
 

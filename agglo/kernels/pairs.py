@@ -9,7 +9,7 @@ log-weight (so that ``population ^ gamma`` cannot overflow), no float32, exact t
 import numpy as np
 
 from agglo.kernels.jit import prange, strict_parallel
-from agglo.kernels.reach import travel_minutes
+from agglo.kernels.reach import pair_minutes
 from agglo.kernels.terms import log_deterrence
 
 
@@ -39,7 +39,7 @@ def pair_shares(rows, places, mode, s, closed):
                 top = self_lw
             for q in range(start, stop):
                 j = rows.neighbour[q]
-                t = travel_minutes(places, i, j, circuity, speed_kmh)
+                t = pair_minutes(rows, places, i, q, circuity, speed_kmh)
                 travel[q] = t
                 if t <= cap_min and (not closed or region[j] == region[i]):
                     lw = gamma * log_pop[j] + log_deterrence(t, decay, beta, min_time)

@@ -9,7 +9,7 @@ shares one S).
 import numpy as np
 
 from agglo.kernels.jit import prange, strict, strict_parallel
-from agglo.kernels.reach import travel_minutes
+from agglo.kernels.reach import pair_minutes
 
 
 @strict
@@ -25,7 +25,7 @@ def _raw_weights(rows, places, i, closed, end, circuity, speed_kmh, share):
         j = rows.neighbour[start + q]
         if closed and places.region[j] != places.region[i]:
             continue
-        t = travel_minutes(places, i, j, circuity, speed_kmh)
+        t = pair_minutes(rows, places, i, start + q, circuity, speed_kmh)
         if t != prev_t:
             closer += run
             run = 0.0

@@ -8,6 +8,9 @@ Haversine, ``R = 6371.0088 km``, and one-way travel time in minutes::
     d_ij = 2 R asin( sqrt( sin²(Δφ/2) + cos φ_i cos φ_j sin²(Δλ/2) ) )
     t_ij = 60 · circuity · d_ij / speed_kmh
 
+On the rows of a travel-time table (docs/model.md, "Travel-time tables") ``t_ij`` is the
+table's minutes times the time factor, and "km" below reads "table minutes".
+
 A row of the neighbourhood is sorted by distance, so ``R(i)`` is a prefix of it:
 :func:`reach_end` finds it by bisection on the float32 log-distances inside one of
 the row's 32 buckets, and settles it with the float64 ``t_ij <= cap_min`` wherever
@@ -16,7 +19,7 @@ float32 could be in doubt. Reachability is exact, never an artefact of single pr
 
 import numpy as np
 
-from agglo.kernels.jit import inlined, strict
+from agglo.kernels.jit import inlined, prange, strict, strict_parallel
 
 EARTH_RADIUS_KM = 6371.0088
 DEG = np.pi / 180.0
@@ -56,6 +59,15 @@ def travel_minutes(places, i, j, circuity, speed_kmh):
 
 
 @inlined
+def pair_minutes(rows, places, i, p, circuity, speed_kmh):
+    """t_ij of the pair at position ``p`` of row ``i``: the travel-time table's minutes times
+    the time factor (carried as ``circuity``) on table rows, else :func:`travel_minutes`."""
+    if rows.minutes.shape[0] > 0:
+        return circuity * rows.minutes[p]
+    return travel_minutes(places, i, rows.neighbour[p], circuity, speed_kmh)
+
+
+@inlined
 def _reach_at_zero(log_dist, start, n):
     """Cap 0: only places at distance 0 (log -inf) are reachable."""
     end = 0
@@ -67,13 +79,7 @@ def _reach_at_zero(log_dist, start, n):
 @inlined
 def reach_end(rows, places, i, circuity, speed_kmh, cap_min):
     """Length of the prefix of row ``i`` with t_ij <= cap_min, exactly as docs/model.md decides it."""
-    offsets, log_dist, bucket, neighbour, radius_km = (
-        rows.offsets,
-        rows.log_dist,
-        rows.bucket,
-        rows.neighbour,
-        rows.radius_km,
-    )
+    offsets, log_dist, bucket, radius_km = rows.offsets, rows.log_dist, rows.bucket, rows.radius_km
     start = offsets[i]
     n = offsets[i + 1] - start
     if n == 0:
@@ -101,7 +107,7 @@ def reach_end(rows, places, i, circuity, speed_kmh, cap_min):
     while end > 0:
         ld = np.float64(log_dist[start + end - 1])
         beyond = ld > limit + doubt or (
-            ld > limit - doubt and travel_minutes(places, i, neighbour[start + end - 1], circuity, speed_kmh) > cap_min
+            ld > limit - doubt and pair_minutes(rows, places, i, start + end - 1, circuity, speed_kmh) > cap_min
         )
         if not beyond:
             break
@@ -109,7 +115,7 @@ def reach_end(rows, places, i, circuity, speed_kmh, cap_min):
     while end < n:
         ld = np.float64(log_dist[start + end])
         within = ld < limit - doubt or (
-            ld < limit + doubt and travel_minutes(places, i, neighbour[start + end], circuity, speed_kmh) <= cap_min
+            ld < limit + doubt and pair_minutes(rows, places, i, start + end, circuity, speed_kmh) <= cap_min
         )
         if not within:
             break
@@ -124,3 +130,16 @@ def count_in_region(neighbour, region, home, n):
     for q in range(n):
         count += 1 if region[neighbour[q]] == home else 0
     return count
+
+
+@strict_parallel
+def reach_ends(rows, places, mode):
+    """(S, N) int32: the reachable prefix of every row in every scenario of ``mode`` (the
+    incoming rows of an asymmetric travel-time table, whose origin pass reads the outgoing)."""
+    n_scen = mode.cap_min.shape[0]
+    n = rows.offsets.shape[0] - 1
+    out = np.zeros((n_scen, n), dtype=np.int32)
+    for i in prange(n):
+        for s in range(n_scen):
+            out[s, i] = reach_end(rows, places, i, mode.circuity[s], mode.speed_kmh[s], mode.cap_min[s])
+    return out

@@ -5,7 +5,10 @@ A pass reads a few of these instead of a long list of positional arrays:
 - :class:`Places`: the towns, per town (docs/model.md's ``population``, ``lat``, ``lon``,
   ``region`` as an integer code) and what the passes derive from them once.
 - :class:`Rows`: one neighbourhood in CSR, rows sorted by distance (ties by index), with
-  the per-row tables the passes search.
+  the per-row tables the passes search. Rows of a travel-time table (docs/model.md,
+  "Travel-time tables") have the same layout in minutes instead of km: ``log_dist`` holds
+  log minutes, ``minutes`` the table's own values, and the mode's ``circuity`` carries the
+  table's ``time_factor`` with ``speed_kmh`` 60, so that every km formula reads minutes.
 - :class:`ModeParams`: one mode's parameters, one value per scenario, under docs/model.md's
   names (``decay`` and ``model`` as integer codes, ``self_time_min`` NaN for "no self term").
 - :class:`Origins`: what the origin pass leaves for the inflow pass and the assignment.
@@ -42,13 +45,16 @@ class Rows(NamedTuple):
     order: np.ndarray  # (N,) int64: the towns in a spatial order
     order_chunks: np.ndarray  # ranges of positions in that order, of about equal pair count
     neighbour_rank: np.ndarray  # (P,) int32: each pair's neighbour by its position in the order
+    minutes: (
+        np.ndarray
+    )  # (P,) float64 minutes of a travel-time table's pair (log_dist is then their log); empty for km rows
 
 
 class ModeParams(NamedTuple):
     model: np.ndarray  # (S,) int8, MODEL_CODES
     decay: np.ndarray  # (S,) int8, DECAY_CODES
-    speed_kmh: np.ndarray  # (S,) float64
-    circuity: np.ndarray
+    speed_kmh: np.ndarray  # (S,) float64 (60 on a travel-time table)
+    circuity: np.ndarray  # (S,) float64 (the time_factor on a travel-time table)
     cap_min: np.ndarray
     beta: np.ndarray
     alpha: np.ndarray

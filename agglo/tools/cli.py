@@ -1,4 +1,4 @@
-"""The command line: ``agglo run | config | info | verify | analyze | plot | explore | flows | calibrate``.
+"""The command line: ``agglo run | config | info | verify | analyze | plot | explore | flows | times | calibrate``.
 
 Overrides use Hydra's grammar (``key=value``, ``key=a,b,c``, ``key=range(1,3,0.5)``,
 ``key=choice(a,b)``); every key of docs/model.md can be set or swept.
@@ -45,6 +45,16 @@ def _parser() -> argparse.ArgumentParser:
     flows.add_argument("overrides", nargs="*", help=USAGE_OVERRIDES)
     flows.add_argument("--out", required=True, metavar="FILE.parquet", help="the table to write (.parquet or .csv)")
     flows.add_argument("--to-cores", action="store_true", help="only pairs whose destination is a core")
+    times = sub.add_parser("times", help="write the built-in travel times of a mode as a travel-time table")
+    times.add_argument("overrides", nargs="*", help=USAGE_OVERRIDES)
+    times.add_argument("--mode", default="freight", help="commute or freight (default freight)")
+    times.add_argument("--out", required=True, metavar="FILE.parquet", help="the table to write (.parquet or .csv)")
+    times.add_argument(
+        "--cap-min",
+        type=float,
+        default=None,
+        help="keep the pairs within this many minutes (default: the mode's cap_min)",
+    )
     cal = sub.add_parser("calibrate", help="fit gravity parameters to observed flows (Poisson regression)")
     cal.add_argument("--flows", required=True, help="CSV with origin, destination, flow (town_ids)")
     cal.add_argument("--towns", required=True, help="towns table (CSV or Parquet with docs/model.md's columns)")
@@ -202,6 +212,16 @@ def cmd_flows(args) -> int:
 
     path, rows = export(args.overrides, args.out, args.to_cores)
     print(f"{path}: {rows} origin-destination pairs (origin, destination, mode, travel_min, share, flow)")
+    return 0
+
+
+def cmd_times(args) -> int:
+    from agglo.tools.times import export
+
+    path, n, cap = export(args.overrides, args.mode, args.out, args.cap_min)
+    print(
+        f"{path}: {n} {args.mode} pairs within {cap:g} min (origin, destination, minutes); use it with {args.mode}.travel_times={path}"
+    )
     return 0
 
 
@@ -375,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         "explore": cmd_explore,
         "calibrate": cmd_calibrate,
         "flows": cmd_flows,
+        "times": cmd_times,
     }
     try:
         if args.command == "run":

@@ -20,12 +20,14 @@ from agglo.engine.network import forced_cores, prepare
 from agglo.engine.outputs import check_new_file, writing
 from agglo.engine.pairs import scenario_pairs
 from agglo.engine.scenarios import batch_parameters, reach_radii
+from agglo.engine.traveltimes import with_tables
 
 
 def flow_table(cfg, towns, to_cores: bool = False) -> pd.DataFrame:
     params = batch_parameters(cfg, {}, 1)
     forced = forced_cores(towns, list(cfg.cores.ids))
-    network = prepare(towns, forced, reach_radii(params), core_floor=float(cfg.cores.min_population))
+    radii = with_tables(cfg, reach_radii(params))
+    network = prepare(towns, forced, radii, core_floor=float(cfg.cores.min_population))
     is_core = (network.population >= float(cfg.cores.min_population)) | forced
     ids = np.asarray(towns.town_id)
     parts = []
