@@ -11,6 +11,7 @@ from agglo.engine.config import AggloConfig, CoresConfig, ModeConfig
 from agglo.engine.network import prepare
 from agglo.engine.scenarios import batch_parameters, reach_radii
 from agglo.engine.towns import Towns, from_frame
+from agglo.engine.traveltimes import with_tables
 from tests.naive import scenario
 
 NEAR = 1e-9  # relative gap under which two float64 values are an honest tie (reach: exact in the kernels)
@@ -105,7 +106,8 @@ def make_config(commute: dict, freight: dict, borders: str = "open", core_min: f
 def kernels_one(towns: Towns, cfg: AggloConfig) -> dict:
     """Run the kernels for one scenario; arrays (2, N) / (2,)."""
     params = batch_parameters(cfg, {}, 1)
-    network = prepare(towns, towns.core.copy(), reach_radii(params), core_floor=cfg.cores.min_population)
+    radii = with_tables(cfg, reach_radii(params))  # a mode's travel-time table, if it has one
+    network = prepare(towns, towns.core.copy(), radii, core_floor=cfg.cores.min_population)
     out = compute_batch(network, params)
     return {k: v[0] for k, v in out.items()}
 

@@ -22,7 +22,7 @@ from agglo.engine.outputs import writing
 from agglo.engine.plan import Plan, describe_sample, make_plan
 from agglo.engine.scenarios import batch_parameters, reach_radii
 from agglo.engine.towns import Towns, load_geonames, load_table, synthetic
-from agglo.engine.traveltimes import with_tables
+from agglo.engine.traveltimes import read_ahead, with_tables
 
 
 def load_towns(cfg: AggloConfig) -> Towns:
@@ -57,7 +57,7 @@ class Outcome:
     towns: Towns
 
 
-def _decide_store(cfg: AggloConfig, cfg_omega, sha: str) -> tuple[bool, np.ndarray | None]:
+def _decide_store(cfg: AggloConfig, cfg_omega, sha: str, tables: dict) -> tuple[bool, np.ndarray | None]:
     """Apply store.mode to an existing store. Returns (create new?, done mask to resume;
     None with False: a cube of this config without its progress record, to redo whole)."""
     path = cfg.store.path
@@ -90,6 +90,14 @@ def _decide_store(cfg: AggloConfig, cfg_omega, sha: str) -> tuple[bool, np.ndarr
         differing.append("input table (SHA-256)")
     elif "data.path" in differing:
         differing.remove("data.path")  # the same table by another spelling of its path: content decides
+    stored_tables = json.loads(attrs.get("travel_times_sha256", "{}"))
+    for mode in MODES:
+        key = f"{mode}.travel_times"
+        if stored_tables.get(mode) != tables.get(mode):
+            if key not in differing:
+                differing.append(f"{key} (SHA-256)")
+        elif key in differing:
+            differing.remove(key)  # the same travel times by another spelling of the path
     if differing:
         raise UserError(
             f"store.path = {path!r} holds a different configuration (differs in: {', '.join(differing)}); "
@@ -218,12 +226,14 @@ def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str, started
     _check_device(cfg, params_all)
     radii = with_tables(cfg, reach_radii(params_all))
     check_size(towns, radii)  # before anything is written: one line, never a MemoryError
+    read_ahead(towns, radii)  # a bad travel-time table too
     if cfg.executor.kind == "address":
         from agglo.engine.executors.dask import check_address
 
         check_address(cfg.executor)
     sha = towns.sha256()
-    create, done = _decide_store(cfg, cfg_omega, sha)
+    tables = {mode: r.sha256 for mode, r in radii.items() if hasattr(r, "sha256")}
+    create, done = _decide_store(cfg, cfg_omega, sha, tables)
     writes = writing(f"store.path = {path!r}", resumable=True)
     if not create:
         plan = make_plan(cfg_omega, 1, table, chunks=json.loads(store.read_attrs(path)["plan_chunks"]))
@@ -259,6 +269,7 @@ def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str, started
             "engine_version": __version__,
             "input_sha256": sha,
             "input_source": towns.source,
+            "travel_times_sha256": json.dumps(tables, sort_keys=True),
             "plan_chunks": json.dumps(list(plan.chunks)),
             "scenario_dims": json.dumps(list(plan.dims)),
             "model": "docs/model.md",

@@ -226,6 +226,11 @@ def _refuse_row(path, csv, row, batch, k, origin, dest, minutes, towns) -> None:
     raise UserError(f"{where}: minutes = {raw[2]!r}; allowed: a finite number >= 0")
 
 
+def _plain(value):
+    """A town_id as the user wrote it (a Python int or str, not a NumPy scalar's repr)."""
+    return value.item() if hasattr(value, "item") else value
+
+
 @dataclass(frozen=True)
 class TableRows:
     """A table's rows for the kernels: outgoing (row i: the pairs i -> j) and incoming (row j:
@@ -239,9 +244,26 @@ class TableRows:
     symmetric: bool
 
 
+_READ: dict = {}  # (id of the towns, TimeTable) -> TableRows read ahead by read_ahead, for the build
+
+
+def read_ahead(towns, radii: dict) -> None:
+    """Read and check every travel-time table of ``radii`` now, before a run writes anything
+    (a bad table is refused with nothing written); the network's build then takes the rows
+    read here instead of reading the table again."""
+    log_pop = np.log(towns.population.astype(np.float64))
+    for table in radii.values():
+        if isinstance(table, TimeTable):
+            _READ[(id(towns), table)] = table_network_rows(towns, table, log_pop)
+
+
 def table_network_rows(towns, table: TimeTable, log_pop: np.ndarray, sha_checked: bool = True) -> TableRows:
     """Read ``table`` (its bytes checked against its sha256 unless ``sha_checked`` is False)
-    and build its rows; a pair listed twice is refused naming both rows."""
+    and build its rows; a pair listed twice is refused naming both rows. Rows read ahead
+    (:func:`read_ahead`) for these towns are taken instead."""
+    ready = _READ.pop((id(towns), table), None)
+    if ready is not None:
+        return ready
     from agglo.kernels.neighbourhood import row_lp
     from agglo.kernels.tables import rows_within, table_rows
 
@@ -252,7 +274,8 @@ def table_network_rows(towns, table: TimeTable, log_pop: np.ndarray, sha_checked
         k = out[4]
         same = np.flatnonzero((pairs.origin == pairs.origin[k]) & (pairs.dest == pairs.dest[k]))
         raise UserError(
-            f"{pairs.where(k)}: the pair ({towns.town_id[pairs.origin[k]]!r}, {towns.town_id[pairs.dest[k]]!r}) "
+            f"{pairs.where(k)}: the pair ({_plain(towns.town_id[pairs.origin[k]])!r}, "
+            f"{_plain(towns.town_id[pairs.dest[k]])!r}) "
             f"is listed again (first at row {int(same[0]) + 1}); allowed: one row per ordered pair"
         )
     into = table_rows(n, pairs.dest, pairs.origin, pairs.minutes)

@@ -44,7 +44,6 @@ def _sorted_rows(offsets, at, dest, minutes, parts, neighbour, minutes_out, log_
         for i in range(parts[c], parts[c + 1]):
             start = offsets[i]
             count = offsets[i + 1] - start
-            repeated[i] = -1
             if count == 0:
                 continue
             row_j = np.empty(count, dtype=np.int32)
@@ -79,12 +78,12 @@ def table_rows(n, origin, dest, minutes):
     minutes = np.ascontiguousarray(minutes, dtype=np.float64)
     offsets, at = _by_origin(n, origin)
     pairs = int(offsets[-1])
-    parts = np.unique(np.searchsorted(offsets, np.linspace(0, pairs, N_PARTS + 1), side="left").clip(0, n))
-    parts[0], parts[-1] = 0, n
+    cuts = np.searchsorted(offsets, np.linspace(0, pairs, N_PARTS + 1), side="left").clip(0, n)
+    parts = np.unique(np.concatenate([[0], cuts, [n]]))
     neighbour = np.empty(pairs, dtype=np.int32)
     minutes_out = np.empty(pairs, dtype=np.float64)
     log_out = np.empty(pairs, dtype=np.float32)
-    repeated = np.empty(n, dtype=np.int64)
+    repeated = np.full(n, -1, dtype=np.int64)
     with np.errstate(divide="ignore"):
         _sorted_rows(offsets, at, dest, minutes, parts.astype(np.int64), neighbour, minutes_out, log_out, repeated)
     found = repeated[repeated >= 0]
