@@ -319,3 +319,74 @@ def test_roads_with_a_river_and_one_bridge(tmp_path):
     by_road = np.flatnonzero((road["core"][0] == city) & west)
     assert (m[by_road, city] <= 30.0).all()
     assert len(by_road) < ((line["core"][0] == city) & west).sum()
+
+
+def test_a_table_on_the_local_cluster_equals_synchronous(tmp_path, run_cli):
+    """Dask workers get the table's path and bytes' SHA-256 in the recipe, and build from it
+    (or map the driver's cached network): the same cube, bit for bit."""
+    path = tmp_path / "t.parquet"
+    assert run_cli("times", *SMALL[:-1], "--out", str(path), "--cap-min", "300")[0] == 0
+    frame = pd.read_parquet(path)
+    frame.loc[frame.origin.to_numpy() > frame.destination.to_numpy(), "minutes"] *= 1.3  # asymmetric
+    frame.to_parquet(path, index=False)
+    args = [*SMALL, f"freight.travel_times={path}", "freight.cap_min=60,120,240", "commute.cap_min=30,60"]
+    sync, local = tmp_path / "sync.zarr", tmp_path / "local.zarr"
+    assert run_cli("run", *args, f"store.path={sync}")[0] == 0
+    code, _, err = run_cli(
+        "run", *args, "executor.kind=local", "executor.n_workers=2", "executor.batch_size=1", f"store.path={local}"
+    )
+    assert code == 0, err
+    a, b = cube(sync), cube(local)
+    for name in a:
+        assert np.array_equal(a[name], b[name], equal_nan=True), name
+
+
+@pytest.mark.parametrize("factor, cap", [(1.0, 60.0), (1.1, 60.0), (0.7, 45.5), (1.3, 240.0)])
+def test_reach_on_a_table_is_exact_at_the_cap(tmp_path, factor, cap):
+    """t = time_factor · minutes <= cap_min decided in float64, to the last bit: a pair whose
+    time lands on the cap is reachable, the next float64 minute beyond it is not."""
+    m_in = cap / factor
+    while factor * m_in > cap:
+        m_in = np.nextafter(m_in, 0.0)
+    while factor * np.nextafter(m_in, np.inf) <= cap:
+        m_in = np.nextafter(m_in, np.inf)
+    m_out = np.nextafter(m_in, np.inf)
+    assert factor * m_in <= cap < factor * m_out
+    frame = pd.DataFrame(
+        {
+            "town_id": [1, 2, 3, 4],
+            "name": list("abcd"),
+            "lat": [17.0, 17.1, 17.2, 17.3],
+            "lon": [-96.0] * 4,
+            "population": [1000.0, 2000.0, 3000.0, 4000.0],
+        }
+    )
+    towns = from_frame(frame, "four")
+    m = np.full((4, 4), np.inf)
+    m[0, 1], m[0, 2], m[0, 3], m[1, 0] = m_in, m_out, m_in / 2, m_out
+    path = write(tmp_path / "edge.parquet", towns, m)
+    freight = dict(vars(make_config({}, {}).freight), travel_times=path, time_factor=factor, cap_min=cap)
+    out = kernels_one(towns, make_config({}, freight))
+    assert out["n_reachable"][1].tolist() == [2, 0, 0, 0]
+
+
+def test_text_town_ids_in_csv_and_parquet(tmp_path):
+    """A town table keyed by text (INEGI's CVEGEO, say): the table's ids are read as text."""
+    from agglo.engine.towns import synthetic
+
+    base = synthetic(60, 5)
+    frame = pd.DataFrame(
+        {
+            "town_id": [f"MX-{k:03d}" for k in range(60)],
+            "name": base.name,
+            "lat": base.lat,
+            "lon": base.lon,
+            "population": base.population,
+        }
+    )
+    towns = from_frame(frame, "text ids")
+    rng = np.random.default_rng(0)
+    m = dense_table(towns, rng.uniform(1.0, 1.5, (60, 60)), rng.random((60, 60)) < 0.6, symmetric=False)
+    for name in ("t.csv", "t.parquet"):
+        freight = dict(vars(make_config({}, {}).freight), travel_times=write(tmp_path / name, towns, m))
+        check(towns, make_config({}, freight, core_min=20000.0), {"freight": m})

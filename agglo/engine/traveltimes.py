@@ -135,16 +135,25 @@ def _typed(path: str, batch, want: dict):
     return pa.RecordBatch.from_arrays(columns, names=list(COLUMNS))
 
 
+DENSE_IDS = 1 << 26  # integer ids spanning fewer values than this are looked up in a dense table
+
+
 class _Ids:
-    """town_id -> town index, for int64 or text ids."""
+    """town_id -> town index, for int64 or text ids (integer ids in a dense lookup table when
+    they span less than DENSE_IDS values, as GeoNames ids do: one read a pair instead of a search)."""
 
     def __init__(self, towns):
         ids = towns.town_id
         self.numeric = np.issubdtype(np.asarray(ids).dtype, np.integer)
+        self.lut = None
         if self.numeric:
             ids = np.asarray(ids, dtype=np.int64)
             self.order = np.argsort(ids, kind="stable")
             self.sorted = ids[self.order]
+            if ids.shape[0] and int(self.sorted[-1]) - int(self.sorted[0]) < DENSE_IDS:
+                self.low = int(self.sorted[0])
+                self.lut = np.full(int(self.sorted[-1]) - self.low + 1, -1, dtype=np.int32)
+                self.lut[ids - self.low] = np.arange(ids.shape[0], dtype=np.int32)
         else:
             import pandas as pd
 
@@ -157,6 +166,10 @@ class _Ids:
 
     def of(self, column) -> np.ndarray:
         """Town index per value (-1 where not a town_id, or null)."""
+        if self.lut is not None:
+            values = column.fill_null(self.low - 1).to_numpy(zero_copy_only=False) - self.low
+            inside = (values >= 0) & (values < self.lut.shape[0])
+            return np.where(inside, self.lut[np.where(inside, values, 0)], -1)
         if self.numeric:
             values = column.fill_null(np.iinfo(np.int64).min).to_numpy(zero_copy_only=False)
             at = np.minimum(np.searchsorted(self.sorted, values), self.sorted.shape[0] - 1)

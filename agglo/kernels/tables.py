@@ -22,12 +22,18 @@ N_PARTS = 64  # row ranges of the parallel sort, each with its own scratch of N 
 
 @serial
 def _by_origin(n, origin):
-    """(offsets, the table rows by origin in table order)."""
+    """(offsets, the table rows by origin in table order): a counting sort, or none for a
+    table already grouped by origin in ascending order (a router's usual output)."""
     offsets = np.zeros(n + 1, dtype=np.int64)
+    grouped = True
     for k in range(origin.shape[0]):
         offsets[origin[k] + 1] += 1
+        if k > 0 and origin[k] < origin[k - 1]:
+            grouped = False
     for i in range(n):
         offsets[i + 1] += offsets[i]
+    if grouped:
+        return offsets, np.arange(origin.shape[0])
     fill = offsets[:n].copy()
     at = np.empty(origin.shape[0], dtype=np.int64)
     for k in range(origin.shape[0]):
@@ -58,7 +64,12 @@ def _sorted_rows(offsets, at, dest, minutes, parts, neighbour, minutes_out, log_
                 row_j[q] = j
                 row_d[q] = minutes[k]
                 top = max(top, minutes[k])
-            by = _sort_row(row_j, row_d, count, top)
+            ordered = True  # already sorted by (minutes, town index), as the engine writes a table
+            for q in range(1, count):
+                if row_d[q] < row_d[q - 1] or (row_d[q] == row_d[q - 1] and row_j[q] < row_j[q - 1]):
+                    ordered = False
+                    break
+            by = np.arange(count) if ordered else _sort_row(row_j, row_d, count, top)
             for q in range(count):
                 neighbour[start + q] = row_j[by[q]]
                 minutes_out[start + q] = row_d[by[q]]
