@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -77,10 +78,10 @@ def child(code_args: list[str]) -> tuple[float, dict]:
     return wall, json.loads(lines[-1][6:]) if lines else {}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="Oaxaca only (a smoke test)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -112,8 +113,9 @@ def main() -> None:
     )
     results = {}
     for name, path in (("build-km", ""), ("build-table", str(table)), ("build-asymmetric", str(asym))):
-        _, got = child(["-c", _BUILD, json.dumps(admin1), path])
-        results[name] = got
+        # twice, the faster kept: the first process may compile (Numba's cache) and fault pages in
+        runs = [child(["-c", _BUILD, json.dumps(admin1), path])[1] for _ in range(2)]
+        results[name] = min(runs, key=lambda got: got["seconds"])
     base = results["build-km"]
     print("| step | seconds | vs km | peak RSS GiB | vs km | freight pairs held |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
@@ -130,15 +132,24 @@ def main() -> None:
     runs = {}
     for name, extra in (("run-km", []), ("run-table", [f"freight.travel_times={table}"])):
         store = work / f"{name}.zarr"
-        runs[name], _ = child(["-m", "agglo.tools.cli", "run", *sweep, *extra, f"store.path={store}"])
+        wall = []
+        for _ in range(2):  # the faster of two
+            wall.append(child(["-m", "agglo.tools.cli", "run", *sweep, *extra, f"store.path={store}"])[0])
+            shutil.rmtree(store, ignore_errors=True)
+        runs[name] = min(wall)
+    cached = work / "cached.zarr"
+    table_run = [*[s for s in sweep if "network_cache" not in s], f"freight.travel_times={table}"]
+    child(["-m", "agglo.tools.cli", "run", *table_run, f"store.path={cached}"])  # writes the cache entry
+    shutil.rmtree(cached, ignore_errors=True)
+    runs["run-table-cached"] = child(["-m", "agglo.tools.cli", "run", *table_run, f"store.path={cached}"])[0]
     print(
         f"whole agglo run, 512-scenario cap sweep, synchronous, network built in the run: "
-        f"km {runs['run-km']:.1f} s, table {runs['run-table']:.1f} s ({runs['run-table'] / runs['run-km']:.2f}x)"
+        f"km {runs['run-km']:.1f} s, table {runs['run-table']:.1f} s ({runs['run-table'] / runs['run-km']:.2f}x); "
+        f"table again with the network cache: {runs['run-table-cached']:.1f} s ({runs['run-table-cached'] / runs['run-km']:.2f}x)"
     )
-    import shutil
-
     shutil.rmtree(work, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -66,3 +66,13 @@ def test_gpu_benchmark_smoke():
     assert done.returncode == 0, done.stderr
     assert "ms a scenario" in done.stdout
     assert "no GPU here" in done.stdout or "ratio: kernels" in done.stdout, done.stdout
+
+
+@pytest.mark.slow
+def test_traveltimes_benchmark_smoke(capsys):
+    from benchmarks.bench_traveltimes import main as times_main
+
+    assert times_main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    for row in ("| build-km |", "| build-table |", "| build-asymmetric |", "whole agglo run"):
+        assert row in out, out

@@ -390,3 +390,20 @@ def test_text_town_ids_in_csv_and_parquet(tmp_path):
     for name in ("t.csv", "t.parquet"):
         freight = dict(vars(make_config({}, {}).freight), travel_times=write(tmp_path / name, towns, m))
         check(towns, make_config({}, freight, core_min=20000.0), {"freight": m})
+
+
+def test_flows_on_a_table_report_its_minutes(tmp_path, run_cli):
+    path = tmp_path / "t.csv"
+    assert run_cli("times", *SMALL[:-1], "--out", str(path), "--cap-min", "200")[0] == 0
+    table = pd.read_csv(path)
+    table["minutes"] *= 1.5
+    table.to_csv(path, index=False)
+    flows = tmp_path / "flows.parquet"
+    code, _, err = run_cli(
+        "flows", *SMALL[:-1], f"freight.travel_times={path}", "freight.time_factor=0.5", "--out", str(flows)
+    )
+    assert code == 0, err
+    got = pd.read_parquet(flows)
+    got = got[got["mode"] == "freight"].merge(table, on=["origin", "destination"])
+    assert len(got) > 0 and (got["travel_min"] <= 240.0).all()
+    np.testing.assert_array_equal(got["travel_min"].to_numpy(), 0.5 * got["minutes"].to_numpy())

@@ -222,6 +222,14 @@ def store(network: Network, root: Path, final: Path, budget: int):
     return held, files
 
 
+def holds(towns, forced: np.ndarray, radii: dict, core_floor: float | None, budget_gib: float) -> bool:
+    """Whether the cache has a finished entry for this network (its manifest written; not
+    checked here: :func:`opened` checks it in full, and rebuilds it if it does not check out)."""
+    if float(budget_gib) <= 0:
+        return False
+    return (cache_folder() / entry_key(towns, forced, radii, core_floor)[:32] / MANIFEST).is_file()
+
+
 @contextlib.contextmanager
 def opened(
     towns,

@@ -22,7 +22,7 @@ from agglo.engine.outputs import writing
 from agglo.engine.plan import Plan, describe_sample, make_plan
 from agglo.engine.scenarios import batch_parameters, reach_radii
 from agglo.engine.towns import Towns, load_geonames, load_table, synthetic
-from agglo.engine.traveltimes import read_ahead, with_tables
+from agglo.engine.traveltimes import forget_read_ahead, read_ahead, with_tables
 
 
 def load_towns(cfg: AggloConfig) -> Towns:
@@ -139,6 +139,8 @@ def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
             if started is not None:
                 started.close()
             raise
+        finally:
+            forget_read_ahead()  # rows of a table read ahead for a build that did not happen
         if started is not None:
             started.close(wait=False)
         return outcome
@@ -226,7 +228,10 @@ def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str, started
     _check_device(cfg, params_all)
     radii = with_tables(cfg, reach_radii(params_all))
     check_size(towns, radii)  # before anything is written: one line, never a MemoryError
-    read_ahead(towns, radii)  # a bad travel-time table too
+    floor = float(np.min(params_all.core_min_population))
+    budget = cfg.executor.network_cache_gib
+    if not netcache.holds(towns, forced, radii, floor, budget):
+        read_ahead(towns, radii)  # a bad travel-time table too (a cached network's table was read whole)
     if cfg.executor.kind == "address":
         from agglo.engine.executors.dask import check_address
 
@@ -284,8 +289,6 @@ def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str, started
     todo = [b for b in range(plan.n_batches) if not done[b]]
     if todo:
         check_interrupt()
-        floor = float(np.min(params_all.core_min_population))
-        budget = cfg.executor.network_cache_gib
         mapping = cfg.executor.kind == "local"  # its workers map the files
 
         def building():

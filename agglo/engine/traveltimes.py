@@ -263,11 +263,16 @@ _READ: dict = {}  # (id of the towns, TimeTable) -> TableRows read ahead by read
 def read_ahead(towns, radii: dict) -> None:
     """Read and check every travel-time table of ``radii`` now, before a run writes anything
     (a bad table is refused with nothing written); the network's build then takes the rows
-    read here instead of reading the table again."""
+    read here instead of reading the table again. (The driver has just hashed the file:
+    :func:`time_table`.)"""
     log_pop = np.log(towns.population.astype(np.float64))
     for table in radii.values():
         if isinstance(table, TimeTable):
-            _READ[(id(towns), table)] = table_network_rows(towns, table, log_pop)
+            _READ[(id(towns), table)] = table_network_rows(towns, table, log_pop, sha_checked=False)
+
+
+def forget_read_ahead() -> None:
+    _READ.clear()
 
 
 def table_network_rows(towns, table: TimeTable, log_pop: np.ndarray, sha_checked: bool = True) -> TableRows:
