@@ -407,3 +407,30 @@ def test_flows_on_a_table_report_its_minutes(tmp_path, run_cli):
     got = got[got["mode"] == "freight"].merge(table, on=["origin", "destination"])
     assert len(got) > 0 and (got["travel_min"] <= 240.0).all()
     np.testing.assert_array_equal(got["travel_min"].to_numpy(), 0.5 * got["minutes"].to_numpy())
+
+
+def test_a_table_too_large_for_memory_is_refused_before_reading(tmp_path):
+    from agglo.engine.errors import UserError
+    from agglo.engine.traveltimes import BYTES_PER_PAIR, check_fits, time_table
+
+    path = write(tmp_path / "t.parquet", *_four_towns_table())
+    table = time_table("freight.travel_times", path, 100.0)
+    check_fits(table, 3 * BYTES_PER_PAIR)  # three pairs fit
+    with pytest.raises(UserError, match="M pairs or more take about .* allowed: a table with fewer pairs"):
+        check_fits(table, 3 * BYTES_PER_PAIR - 1)
+
+
+def _four_towns_table():
+    frame = pd.DataFrame(
+        {
+            "town_id": [1, 2, 3, 4],
+            "name": list("abcd"),
+            "lat": [17.0, 17.1, 17.2, 17.3],
+            "lon": [-96.0] * 4,
+            "population": [1000.0, 2000.0, 3000.0, 4000.0],
+        }
+    )
+    towns = from_frame(frame, "four")
+    m = np.full((4, 4), np.inf)
+    m[0, 1], m[1, 2], m[2, 3] = 10.0, 20.0, 30.0
+    return towns, m

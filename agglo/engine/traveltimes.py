@@ -24,6 +24,11 @@ import numpy as np
 from agglo.engine.errors import UserError
 
 COLUMNS = ("origin", "destination", "minutes")
+# What reading and building a table took at its peak per listed pair (all of Mexico within 330
+# min, 46.5 M pairs: 78 B symmetric, 92 B asymmetric; bench_traveltimes.py), and the fewest
+# rows a CSV of that size holds (a row of two ids and minutes is under 100 bytes).
+BYTES_PER_PAIR = 96
+CSV_BYTES_PER_ROW = 100
 BATCH_ROWS = 1 << 20
 HASH_BLOCK = 1 << 22
 
@@ -260,14 +265,39 @@ class TableRows:
 _READ: dict = {}  # (id of the towns, TimeTable) -> TableRows read ahead by read_ahead, for the build
 
 
+def listed_at_least(path: str) -> int:
+    """The rows a table surely holds: a Parquet file's own count, a CSV's size / CSV_BYTES_PER_ROW."""
+    if _is_parquet(path):
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    return os.path.getsize(path) // CSV_BYTES_PER_ROW
+
+
+def check_fits(table: TimeTable, available: int | None) -> None:
+    """Refuse, before reading it, a table whose pairs cannot be built in ``available`` bytes."""
+    if available is None:
+        return
+    rows = listed_at_least(table.path)
+    if rows * BYTES_PER_PAIR > available:
+        raise UserError(
+            f"{table.path}: {rows / 1e6:,.0f} M pairs or more take about {rows * BYTES_PER_PAIR / 2**30:.1f} GiB "
+            f"to read and build, and this machine has {available / 2**30:.1f} GiB available; allowed: a table "
+            "with fewer pairs (a lower router limit, or the run's towns only), or a machine with more memory"
+        )
+
+
 def read_ahead(towns, radii: dict) -> None:
     """Read and check every travel-time table of ``radii`` now, before a run writes anything
     (a bad table is refused with nothing written); the network's build then takes the rows
     read here instead of reading the table again. (The driver has just hashed the file:
     :func:`time_table`.)"""
+    from agglo.engine.network import available_bytes
+
     log_pop = np.log(towns.population.astype(np.float64))
     for table in radii.values():
         if isinstance(table, TimeTable):
+            check_fits(table, available_bytes())
             _READ[(id(towns), table)] = table_network_rows(towns, table, log_pop, sha_checked=False)
 
 
