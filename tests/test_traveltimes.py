@@ -68,7 +68,7 @@ def check(towns, cfg, minutes: dict) -> dict:
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )
 @given(
     towns=town_tables(max_towns=30),
@@ -99,7 +99,7 @@ def oaxaca() -> Towns:
     return load_geonames("MX", ["20"], 500)
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m != "doubly" else m for m in MODELS])
 def test_an_asymmetric_table_of_real_towns_equals_the_twin(tmp_path, model):
     """All of Oaxaca's towns, a table whose uphill direction is slower (minutes grow with the
     destination's latitude): every model against the twin."""
@@ -115,6 +115,7 @@ def test_an_asymmetric_table_of_real_towns_equals_the_twin(tmp_path, model):
     assert (out["n_reachable"][1] > 0).mean() > 0.9
 
 
+@pytest.mark.slow
 def test_one_pair_made_slower_or_removed_changes_the_towns_it_should(tmp_path):
     """Oaxaca's straight-line times as a table; then the pair joining a town to its core made
     slower than the cap, then removed: that town (and only what its flow feeds) changes, as
@@ -321,6 +322,7 @@ def test_roads_with_a_river_and_one_bridge(tmp_path):
     assert len(by_road) < ((line["core"][0] == city) & west).sum()
 
 
+@pytest.mark.slow
 def test_a_table_on_the_local_cluster_equals_synchronous(tmp_path, run_cli):
     """Dask workers get the table's path and bytes' SHA-256 in the recipe, and build from it
     (or map the driver's cached network): the same cube, bit for bit."""
