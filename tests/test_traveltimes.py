@@ -259,6 +259,7 @@ def test_other_bad_tables_and_keys(tmp_path, run_cli):
     cases = [
         ([f"freight.travel_times={_table(tmp_path, ['1,2,3'], header='from,to,minutes')}"], "origin"),
         ([f"freight.travel_times={tmp_path / 'absent.csv'}"], "is not a file"),
+        ([f"freight.travel_times={_table(tmp_path, [], 'header-only.csv')}"], "no pairs"),
         (["freight.time_factor=1.5"], "1 without freight.travel_times"),
         (
             [f"freight.travel_times={_table(tmp_path, ['1,2,3'], 'ok.csv')}", "freight.time_factor=0"],
