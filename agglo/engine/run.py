@@ -21,7 +21,7 @@ from agglo.engine.network import check_size, forced_cores
 from agglo.engine.outputs import writing
 from agglo.engine.plan import Plan, describe_sample, make_plan
 from agglo.engine.scenarios import batch_parameters, reach_radii
-from agglo.engine.towns import Towns, load_geonames, load_table, synthetic
+from agglo.engine.towns import Towns, describe_region_outliers, load_geonames, load_table, region_outliers, synthetic
 from agglo.engine.traveltimes import forget_read_ahead, read_ahead, with_tables
 
 
@@ -217,6 +217,10 @@ def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str, started
     towns = load_towns(cfg)
     check_interrupt()
     cfg = _present_cores(cfg, towns, quiet)
+    if not quiet:
+        far = region_outliers(towns)
+        if far:
+            print(describe_region_outliers(towns, far), file=sys.stderr)
     forced = forced_cores(towns, list(cfg.cores.ids))
     table = scenario_table(cfg_omega) if cfg.sweep.table is not None else None
     plan = make_plan(cfg_omega, cfg.executor.batch_size, table)

@@ -292,3 +292,49 @@ def synthetic(n: int, seed: int) -> Towns:
         }
     )
     return from_frame(frame, f"synthetic:n={n},seed={seed}")
+
+
+# A place whose nearest place of the same region lies farther than both of these is reported
+# (issue #30): GeoNames codes a few places into a region far from them (Sulęcin, in Lubuskie,
+# coded into Małopolska: 381 km from any place of it). Chosen on every GeoNames place (500+) of
+# PL, MX, RU, US, DE, FR, IT, ES, BR, IN and CN: it reports Sulęcin and Zawidów (PL), 4 places of
+# Russia and 4 of China (two of them 1 649 and 2 935 km from their region), and remote islands
+# at most; 150 km would add Lampedusa and three Chinese and Indian border places that belong.
+REGION_FAR_KM = 200.0
+REGION_FAR_FACTOR = 5.0  # times the region's 95th percentile of nearest-place distances
+
+
+def region_outliers(towns: Towns) -> list[tuple[int, float]]:
+    """(town index, km to the nearest place of its region) for every place far from all other
+    places of the region its code names (REGION_FAR_KM, REGION_FAR_FACTOR); regions of fewer
+    than 5 places are not judged."""
+    if towns.region is None or len(towns) < 2:
+        return []
+    from scipy.spatial import cKDTree
+
+    from agglo.kernels.reach import EARTH_RADIUS_KM
+
+    phi, lam = np.radians(towns.lat), np.radians(towns.lon)
+    xyz = np.c_[np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)]
+    codes = towns.region_code
+    found = []
+    for code in np.unique(codes):
+        idx = np.flatnonzero(codes == code)
+        if idx.shape[0] < 5:
+            continue
+        chord, _ = cKDTree(xyz[idx]).query(xyz[idx], k=2)
+        nearest = 2 * EARTH_RADIUS_KM * np.arcsin(np.minimum(chord[:, 1] / 2, 1.0))
+        limit = max(REGION_FAR_KM, REGION_FAR_FACTOR * float(np.quantile(nearest, 0.95)))
+        found += [(int(i), float(d)) for i, d in zip(idx, nearest) if d > limit]
+    return sorted(found)
+
+
+def describe_region_outliers(towns: Towns, found: list, shown: int = 5) -> str:
+    names = ", ".join(
+        f"{towns.name[i]} (region {towns.region[i]}, {d:.0f} km from any other place of it)" for i, d in found[:shown]
+    )
+    more = f" and {len(found) - shown} more" if len(found) > shown else ""
+    return (
+        f"{towns.source}: {len(found)} place(s) lie far from every other place of the region their code names: "
+        f"{names}{more}; check their region codes (borders=closed and regional maps read them)"
+    )
