@@ -32,21 +32,25 @@ def furness(k, pop, tol, max_iter):
     """Plain iterative proportional fitting of T = A O k B D (O = D = pop), dense: each round
     checks the largest relative row error max |A m - 1| (m = k (B D), towns with m > 0) at
     the current B, stops below tol or after max_iter rounds, else sets A = 1 / m and
-    B = 1 / k^T (A O). Returns (A, B, rounds, error)."""
+    B = 1 / k^T (A O); a factor or row sum of a town with a pair that leaves the floats (or falls
+    to 0) means no balanced table: error inf. Returns (A, B, rounds, error)."""
     a = np.zeros(len(pop))
     b = np.ones(len(pop))
     rounds, error = 0, np.inf
+    support = (k @ pop) > 0  # towns with a pair
     for it in range(max_iter + 1):
-        m = k @ (b * pop)
+        with np.errstate(over="ignore", invalid="ignore"):
+            m = k @ (b * pop)
         if it > 0:
-            error = float(np.max(np.abs(a * m - 1.0)[m > 0], initial=0.0))
-            if not np.isfinite(error):
-                error = np.inf
+            s_m, s_a = m[support], a[support]
+            ok = np.all((s_m > 0) & (s_m < np.inf) & (s_a > 0) & (s_a < np.inf))
+            error = float(np.max(np.abs(s_a * s_m - 1.0), initial=0.0)) if ok else np.inf
             if error < tol or rounds == max_iter or not error < np.inf:
                 break
         a = np.where(m > 0, 1.0 / np.where(m > 0, m, 1.0), 0.0)
         rounds += 1
-        c = k.T @ (a * pop)
+        with np.errstate(over="ignore", invalid="ignore"):
+            c = k.T @ (a * pop)
         b = np.where(c > 0, 1.0 / np.where(c > 0, c, 1.0), 0.0)
     return a, b, rounds, error
 

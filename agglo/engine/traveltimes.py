@@ -223,9 +223,10 @@ def read_pairs(path: str, towns, sha256: str | None = None) -> Pairs:
         parts[1].append(dest.astype(np.int32))
         parts[2].append(np.ascontiguousarray(minutes, dtype=np.float64))
         seen += batch.num_rows
-    if seen == 0:
+    if seen == 0 and len(towns) > 1:
         raise UserError(f"{path}: no pairs; allowed: a table with a row per pair (origin, destination, minutes)")
-    cat = [np.concatenate(p) for p in parts]
+    empty = (np.int32, np.int32, np.float64)
+    cat = [np.concatenate(p) if p else np.empty(0, dtype=t) for p, t in zip(parts, empty)]
     return Pairs(cat[0], cat[1], cat[2], path, csv)
 
 

@@ -374,7 +374,8 @@ def furness_group(rows, cols, places, terms, group, ends_out, ends_in):
     Each round: the row sums m_i = Σ_j f_ij B_j D_j (+ the self pair) at the current B give
     the largest relative row error max_i |A_i m_i - 1| (towns with a pair; the column
     constraints hold exactly after every round); below IPF_TOL, or after IPF_MAX_ITER
-    rounds, it stops; else A = 1 / m, and B = 1 / Σ_i f_ij A_i O_i (+ the self pair).
+    rounds, it stops; a factor or row sum of a town with a pair that leaves the floats (or
+    falls to 0) means no balanced table exists: error inf, and it stops; else A = 1 / m, and B = 1 / Σ_i f_ij A_i O_i (+ the self pair).
     Every sum gathers along a row in row order. Returns (A, B, inflow, rounds, error):
     inflow_j = B_j D_j Σ_{i != j} A_i O_i f_ij."""
     population = places.population
@@ -396,6 +397,7 @@ def furness_group(rows, cols, places, terms, group, ends_out, ends_in):
     sums = np.zeros((n_scen, n))
     into = np.zeros((n_scen, n))
     active = np.ones(n_scen, dtype=np.bool_)
+    support = np.zeros((n_scen, n), dtype=np.bool_)  # towns with a pair (first round's row sums > 0)
     rounds = np.zeros(n_scen, dtype=np.int64)
     error = np.full(n_scen, np.inf)
     for it in range(IPF_MAX_ITER + 1):
@@ -409,9 +411,13 @@ def furness_group(rows, cols, places, terms, group, ends_out, ends_in):
             if it > 0:
                 worst = 0.0
                 for i in range(n):
+                    if not support[s, i]:
+                        continue
                     m = sums[s, i] + weight[s, i] * self_f
-                    if m > 0.0:
-                        worst = max(worst, abs(a[s, i] * m - 1.0))
+                    if not (0.0 < m < np.inf and 0.0 < a[s, i] < np.inf):
+                        worst = np.inf  # a factor left the floats: no balanced table
+                        break
+                    worst = max(worst, abs(a[s, i] * m - 1.0))
                 error[s] = worst if np.isfinite(worst) else np.inf
                 if error[s] < IPF_TOL or rounds[s] == IPF_MAX_ITER or not error[s] < np.inf:
                     active[s] = False  # A, B and the column sums of the last round stay
@@ -419,6 +425,8 @@ def furness_group(rows, cols, places, terms, group, ends_out, ends_in):
             for i in range(n):
                 m = sums[s, i] + weight[s, i] * self_f
                 a[s, i] = 1.0 / m if m > 0.0 else 0.0
+                if it == 0:
+                    support[s, i] = m > 0.0
             rounds[s] += 1
         if not active.any():
             break
