@@ -357,16 +357,7 @@ def test_reach_on_a_table_is_exact_at_the_cap(tmp_path, factor, cap):
         m_in = np.nextafter(m_in, np.inf)
     m_out = np.nextafter(m_in, np.inf)
     assert factor * m_in <= cap < factor * m_out
-    frame = pd.DataFrame(
-        {
-            "town_id": [1, 2, 3, 4],
-            "name": list("abcd"),
-            "lat": [17.0, 17.1, 17.2, 17.3],
-            "lon": [-96.0] * 4,
-            "population": [1000.0, 2000.0, 3000.0, 4000.0],
-        }
-    )
-    towns = from_frame(frame, "four")
+    towns, _ = _four_towns_table()
     m = np.full((4, 4), np.inf)
     m[0, 1], m[0, 2], m[0, 3], m[1, 0] = m_in, m_out, m_in / 2, m_out
     path = write(tmp_path / "edge.parquet", towns, m)

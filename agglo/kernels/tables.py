@@ -14,7 +14,7 @@ The incoming rows of an asymmetric table are the same build with the columns swa
 import numpy as np
 
 from agglo.kernels.jit import parallel, prange, serial
-from agglo.kernels.neighbourhood import _sort_row
+from agglo.kernels.neighbourhood import _prefix_lengths, _sort_row
 from agglo.kernels.reach import haversine_km, minutes_of_km
 
 N_PARTS = 64  # row ranges of the parallel sort, each with its own scratch of N stamps
@@ -101,22 +101,10 @@ def table_rows(n, origin, dest, minutes):
     return offsets, neighbour, log_out, minutes_out, int(found.min()) if found.size else -1
 
 
-@parallel
-def _prefix_within(offsets, minutes, limit):
-    n = offsets.shape[0] - 1
-    keep = np.zeros(n + 1, dtype=np.int64)
-    for i in prange(n):
-        q = offsets[i]
-        while q < offsets[i + 1] and minutes[q] <= limit:
-            q += 1
-        keep[i + 1] = q - offsets[i]
-    return keep
-
-
 def rows_within(offsets, arrays, limit):
     """The prefix of every row whose minutes (``arrays[0]``) are at most ``limit``, of each of
     ``arrays`` (per-pair arrays of the rows): (offsets, arrays)."""
-    keep = _prefix_within(offsets, arrays[0], float(limit))
+    keep = _prefix_lengths(offsets, arrays[0], float(limit))
     new_offsets = np.cumsum(keep)
     if new_offsets[-1] == offsets[-1]:
         return offsets, arrays
