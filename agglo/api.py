@@ -1,5 +1,5 @@
 """The Python API: run a study, open its cube and analyses, analyse and explore, from a
-notebook or a script. The command line (``agglo.tools.cli``) calls the same functions.
+notebook or a script. The command line (``agglo.cli``) calls the same functions.
 
 >>> import agglo                                                        # doctest: +SKIP
 >>> ds = agglo.run({"data.country": "PL", "data.admin1": ["77"],        # doctest: +SKIP
@@ -57,7 +57,7 @@ def _flat(settings: dict, prefix: str = "") -> dict:
 
 def overrides_of(settings: dict | None) -> list[str]:
     """Settings as override strings: a list for a sweepable key sweeps it, anything else sets it."""
-    from agglo.engine.config import SWEEPABLE
+    from agglo.engine.config.schema import SWEEPABLE
 
     out = []
     for key, value in _flat(settings or {}).items():
@@ -74,7 +74,7 @@ def overrides_of(settings: dict | None) -> list[str]:
 
 def configure(settings: dict | None = None, overrides: list[str] | tuple = (), experiment: str | None = None):
     """The checked configuration (``AggloConfig``, OmegaConf form) of these settings."""
-    from agglo.engine.config import resolve
+    from agglo.engine.config.schema import resolve
 
     head = [f"experiment={experiment}"] if experiment else []
     return resolve([*head, *overrides_of(settings), *overrides])
@@ -96,9 +96,9 @@ def run(
     cluster only for a long sweep. Safe to call from a script without an
     ``if __name__ == "__main__":`` guard: the cluster's workers never run the script.
     """
-    from agglo.engine.interrupts import deferred
+    from agglo.engine.executors.interrupts import deferred
     from agglo.engine.run import execute
-    from agglo.engine.store import open_results as _open
+    from agglo.engine.store.cube import open_results as _open
 
     cfg, cfg_omega = configure(settings, overrides, experiment)
     with deferred():
@@ -108,9 +108,9 @@ def run(
 
 def open_results(path: str, check: str = "auto") -> xr.Dataset:
     """A result cube as a lazy xarray Dataset; a damaged cube is refused (``check``: auto,
-    checksums, presence or none; see :func:`agglo.engine.store.open_results`)."""
-    from agglo.engine.store import cube_path
-    from agglo.engine.store import open_results as _open
+    checksums, presence or none; see :func:`agglo.engine.store.cube.open_results`)."""
+    from agglo.engine.store.cube import cube_path
+    from agglo.engine.store.cube import open_results as _open
 
     return _open(cube_path(path), check=check)
 
@@ -118,8 +118,8 @@ def open_results(path: str, check: str = "auto") -> xr.Dataset:
 def open_analysis(path: str, name: str) -> xr.Dataset:
     """An analysis group that ``agglo analyze`` wrote into the cube (``sensitivity``,
     ``stability``, ...), loaded."""
-    from agglo.engine.store import cube_path
-    from agglo.tools.analysis.report import GROUP, read_group
+    from agglo.analysis.report import GROUP, read_group
+    from agglo.engine.store.cube import cube_path
 
     path = cube_path(path)
     try:
@@ -135,7 +135,7 @@ def analyses(path: str) -> list[str]:
     """The analysis groups the cube holds."""
     import zarr
 
-    from agglo.tools.analysis.report import GROUP
+    from agglo.analysis.report import GROUP
 
     try:
         group = zarr.open_group(path, path=GROUP, mode="r", use_consolidated=False)
@@ -155,14 +155,14 @@ def analyze(
     adjusted Rand index between two scenarios (``ari``) and scenario discovery
     (``discover``: a coverage gap); written into the cube's ``analysis/`` groups (see
     :func:`open_analysis`). Returns the report that ``agglo analyze`` prints."""
-    from agglo.tools.analysis.report import analyze_store
+    from agglo.analysis.report import analyze_store
 
     return analyze_store(path, towns, region, ari, discover)
 
 
 def explore(path: str, out: str, select: dict | None = None, max_mb: float = 40.0) -> str:
     """Write the cube's interactive page (one self-contained HTML file) to ``out``."""
-    from agglo.tools.explore import explore_store
+    from agglo.views.explore import explore_store
 
     return explore_store(path, out, {k: str(v) for k, v in (select or {}).items()}, max_mb)
 
@@ -170,13 +170,13 @@ def explore(path: str, out: str, select: dict | None = None, max_mb: float = 40.
 def regions(country: str, min_population: float = 500.0):
     """The first-level divisions of a country that ``data.admin1`` takes (a pandas
     DataFrame: admin1 code -> largest town, towns, population)."""
-    from agglo.engine.towns import regions as _regions
+    from agglo.engine.data.towns import regions as _regions
 
     return _regions(country, min_population)
 
 
 def plot(path: str, out: str, select: dict | None = None) -> list[str]:
     """Write the cube's figures (maps, heat map, curves) into the folder ``out``."""
-    from agglo.tools.analysis.report import plot_store
+    from agglo.analysis.report import plot_store
 
     return plot_store(path, {k: str(v) for k, v in (select or {}).items()}, out)

@@ -51,7 +51,7 @@ def launch(overrides: list[str], store: Path, env: dict) -> tuple[float, dict]:
     """One `agglo run` process: (wall seconds, the executor's stats or {})."""
     stats = store.with_suffix(".json")
     env = os.environ | env | {"AGGLO_EXECUTOR_STATS": str(stats)}
-    cmd = [sys.executable, "-m", "agglo.tools.cli", "run", *overrides, f"store.path={store}", "--quiet"]
+    cmd = [sys.executable, "-m", "agglo.cli", "run", *overrides, f"store.path={store}", "--quiet"]
     launched = time.time()
     t = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)

@@ -64,7 +64,7 @@ REDRAW_MS = 1000.0
 
 def _agglo(*args: str) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "agglo.tools.cli", *args], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "agglo.cli", *args], check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 

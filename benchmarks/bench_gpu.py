@@ -38,7 +38,7 @@ SWEEP4096 = [*CAPSWEEP, "freight.beta=range(0.5,1.5,0.125)", "executor.kind=sync
 _CHILD = """
 import json, sys, time
 import agglo.engine.executors.task as task
-import agglo.engine.store as store
+import agglo.engine.store.cube as store
 spent = {"compute_s": 0.0, "write_s": 0.0}
 compute, write = task.compute_batch, task.write_batch
 def timed_compute(*a, **k):
@@ -46,18 +46,18 @@ def timed_compute(*a, **k):
 def timed_write(*a, **k):
     t = time.perf_counter(); write(*a, **k); spent["write_s"] += time.perf_counter() - t
 task.compute_batch, task.write_batch = timed_compute, timed_write
-from agglo.tools.cli import main
+from agglo.cli import main
 rc = main(sys.argv[1:])
 print("BENCH " + json.dumps({"rc": rc, **spent}))
 """
 
 
 def kernels(n_scen: int) -> None:
-    from agglo.engine.compute import NEAR_TIES, compute_batch
-    from agglo.engine.config import resolve
-    from agglo.engine.network import forced_cores, prepare
+    from agglo.engine.compute.batch import NEAR_TIES, compute_batch
+    from agglo.engine.config.schema import resolve
+    from agglo.engine.network.build import forced_cores, prepare
+    from agglo.engine.planning.scenarios import batch_parameters, core_mask, reach_radii
     from agglo.engine.run import load_towns
-    from agglo.engine.scenarios import batch_parameters, core_mask, reach_radii
     from agglo.kernels.cuda import gravity_passes
 
     cfg, _ = resolve(CAPSWEEP[:4])

@@ -29,11 +29,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agglo.engine.compute import compute_batch  # noqa: E402
-from agglo.engine.config import AggloConfig  # noqa: E402
-from agglo.engine.network import forced_cores, prepare  # noqa: E402
-from agglo.engine.scenarios import batch_parameters, reach_radii, reach_radius_km  # noqa: E402
-from agglo.engine.towns import load_geonames, synthetic  # noqa: E402
+from agglo.engine.compute.batch import compute_batch  # noqa: E402
+from agglo.engine.config.schema import AggloConfig  # noqa: E402
+from agglo.engine.data.towns import load_geonames, synthetic  # noqa: E402
+from agglo.engine.network.build import forced_cores, prepare  # noqa: E402
+from agglo.engine.planning.scenarios import batch_parameters, reach_radii, reach_radius_km  # noqa: E402
 from benchmarks.dense import dense_gravity  # noqa: E402
 
 CASES = {

@@ -89,7 +89,7 @@ def timed(*args, **kwargs):
     first.setdefault("first_batch_s", time.time() - launched)
     return compute(*args, **kwargs)
 task.compute_batch = timed
-from agglo.tools.cli import main
+from agglo.cli import main
 rc = main(sys.argv[1:])
 usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print("BENCH " + json.dumps({"rc": rc, "maxrss_kib": usage, **first}))
@@ -142,14 +142,14 @@ def kernel_baseline(case: str = "mexico") -> dict:
 
 def sweep_reached_pairs(overrides: list[str]) -> tuple[int, int]:
     """The pairs the sweep's scenarios reach, summed over scenarios and modes; and the same
-    over each mode's distinct scenarios only (agglo.engine.compute.mode_keys: what a run
+    over each mode's distinct scenarios only (agglo.engine.compute.batch.mode_keys: what a run
     computes, the rest being copies)."""
-    from agglo.engine.compute import first_of, mode_keys
-    from agglo.engine.config import MODES, resolve
-    from agglo.engine.network import forced_cores, prepare
-    from agglo.engine.plan import make_plan
+    from agglo.engine.compute.batch import first_of, mode_keys
+    from agglo.engine.config.schema import MODES, resolve
+    from agglo.engine.network.build import forced_cores, prepare
+    from agglo.engine.planning.plan import make_plan
+    from agglo.engine.planning.scenarios import batch_parameters, core_mask, reach_radii
     from agglo.engine.run import load_towns
-    from agglo.engine.scenarios import batch_parameters, core_mask, reach_radii
     from benchmarks.bench_kernels import mode_reached_pairs
 
     cfg, omega = resolve(overrides)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agglo.engine.config import resolve  # noqa: E402
+from agglo.engine.config.schema import resolve  # noqa: E402
 from agglo.engine.run import execute  # noqa: E402
 
 DEFAULT_GRID = ["commute.cap_min=range(10,130,6)", "freight.cap_min=range(60,420,18)"]

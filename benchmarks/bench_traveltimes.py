@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 _BUILD = """
 import json, resource, sys, time
-from agglo.engine.network import prepare, forced_cores
-from agglo.engine.towns import load_geonames
-from agglo.engine.traveltimes import time_table
+from agglo.engine.network.build import prepare, forced_cores
+from agglo.engine.data.towns import load_geonames
+from agglo.engine.data.traveltimes import time_table
 admin1, table = json.loads(sys.argv[1]), sys.argv[2]
 towns = load_geonames("MX", admin1, 500)
 forced = forced_cores(towns, [])
@@ -86,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from agglo.engine.towns import load_geonames
-    from agglo.engine.traveltimes import write_table
-    from agglo.tools.times import engine_pairs
+    from agglo.engine.data.times import engine_pairs
+    from agglo.engine.data.towns import load_geonames
+    from agglo.engine.data.traveltimes import write_table
 
     admin1 = ["20"] if args.quick else None
     region = "Oaxaca" if args.quick else "all of Mexico"
@@ -134,14 +134,14 @@ def main(argv: list[str] | None = None) -> int:
         store = work / f"{name}.zarr"
         wall = []
         for _ in range(2):  # the faster of two
-            wall.append(child(["-m", "agglo.tools.cli", "run", *sweep, *extra, f"store.path={store}"])[0])
+            wall.append(child(["-m", "agglo.cli", "run", *sweep, *extra, f"store.path={store}"])[0])
             shutil.rmtree(store, ignore_errors=True)
         runs[name] = min(wall)
     cached = work / "cached.zarr"
     table_run = [*[s for s in sweep if "network_cache" not in s], f"freight.travel_times={table}"]
-    child(["-m", "agglo.tools.cli", "run", *table_run, f"store.path={cached}"])  # writes the cache entry
+    child(["-m", "agglo.cli", "run", *table_run, f"store.path={cached}"])  # writes the cache entry
     shutil.rmtree(cached, ignore_errors=True)
-    runs["run-table-cached"] = child(["-m", "agglo.tools.cli", "run", *table_run, f"store.path={cached}"])[0]
+    runs["run-table-cached"] = child(["-m", "agglo.cli", "run", *table_run, f"store.path={cached}"])[0]
     print(
         f"whole agglo run, 512-scenario cap sweep, synchronous, network built in the run: "
         f"km {runs['run-km']:.1f} s, table {runs['run-table']:.1f} s ({runs['run-table'] / runs['run-km']:.2f}x); "

@@ -13,10 +13,10 @@ def agglo_run(*overrides: str, figures: str | None = None) -> str:
     """What ``agglo run OVERRIDES --quiet [--figures DIR]`` does, in this process, from the
     repository root (the studies' paths are relative to it); returns the cube's path. A
     user error stops the study with its one line."""
-    from agglo.engine.config import resolve
+    from agglo.analysis.report import plot_store
+    from agglo.engine.config.schema import resolve
     from agglo.engine.errors import UserError
     from agglo.engine.run import execute
-    from agglo.tools.analysis.report import plot_store
 
     with contextlib.chdir(ROOT):
         try:

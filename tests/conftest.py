@@ -20,7 +20,7 @@ os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 @pytest.fixture
 def run_cli(capsys):
     """Call ``agglo`` in-process; return (exit code, stdout, stderr)."""
-    from agglo.tools.cli import main
+    from agglo.cli import main
 
     def call(*args):
         code = main(list(args))
@@ -37,7 +37,7 @@ def cube_arrays(path) -> dict:
     """Every result variable of the cube at ``path`` (store.VARIABLES), read whole."""
     import xarray as xr
 
-    from agglo.engine.store import VARIABLES
+    from agglo.engine.store.cube import VARIABLES
 
     ds = xr.open_zarr(path)
     return {name: ds[name].values for name in VARIABLES}

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from agglo.engine.towns import Towns, from_frame, inegi_localities, load_geonames
+from agglo.engine.data.towns import Towns, from_frame, inegi_localities, load_geonames
 
 DATA = Path(__file__).parent / "data"
 

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 from hypothesis import strategies as st
 
-from agglo.engine.compute import compute_batch
-from agglo.engine.config import AggloConfig, CoresConfig, ModeConfig
-from agglo.engine.network import prepare
-from agglo.engine.scenarios import batch_parameters, reach_radii
-from agglo.engine.towns import Towns, from_frame
-from agglo.engine.traveltimes import with_tables
+from agglo.engine.compute.batch import compute_batch
+from agglo.engine.config.schema import AggloConfig, CoresConfig, ModeConfig
+from agglo.engine.data.towns import Towns, from_frame
+from agglo.engine.data.traveltimes import with_tables
+from agglo.engine.network.build import prepare
+from agglo.engine.planning.scenarios import batch_parameters, reach_radii
 from tests.naive import scenario
 
 NEAR = 1e-9  # relative gap under which two float64 values are an honest tie (reach: exact in the kernels)

@@ -6,10 +6,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from agglo.engine.store import open_results
-from agglo.tools.analysis import adjusted_rand, coassignment, prim, scalar_outputs, stability
-from agglo.tools.analysis.report import read_group
-from agglo.tools.analysis.sensitivity import analyze_sensitivity
+from agglo.analysis import adjusted_rand, coassignment, prim, scalar_outputs, stability
+from agglo.analysis.report import read_group
+from agglo.analysis.sensitivity import analyze_sensitivity
+from agglo.engine.store.cube import open_results
 from tests.conftest import SMALL
 
 OAXACA_SOBOL = [
@@ -24,7 +24,7 @@ OAXACA_SOBOL = [
 
 @pytest.fixture(scope="module")
 def sobol_cube(tmp_path_factory):
-    from agglo.tools.cli import main
+    from agglo.cli import main
 
     path = str(tmp_path_factory.mktemp("sobol") / "oaxaca_sobol.zarr")
     assert main(["run", *OAXACA_SOBOL, f"store.path={path}", "--quiet"]) == 0
@@ -33,7 +33,7 @@ def sobol_cube(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def grid_cube(tmp_path_factory):
-    from agglo.tools.cli import main
+    from agglo.cli import main
 
     path = str(tmp_path_factory.mktemp("grid") / "grid.zarr")
     sweep = ["commute.cap_min=20,40,60", "freight.cap_min=90,240", "borders=open,closed", "executor.batch_size=5"]
@@ -93,8 +93,8 @@ def test_sobol_indices_equal_salib_on_the_cube(sobol_cube):
 def test_morris_indices_equal_salib(tmp_path):
     from SALib.analyze import morris
 
-    from agglo.tools.analysis.sensitivity import scenario_table
-    from agglo.tools.cli import main
+    from agglo.analysis.sensitivity import scenario_table
+    from agglo.cli import main
 
     path = str(tmp_path / "morris.zarr")
     sweep = ["sweep.grid={}", "sweep.sampler=morris", "sweep.n=6", "sweep.seed=3"]
@@ -265,7 +265,7 @@ def _units_twin(core, share, population, unit, target, weight):
 
 @pytest.mark.parametrize("weight", ["population", "flows"])
 def test_aggregate_units_equals_its_twin_on_every_scenario(grid_cube, weight):
-    from agglo.tools.analysis import aggregate_units
+    from agglo.analysis import aggregate_units
 
     ds = open_results(grid_cube)
     n = ds.sizes["town"]
@@ -291,7 +291,7 @@ def test_aggregate_units_equals_its_twin_on_every_scenario(grid_cube, weight):
 
 
 def test_aggregate_units_by_default_joins_the_unit_of_the_core(grid_cube):
-    from agglo.tools.analysis import aggregate_units
+    from agglo.analysis import aggregate_units
 
     ds = open_results(grid_cube).isel({"commute.cap_min": 2, "freight.cap_min": 1, "borders": 0})
     n = ds.sizes["town"]

@@ -12,8 +12,8 @@ import pytest
 import xarray as xr
 
 import agglo
-from agglo.engine.config import resolve
-from agglo.engine.store import VARIABLES
+from agglo.engine.config.schema import resolve
+from agglo.engine.store.cube import VARIABLES
 from tests.conftest import SMALL, cube_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ def test_the_base_configuration_is_neutral():
     [("77", ["77"]), ("[77,78]", ["77", "78"]), ("null", None), ("all", None), ("'07'", ["07"])],
 )
 def test_admin1_takes_one_code_a_list_or_the_whole_country(given, codes):
-    from agglo.engine.config import result_keys
+    from agglo.engine.config.schema import result_keys
 
     cfg, omega = resolve(["data.country=PL", f"data.admin1={given}"])
     assert cfg.data.admin1 == codes
@@ -120,7 +120,7 @@ def test_a_sampled_sweep_says_how_many_scenarios_before_it_runs(tmp_path, run_cl
     assert code == 0, err
     assert "sweep.n = 6 (N), 2 key(s) (D): N x (2D + 2) = 36 scenarios" in err
     assert "power of 2 (e.g. 4 or 8)" in err and "UserWarning" not in err and "SALib" not in err
-    from agglo.tools.plots import _title, pick_scenario
+    from agglo.views.plots import _title, pick_scenario
 
     ds = agglo.open_results(str(tmp_path / "s.zarr"))
     title = _title(pick_scenario(ds, {"sample": "3"}), ds)  # a map names the sample by its values

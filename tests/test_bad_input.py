@@ -105,7 +105,7 @@ def test_bad_config(case, tmp_path, run_cli):
 def test_cli_subprocess_exit_code_and_no_traceback(tmp_path):
     store = tmp_path / "cube.zarr"
     proc = subprocess.run(
-        [sys.executable, "-m", "agglo.tools.cli", "run", "commute.cap_min=-1", f"store.path={store}"],
+        [sys.executable, "-m", "agglo.cli", "run", "commute.cap_min=-1", f"store.path={store}"],
         capture_output=True,
         text=True,
         env=dict(os.environ),

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agglo.engine.towns import load_table
-from agglo.tools import calibrate
+from agglo.analysis import calibrate
+from agglo.engine.data.towns import load_table
 
 DATA = Path(__file__).parent / "data"
 AUSTRIA = DATA / "austria_gravity"

@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 from agglo import open_results
-from agglo.engine.store import VARIABLES
+from agglo.engine.store.cube import VARIABLES
 from tests.conftest import SMALL, cube_arrays
 
 
@@ -172,10 +172,11 @@ def test_template_has_xarrays_metadata_without_dask(sweep, tmp_path):
     import json
     from pathlib import Path
 
-    from agglo.engine import integrity, store
-    from agglo.engine.config import resolve, scenario_table
-    from agglo.engine.plan import make_plan
+    from agglo.engine.config.schema import resolve, scenario_table
+    from agglo.engine.planning.plan import make_plan
     from agglo.engine.run import load_towns
+    from agglo.engine.store import cube as store
+    from agglo.engine.store import integrity
 
     table = tmp_path / "scenarios.csv"
     table.write_text("commute.cap_min,borders\n30,open\n60,closed\n45,open\n")
@@ -202,7 +203,7 @@ def test_template_has_xarrays_metadata_without_dask(sweep, tmp_path):
             assert (new / f).read_bytes() == (old / f).read_bytes(), f
     root_new = json.loads((new / "zarr.json").read_text())
     root_old = json.loads((old / "zarr.json").read_text())
-    recorded = root_new["attributes"].pop(integrity.RECORD)  # what format 4 adds (engine/integrity.py)
+    recorded = root_new["attributes"].pop(integrity.RECORD)  # what format 4 adds (engine/store/integrity.py)
     assert set(recorded) == set(consolidated_names(root_new)) - {
         "progress",
         "progress/batch_done",
@@ -217,10 +218,10 @@ def test_template_has_xarrays_metadata_without_dask(sweep, tmp_path):
 def test_a_spilled_network_maps_back_to_the_same_arrays_and_results(tmp_path):
     """The local cluster's workers map the network from .npy files instead of receiving a
     pickled copy: every array equal, modes that share rows still share them, the same cube."""
-    from agglo.engine.compute import compute_batch
-    from agglo.engine.network import mapped, prepare, spill
-    from agglo.engine.scenarios import batch_parameters, reach_radii
-    from agglo.engine.towns import synthetic
+    from agglo.engine.compute.batch import compute_batch
+    from agglo.engine.data.towns import synthetic
+    from agglo.engine.network.build import mapped, prepare, spill
+    from agglo.engine.planning.scenarios import batch_parameters, reach_radii
     from tests.strategies import DEFAULT_COMMUTE, DEFAULT_FREIGHT, make_config
 
     towns = synthetic(400, 3)

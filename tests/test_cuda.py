@@ -12,9 +12,9 @@ import xarray as xr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agglo.engine.compute import compute_batch
-from agglo.engine.network import prepare
-from agglo.engine.scenarios import batch_parameters, core_mask, reach_radii
+from agglo.engine.compute.batch import compute_batch
+from agglo.engine.network.build import prepare
+from agglo.engine.planning.scenarios import batch_parameters, core_mask, reach_radii
 from agglo.kernels.cuda import SHARE_RTOL, gravity_passes
 from tests.conftest import SMALL
 from tests.real_towns import oaxaca_geonames
@@ -50,7 +50,7 @@ def test_cuda_passes_equal_the_twin(towns, commute, freight, closed, core_min):
 def oaxaca_network():
     towns = oaxaca_geonames()
     keep = towns.population >= 4000  # a real system small enough for the simulator
-    from agglo.engine.towns import from_frame
+    from agglo.engine.data.towns import from_frame
 
     towns = from_frame(towns.frame()[keep].reset_index(drop=True), "oaxaca-4000")
     cfg = make_config(dict(cap_min=60.0), dict(cap_min=240.0), core_min=20000.0)
@@ -117,7 +117,7 @@ def test_a_run_on_cuda_keeps_the_contract_and_its_device(tmp_path, run_cli):
 def test_without_a_gpu_cuda_is_refused_in_one_line(tmp_path):
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")
     done = subprocess.run(
-        [sys.executable, "-m", "agglo.tools.cli", "run", *SMALL, "executor.device=cuda", f"store.path={tmp_path}/c"],
+        [sys.executable, "-m", "agglo.cli", "run", *SMALL, "executor.device=cuda", f"store.path={tmp_path}/c"],
         capture_output=True,
         text=True,
         env=env,

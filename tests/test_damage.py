@@ -18,7 +18,7 @@ import pytest
 import zarr
 
 from agglo.engine.errors import UserError
-from agglo.engine.store import VARIABLES
+from agglo.engine.store.cube import VARIABLES
 from tests.conftest import SMALL, cube_arrays
 
 SWEEP = [*SMALL, "commute.cap_min=30,45,60,90", "freight.cap_min=120,240", "executor.batch_size=2"]
@@ -32,7 +32,7 @@ COMMANDS = ["info", "verify", "analyze", "plot", "explore", "open_results", "run
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory):
     """A finished 4-batch cube and its every array, read whole."""
-    from agglo.tools.cli import main
+    from agglo.cli import main
 
     path = tmp_path_factory.mktemp("clean") / "clean.zarr"
     assert main(["run", *SWEEP, f"store.path={path}", "--quiet"]) == 0

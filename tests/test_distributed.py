@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from agglo.engine.store import VARIABLES, batch_done
+from agglo.engine.store.cube import VARIABLES, batch_done
 from benchmarks.bench_executors import stop as stop_cluster
 from tests.conftest import SMALL
 
@@ -216,7 +216,7 @@ KILL_SWEEP = [
 
 def _driver(address, store, *extra, env=None):
     return subprocess.Popen(
-        [sys.executable, "-m", "agglo.tools.cli", "run", *KILL_SWEEP, "executor.kind=address",
+        [sys.executable, "-m", "agglo.cli", "run", *KILL_SWEEP, "executor.kind=address",
          f"executor.address={address}", f"store.path={store}", "--quiet", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or dict(os.environ),
     )  # fmt: skip
@@ -301,7 +301,7 @@ def test_a_worker_that_cannot_obtain_the_network_fails_the_run_in_one_line(tmp_p
         pytest.skip("needs unshare --mount (root) to give the workers another view of the disk")
     import pandas as pd
 
-    from agglo.engine.towns import synthetic
+    from agglo.engine.data.towns import synthetic
 
     tables = tmp_path / "tables"
     tables.mkdir()
@@ -336,13 +336,13 @@ def test_a_worker_that_cannot_obtain_the_network_fails_the_run_in_one_line(tmp_p
 def test_pieces_give_every_worker_work_and_each_distinct_scenario_once():
     """plan_work: a sweep smaller than one batch is cut so that each of four workers has
     pieces; a mode scenario repeated across batches is in exactly one piece."""
-    from agglo.engine.config import resolve
+    from agglo.engine.config.schema import resolve
     from agglo.engine.executors.graph import plan_work
     from agglo.engine.executors.task import Job
-    from agglo.engine.network import forced_cores, prepare
-    from agglo.engine.plan import make_plan
+    from agglo.engine.network.build import forced_cores, prepare
+    from agglo.engine.planning.plan import make_plan
+    from agglo.engine.planning.scenarios import batch_parameters, reach_radii
     from agglo.engine.run import load_towns
-    from agglo.engine.scenarios import batch_parameters, reach_radii
 
     over = [*SMALL, "commute.cap_min=20,30,40,50,60", "freight.cap_min=100,200,300,400,500", "executor.batch_size=25"]
     cfg, omega = resolve(over)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from agglo.tools.explore import build_page
+from agglo.views.explore import build_page
 from benchmarks import headless
 from tests.conftest import SMALL
 from tests.test_failures import agglo, one_line
@@ -27,7 +27,7 @@ GRID = [*SMALL, "data.n=300", "commute.cap_min=15,30,60", "freight.cap_min=60,12
 
 @pytest.fixture(scope="module")
 def cube(tmp_path_factory):
-    from agglo.tools.cli import main
+    from agglo.cli import main
 
     path = tmp_path_factory.mktemp("explore") / "grid.zarr"
     assert main(["run", *GRID, f"store.path={path}", "--quiet"]) == 0
@@ -182,7 +182,7 @@ def test_outlines_are_clipped_to_the_view_and_thinned(tmp_path):
     """The boundary reader on a shapefile written here: a line inside the view is kept (in
     Web Mercator, thinned, ends kept), one outside it is dropped."""
     shapefile = pytest.importorskip("shapefile", reason="pyshp comes with the maps extra")
-    from agglo.tools.explore import _clip, mercator, outlines
+    from agglo.views.explore import _clip, mercator, outlines
 
     inside = [[(-97.0 + 0.001 * k, 17.0 + 0.0005 * k) for k in range(1001)]]
     outside = [[(10.0, 50.0), (11.0, 51.0)]]

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import zarr
 
-from agglo.engine.store import VARIABLES
+from agglo.engine.store.cube import VARIABLES
 from tests.conftest import SMALL
 from tests.test_resume import _wait_for_batches
 
@@ -31,7 +31,7 @@ SWEEP = [*SMALL, "commute.cap_min=20,40,60,80", "executor.batch_size=1"]
 def agglo(*args, cwd=None, timeout=240):
     """``agglo ARGS`` in a fresh interpreter: (exit code, stdout, stderr)."""
     done = subprocess.run(
-        [sys.executable, "-m", "agglo.tools.cli", *map(str, args)],
+        [sys.executable, "-m", "agglo.cli", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -76,7 +76,7 @@ def clean(tmp_path_factory):
 
 def _launch(store):
     return subprocess.Popen(
-        [sys.executable, "-m", "agglo.tools.cli", "run", *SWEEP, f"store.path={store}", "--quiet"],
+        [sys.executable, "-m", "agglo.cli", "run", *SWEEP, f"store.path={store}", "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -163,7 +163,7 @@ def test_cube_without_progress_record(tmp_path, clean):
 
 @pytest.fixture(scope="module")
 def towns_csv(tmp_path_factory):
-    from agglo.engine.towns import synthetic
+    from agglo.engine.data.towns import synthetic
 
     path = tmp_path_factory.mktemp("towns") / "towns.csv"
     synthetic(120, 3).frame().to_csv(path, index=False)
@@ -357,7 +357,7 @@ def test_ctrl_c_on_the_local_cluster(tmp_path):
     local = ["executor.kind=local", "executor.compute_while_starting=false"]  # the workers compute
     store = tmp_path / "c.zarr"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agglo.tools.cli", "run", *sweep, *local, f"store.path={store}", "--quiet"],
+        [sys.executable, "-m", "agglo.cli", "run", *sweep, *local, f"store.path={store}", "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -389,7 +389,7 @@ def test_signal_mid_sweep_stops_after_the_batch_and_resumes(sig, tmp_path, run_c
     exit 128 + signal; the same command resumes to the clean cube."""
     store = tmp_path / "m.zarr"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agglo.tools.cli", "run", *MID_SWEEP, f"store.path={store}", "--quiet"],
+        [sys.executable, "-m", "agglo.cli", "run", *MID_SWEEP, f"store.path={store}", "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

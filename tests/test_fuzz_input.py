@@ -98,7 +98,7 @@ def _snapshot(store: Path) -> dict:
 @pytest.fixture(scope="module")
 def existing(tmp_path_factory):
     """A finished cube that no bad input may touch."""
-    from agglo.tools.cli import main
+    from agglo.cli import main
 
     store = tmp_path_factory.mktemp("existing") / "cube.zarr"
     assert main(["run", *SMALL, f"store.path={store}", "--quiet"]) == 0

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from agglo.engine import geonames
-from agglo.engine.towns import load_geonames
+from agglo.engine.data import geonames
+from agglo.engine.data.towns import load_geonames
 
 
 @pytest.fixture()

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agglo.engine.network import prepare
-from agglo.engine.pairs import scenario_pairs
-from agglo.engine.scenarios import batch_parameters, reach_radii
-from agglo.engine.towns import from_frame
+from agglo.engine.compute.pairs import scenario_pairs
+from agglo.engine.data.towns import from_frame
+from agglo.engine.network.build import prepare
+from agglo.engine.planning.scenarios import batch_parameters, reach_radii
 from agglo.kernels import build_neighbourhood
 from tests.naive import haversine_rows
 from tests.strategies import (
@@ -137,7 +137,7 @@ def test_closed_borders_keep_members_in_their_region(towns, mode):
 def test_single_town_and_all_cores():
     import pandas as pd
 
-    from agglo.engine.towns import from_frame
+    from agglo.engine.data.towns import from_frame
 
     one = from_frame(
         pd.DataFrame({"town_id": [1], "name": ["a"], "lat": [17.0], "lon": [-96.0], "population": [900.0]}), "one"
@@ -155,7 +155,7 @@ def test_single_town_and_all_cores():
 def test_exact_tie_goes_to_lower_index():
     import pandas as pd
 
-    from agglo.engine.towns import from_frame
+    from agglo.engine.data.towns import from_frame
 
     # Two equal cores at exactly the same distance east and west of a small town (lon ±0.25 is
     # symmetric in floating point, so the shares tie to the last bit).
@@ -217,8 +217,8 @@ def test_batch_results_do_not_depend_on_batch_or_threads(batch, sweep):
     with the batch in its given order, not the engine's widest-first order)."""
     import numba
 
-    from agglo.engine.compute import compute_batch
-    from agglo.engine.towns import synthetic
+    from agglo.engine.compute.batch import compute_batch
+    from agglo.engine.data.towns import synthetic
 
     towns = synthetic(400, 3)
     base = dict(DEFAULT_COMMUTE)
@@ -277,8 +277,8 @@ def _slice(params, s):
 
 
 def _gravity_sums(network, params, mode):
-    from agglo.engine.compute import _gravity
-    from agglo.engine.scenarios import core_mask
+    from agglo.engine.compute.batch import _gravity
+    from agglo.engine.planning.scenarios import core_mask
 
     is_core = core_mask(network.population, network.forced_core, params.core_min_population)
     got = _gravity(network, network.rows[mode], params.mode(mode), params.closed, is_core)
@@ -287,8 +287,8 @@ def _gravity_sums(network, params, mode):
 
 def test_mixed_sweep_equals_reference():
     """The branches of the batched kernels against the NumPy twin, scenario by scenario."""
-    from agglo.engine.compute import compute_batch
-    from agglo.engine.towns import synthetic
+    from agglo.engine.compute.batch import compute_batch
+    from agglo.engine.data.towns import synthetic
 
     towns = synthetic(300, 5)
     base = dict(DEFAULT_COMMUTE)
@@ -342,7 +342,7 @@ def test_a_mode_scenario_repeated_in_a_batch_or_remembered_from_an_earlier_one_i
     gives the same bits."""
     import dataclasses
 
-    from agglo.engine.compute import ModeMemo, compute_batch
+    from agglo.engine.compute.batch import ModeMemo, compute_batch
     from tests.real_towns import oaxaca_geonames
 
     towns = oaxaca_geonames()

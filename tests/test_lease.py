@@ -1,6 +1,6 @@
 """One writer at a time (issue #17): the store's writer lease, real processes, real stores.
 
-The rules (engine/lease.py): a lease beside the store names its holder; a second writer,
+The rules (engine/store/lease.py): a lease beside the store names its holder; a second writer,
 whatever its store.mode, is refused with one line naming the holder; a lease whose holder is
 a dead process of this host, or whose heartbeat is older than store.lease_timeout_s, is
 taken over with a message; a batch whose run lost the lease is not marked done.
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from agglo.engine import lease
 from agglo.engine.errors import UserError
-from agglo.engine.store import batch_done
+from agglo.engine.store import lease
+from agglo.engine.store.cube import batch_done
 from tests.conftest import SMALL
 from tests.test_failures import agglo, assert_same, one_line
 from tests.test_resume import _wait_for_batches
@@ -146,7 +146,7 @@ def test_one_winner_among_simultaneous_writers(tmp_path):
     code = textwrap.dedent(
         f"""
         import time
-        from agglo.engine import lease
+        from agglo.engine.store import lease
         from agglo.engine.errors import UserError
         time.sleep(max(0.0, {start} - time.time()))
         try:
@@ -185,7 +185,7 @@ def test_object_store_lease_has_the_same_rules():
 def test_second_writer_refused_while_the_first_finishes_like_a_clean_run(tmp_path, run_cli):
     store = tmp_path / "busy.zarr"
     first = subprocess.Popen(
-        [sys.executable, "-m", "agglo.tools.cli", "run", *LONG_SWEEP, f"store.path={store}", "--quiet"],
+        [sys.executable, "-m", "agglo.cli", "run", *LONG_SWEEP, f"store.path={store}", "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -216,7 +216,7 @@ def test_batches_of_a_run_that_lost_its_lease_are_not_marked(tmp_path, run_cli):
     args += ["executor.kind=local", "executor.n_workers=2", "executor.threads_per_worker=1"]
     args += ["executor.compute_while_starting=false"]
     run = subprocess.Popen(
-        [sys.executable, "-m", "agglo.tools.cli", "run", *args, f"store.path={store}", "--quiet"],
+        [sys.executable, "-m", "agglo.cli", "run", *args, f"store.path={store}", "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

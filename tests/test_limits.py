@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agglo.engine.network import BYTES_PER_PAIR, PAIRS_PER_BOUND, check_size
-from agglo.engine.towns import synthetic
+from agglo.engine.data.towns import synthetic
+from agglo.engine.network.build import BYTES_PER_PAIR, PAIRS_PER_BOUND, check_size
 from agglo.kernels import build_neighbourhood, cell_pair_bound
 from tests.real_towns import mexico_geonames, oaxaca_geonames
 from tests.strategies import town_tables
@@ -50,7 +50,7 @@ def test_the_size_estimate_stays_below_the_pairs_of_real_towns(towns, radius):
 
 def _agglo(*args, env=None):
     return subprocess.Popen(
-        [sys.executable, "-m", "agglo.tools.cli", "run", *args],
+        [sys.executable, "-m", "agglo.cli", "run", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agglo.engine.towns import load_geonames
+from agglo.engine.data.towns import load_geonames
 from tests.naive import scenario_dense
 from tests.strategies import compare, kernels_one, make_config, modes, reference_one, town_tables
 
@@ -52,7 +52,7 @@ def test_models_equal_reference(towns, commute, freight, models, closed, core_mi
 
 @pytest.mark.parametrize("model", MODELS)
 def test_models_on_oaxaca(model):
-    from agglo.engine.config import AggloConfig
+    from agglo.engine.config.schema import AggloConfig
 
     towns = load_geonames("MX", ["20"], 500)
     base = AggloConfig()
@@ -63,10 +63,10 @@ def test_models_on_oaxaca(model):
 
 
 def test_a_batch_mixing_models_equals_one_scenario_at_a_time():
-    from agglo.engine.compute import compute_batch
-    from agglo.engine.network import prepare
-    from agglo.engine.scenarios import batch_parameters, reach_radii
-    from agglo.engine.towns import synthetic
+    from agglo.engine.compute.batch import compute_batch
+    from agglo.engine.data.towns import synthetic
+    from agglo.engine.network.build import prepare
+    from agglo.engine.planning.scenarios import batch_parameters, reach_radii
     from tests.strategies import DEFAULT_COMMUTE
 
     towns = synthetic(300, 4)
@@ -85,7 +85,7 @@ def test_a_batch_mixing_models_equals_one_scenario_at_a_time():
 def test_symmetric_balance_is_the_furness_fixed_point():
     """The kernel's symmetric balancing against plain Furness (alternating row and column
     scaling, dense NumPy) run to 1e-12 on every town of Oaxaca: the same flows."""
-    from agglo.engine.config import AggloConfig
+    from agglo.engine.config.schema import AggloConfig
     from tests.naive import deterrence, haversine_rows
 
     towns = load_geonames("MX", ["20"], 500)
@@ -113,10 +113,10 @@ def test_doubly_meets_both_margins_on_all_of_mexico():
     """All of Mexico at the default caps, both modes: the balance converges to 1e-9, and the
     table it gives meets its row and its column totals to 1e-9, summed here by scatter over
     the pair list (not by the kernel's row gathers)."""
-    from agglo.engine.compute import reach_of
-    from agglo.engine.config import MODES, AggloConfig
-    from agglo.engine.network import forced_cores, prepare
-    from agglo.engine.scenarios import batch_parameters, core_mask, reach_radii
+    from agglo.engine.compute.batch import reach_of
+    from agglo.engine.config.schema import MODES, AggloConfig
+    from agglo.engine.network.build import forced_cores, prepare
+    from agglo.engine.planning.scenarios import batch_parameters, core_mask, reach_radii
     from agglo.kernels.doubly import IPF_TOL, doubly_ipf
     from agglo.kernels.terms import mode_terms
 
@@ -147,10 +147,10 @@ def test_doubly_meets_both_margins_on_all_of_mexico():
 def test_radiation_scenarios_that_differ_only_in_its_unused_parameters_share_one_pass():
     """Radiation ignores beta, gamma, alpha and threshold: such scenarios are computed once and
     copied, and equal their one-by-one runs bit for bit; a different cap or core set is not shared."""
-    from agglo.engine.compute import compute_batch, radiation_twins
-    from agglo.engine.network import prepare
-    from agglo.engine.scenarios import batch_parameters, core_mask, reach_radii
-    from agglo.engine.towns import synthetic
+    from agglo.engine.compute.batch import compute_batch, radiation_twins
+    from agglo.engine.data.towns import synthetic
+    from agglo.engine.network.build import prepare
+    from agglo.engine.planning.scenarios import batch_parameters, core_mask, reach_radii
     from tests.strategies import DEFAULT_COMMUTE
 
     towns = synthetic(300, 5)
@@ -180,9 +180,9 @@ def test_radiation_over_caps_from_half_a_minute_to_400_in_one_pass_equals_each_a
     (kernels/radiation.radiation_batch): every town of Oaxaca, caps 0.5 to 400 min in no
     order, one borders-closed and one with other cores among them: the batch equals one
     scenario at a time bit for bit, and each up to 90 min equals the dense twin."""
-    from agglo.engine.compute import compute_batch, radiation_groups
-    from agglo.engine.network import prepare
-    from agglo.engine.scenarios import batch_parameters, core_mask, reach_radii
+    from agglo.engine.compute.batch import compute_batch, radiation_groups
+    from agglo.engine.network.build import prepare
+    from agglo.engine.planning.scenarios import batch_parameters, core_mask, reach_radii
     from tests.strategies import DEFAULT_COMMUTE
 
     towns = load_geonames("MX", ["20"], 500)
@@ -224,9 +224,9 @@ def test_doubly_scenarios_that_differ_in_their_caps_balance_in_lockstep_as_each_
     no order) balance in one lockstep group (kernels/doubly.balance_group), one with another
     beta apart: on every town of Oaxaca the batch equals each scenario alone bit for bit, and
     each up to 90 min equals the dense twin."""
-    from agglo.engine.compute import compute_batch, doubly_groups
-    from agglo.engine.network import prepare
-    from agglo.engine.scenarios import batch_parameters, reach_radii
+    from agglo.engine.compute.batch import compute_batch, doubly_groups
+    from agglo.engine.network.build import prepare
+    from agglo.engine.planning.scenarios import batch_parameters, reach_radii
     from tests.strategies import DEFAULT_COMMUTE
 
     towns = load_geonames("MX", ["20"], 500)
@@ -268,9 +268,9 @@ def test_the_doubly_balance_reads_its_neighbours_as_uint16_or_int32_with_the_sam
     (kernels/doubly.NARROW_TOWNS); a larger network reads the int32 rows. Both paths, on every
     town of Oaxaca, both modes, a lockstep group of three caps: the same bits."""
     import agglo.kernels.doubly as doubly
-    from agglo.engine.compute import reach_of
-    from agglo.engine.network import prepare
-    from agglo.engine.scenarios import batch_parameters, reach_radii
+    from agglo.engine.compute.batch import reach_of
+    from agglo.engine.network.build import prepare
+    from agglo.engine.planning.scenarios import batch_parameters, reach_radii
     from agglo.kernels.terms import mode_terms
     from tests.strategies import DEFAULT_COMMUTE
 
@@ -302,7 +302,7 @@ def test_a_model_sweep_over_all_of_mexico_equals_one_by_one_runs(tmp_path, run_c
     scenario a batch, and the doubly scenario equals a run of its own, bit for bit."""
     import xarray as xr
 
-    from agglo.engine.store import VARIABLES
+    from agglo.engine.store.cube import VARIABLES
 
     sweep = ["commute.model=gravity,attraction,doubly,radiation", "freight.model=doubly,radiation"]
     base = ["experiment=mexico", "executor.kind=synchronous", "--quiet"]
@@ -333,7 +333,7 @@ def _clique(offset_at: list[int], sizes: dict):
     towns at distance 0 and a few isolated ones; populations 500 but ``sizes`` (index: population)."""
     import pandas as pd
 
-    from agglo.engine.towns import from_frame
+    from agglo.engine.data.towns import from_frame
 
     n = 36
     lat = np.full(n, 16.0)

@@ -1,4 +1,4 @@
-"""The on-disk network cache (engine/netcache.py): used only when whole and from the same
+"""The on-disk network cache (engine/network/cache.py): used only when whole and from the same
 inputs and code, rebuilt when damaged, bounded by its budget, never changing a result."""
 
 import fcntl
@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agglo.engine import netcache
-from agglo.engine.network import prepare
-from agglo.engine.towns import synthetic
+from agglo.engine.data.towns import synthetic
+from agglo.engine.network import cache as netcache
+from agglo.engine.network.build import prepare
 from tests.conftest import SMALL, cube_arrays
 
 SWEEP = ["commute.cap_min=40,80", "freight.cap_min=120,240"]

@@ -7,8 +7,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agglo.engine.network import prepare
-from agglo.engine.scenarios import batch_parameters, core_mask, reach_radii
+from agglo.engine.network.build import prepare
+from agglo.engine.planning.scenarios import batch_parameters, core_mask, reach_radii
 from agglo.kernels import inflow_pass, origin_pass, pair_shares
 from agglo.kernels.batch_sums import INNER_MIN
 from tests.strategies import NEAR_SHARE, RTOL_INFLOW, make_config, modes, share_rtol, town_tables

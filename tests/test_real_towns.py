@@ -37,7 +37,7 @@ def test_russia_national_closed_borders():
 def test_oaxaca_inegi_table_municipal_borders(tmp_path):
     path = tmp_path / "oaxaca.csv"
     oaxaca_inegi_frame().to_csv(path, index=False)
-    from agglo.engine.towns import load_table
+    from agglo.engine.data.towns import load_table
 
     towns = load_table(str(path))
     assert len(towns) == 629

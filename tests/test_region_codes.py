@@ -4,7 +4,7 @@ in Lubuskie, into Małopolska)."""
 import numpy as np
 import pandas as pd
 
-from agglo.engine.towns import from_frame, load_geonames, region_outliers
+from agglo.engine.data.towns import from_frame, load_geonames, region_outliers
 
 
 def _towns(extra_lat: float, extra_region: str):

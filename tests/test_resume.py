@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from agglo.engine.lease import lease_path
-from agglo.engine.store import VARIABLES, batch_done
+from agglo.engine.store.cube import VARIABLES, batch_done
+from agglo.engine.store.lease import lease_path
 from tests.conftest import SMALL, cube_arrays
 
 SLOW_SWEEP = [
@@ -47,7 +47,7 @@ def _wait_for_batches(store, at_least, proc, limit_s=180):
 def test_driver_sigkill_then_resume_equals_clean_run(tmp_path, run_cli):
     store = tmp_path / "killed.zarr"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agglo.tools.cli", "run", *SLOW_SWEEP, f"store.path={store}"],
+        [sys.executable, "-m", "agglo.cli", "run", *SLOW_SWEEP, f"store.path={store}"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -91,7 +91,7 @@ def test_worker_sigkill_mid_sweep_still_gives_the_clean_cube(tmp_path, run_cli):
             [
                 sys.executable,
                 "-m",
-                "agglo.tools.cli",
+                "agglo.cli",
                 "run",
                 *args,
                 "executor.kind=address",

@@ -42,7 +42,7 @@ def test_cbsa_table_has_the_metropolitan_central_counties_as_cores():
 
 
 def test_oaxaca_study_highlights_are_geonames_towns():
-    from agglo.engine.towns import load_geonames
+    from agglo.engine.data.towns import load_geonames
 
     oaxaca = _load("experiments/oaxaca/run.py")
     ids = set(load_geonames("MX", ["20"], 500).town_id.tolist())

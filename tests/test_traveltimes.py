@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agglo.engine.towns import Towns, from_frame
+from agglo.engine.data.towns import Towns, from_frame
 from tests.naive import haversine_rows, scenario, scenario_dense
 from tests.strategies import compare, kernels_one, make_config, modes, town_tables
 
@@ -96,7 +96,7 @@ def test_every_model_on_a_table_equals_the_twin(
 
 
 def oaxaca() -> Towns:
-    from agglo.engine.towns import load_geonames
+    from agglo.engine.data.towns import load_geonames
 
     return load_geonames("MX", ["20"], 500)
 
@@ -105,7 +105,7 @@ def oaxaca() -> Towns:
 def test_an_asymmetric_table_of_real_towns_equals_the_twin(tmp_path, model):
     """All of Oaxaca's towns, a table whose uphill direction is slower (minutes grow with the
     destination's latitude): every model against the twin."""
-    from agglo.engine.config import AggloConfig
+    from agglo.engine.config.schema import AggloConfig
 
     towns = oaxaca()
     n = len(towns)
@@ -122,7 +122,7 @@ def test_one_pair_made_slower_or_removed_changes_the_towns_it_should(tmp_path):
     """Oaxaca's straight-line times as a table; then the pair joining a town to its core made
     slower than the cap, then removed: that town (and only what its flow feeds) changes, as
     the twin says, and n_reachable drops by one for that origin alone."""
-    from agglo.engine.config import AggloConfig
+    from agglo.engine.config.schema import AggloConfig
 
     towns = oaxaca()
     n = len(towns)
@@ -293,12 +293,12 @@ def test_a_changed_table_is_not_resumed_into(tmp_path, run_cli):
 
 
 def test_roads_with_a_river_and_one_bridge(tmp_path):
-    """The synthetic road network (agglo/engine/roadgrid.py): roads are never shorter than the
+    """The synthetic road network (agglo/engine/data/roadgrid.py): roads are never shorter than the
     straight line at their speed; by road every town reaches at most the towns it reaches in a
     straight line; towns across the river from the east-bank city join it in a straight line
     and, by road, only where the road reaches the city within the cap. Both against the twin."""
-    from agglo.engine.config import AggloConfig
-    from agglo.engine.roadgrid import river_and_bridge
+    from agglo.engine.config.schema import AggloConfig
+    from agglo.engine.data.roadgrid import river_and_bridge
 
     frame, table = river_and_bridge()
     towns = from_frame(frame[["town_id", "name", "lat", "lon", "population"]], "roadgrid")
@@ -368,7 +368,7 @@ def test_reach_on_a_table_is_exact_at_the_cap(tmp_path, factor, cap):
 
 def test_text_town_ids_in_csv_and_parquet(tmp_path):
     """A town table keyed by text (INEGI's CVEGEO, say): the table's ids are read as text."""
-    from agglo.engine.towns import synthetic
+    from agglo.engine.data.towns import synthetic
 
     base = synthetic(60, 5)
     frame = pd.DataFrame(
@@ -406,8 +406,8 @@ def test_flows_on_a_table_report_its_minutes(tmp_path, run_cli):
 
 
 def test_a_table_too_large_for_memory_is_refused_before_reading(tmp_path):
+    from agglo.engine.data.traveltimes import BYTES_PER_PAIR, check_fits, time_table
     from agglo.engine.errors import UserError
-    from agglo.engine.traveltimes import BYTES_PER_PAIR, check_fits, time_table
 
     path = write(tmp_path / "t.parquet", *_four_towns_table())
     table = time_table("freight.travel_times", path, 100.0)

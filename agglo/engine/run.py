@@ -10,19 +10,28 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from agglo import __version__
-from agglo.engine import integrity, lease, netcache, store
-from agglo.engine.compute import NEAR_TIES
-from agglo.engine.config import MODES, AggloConfig, diff_keys, result_keys, scenario_table
+from agglo.engine.compute.batch import NEAR_TIES
+from agglo.engine.config.schema import MODES, AggloConfig, diff_keys, result_keys, scenario_table
+from agglo.engine.data.towns import (
+    Towns,
+    describe_region_outliers,
+    load_geonames,
+    load_table,
+    region_outliers,
+    synthetic,
+)
+from agglo.engine.data.traveltimes import forget_read_ahead, read_ahead, with_tables
 from agglo.engine.errors import UserError
 from agglo.engine.executors import Progress, get_executor
+from agglo.engine.executors.interrupts import check as check_interrupt
 from agglo.engine.executors.task import Job
-from agglo.engine.interrupts import check as check_interrupt
-from agglo.engine.network import check_size, forced_cores
-from agglo.engine.outputs import writing
-from agglo.engine.plan import Plan, describe_sample, make_plan
-from agglo.engine.scenarios import batch_parameters, reach_radii
-from agglo.engine.towns import Towns, describe_region_outliers, load_geonames, load_table, region_outliers, synthetic
-from agglo.engine.traveltimes import forget_read_ahead, read_ahead, with_tables
+from agglo.engine.network import cache as netcache
+from agglo.engine.network.build import check_size, forced_cores
+from agglo.engine.planning.plan import Plan, describe_sample, make_plan
+from agglo.engine.planning.scenarios import batch_parameters, reach_radii
+from agglo.engine.store import cube as store
+from agglo.engine.store import integrity, lease
+from agglo.engine.store.outputs import writing
 
 
 def load_towns(cfg: AggloConfig) -> Towns:
@@ -35,7 +44,7 @@ def load_towns(cfg: AggloConfig) -> Towns:
         towns = synthetic(d.n, d.seed)
     keep = towns.population >= d.min_population
     if not keep.all():
-        from agglo.engine.towns import from_frame
+        from agglo.engine.data.towns import from_frame
 
         frame = towns.frame()[keep]
         if towns.region is None:
@@ -170,7 +179,7 @@ def _check_device(cfg: AggloConfig, params) -> None:
     """``executor.device=cuda`` needs a GPU (or Numba's simulator) and the gravity model."""
     if cfg.executor.device != "cuda":
         return
-    from agglo.engine.scenarios import MODEL_CODES
+    from agglo.engine.planning.scenarios import MODEL_CODES
 
     names = {code: name for name, code in MODEL_CODES.items()}
     for mode in MODES:
@@ -328,7 +337,7 @@ def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str, started
                     get_executor("synchronous")(network, job, todo, progress)
                 else:
                     from agglo.engine.executors.dask import run_batches
-                    from agglo.engine.recipe import recipe_of
+                    from agglo.engine.network.recipe import recipe_of
 
                     recipe = recipe_of(cfg, towns, forced, radii, floor)
                     run_batches(network, job, todo, progress, cfg.executor, recipe, started, files)

@@ -11,7 +11,7 @@ scenarios: no gather across scenarios).
 
 A scenario pays for its own reach: pair q is computed for the scenarios ``0..n-1`` only,
 ``n`` shrinking as the trailing scenarios' reaches end, and the engine orders each batch
-by reach, widest first (:func:`agglo.engine.compute.reach_order`), so the trailing ones
+by reach, widest first (:func:`agglo.engine.compute.batch.reach_order`), so the trailing ones
 are those that end first. Up to the shortest reach among the active scenarios, where
 none masks a pair, and when every scenario is power decay with the same ``c0`` and
 ``c2`` (``max(ld + c0, c2)`` is shared), four pairs share one loop over the scenarios:

@@ -7,7 +7,7 @@ Every observed US county-to-county commuting flow (ACS 2009-2013, tests/data/us_
 between the counties of tests/data/us_cbsa (2020 internal points, ACS 2022 populations). The
 engine's gravity (docs/model.md: production-constrained, power or exponential deterrence of the
 commuting travel time at the default speed and circuity, with or without the self term) is
-fitted with ``agglo.tools.calibrate.fit_production`` on the origins of one half of the states
+fitted with ``agglo.analysis.calibrate.fit_production`` on the origins of one half of the states
 (alternately by name, as experiments/cbsa splits them) and scored on the other half: CPC,
 pseudo-R², and the share of counties whose largest flow to another county goes where the
 model's does. The engine's defaults are scored beside. Then OMB's rule (25 % of a county's
@@ -29,8 +29,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from agglo.engine.config import AggloConfig  # noqa: E402
-from agglo.tools import calibrate  # noqa: E402
+from agglo.analysis import calibrate  # noqa: E402
+from agglo.engine.config.schema import AggloConfig  # noqa: E402
 from experiments.cbsa.places import delineation  # noqa: E402
 from experiments.common import precision_recall_f1, write_results  # noqa: E402
 

@@ -9,7 +9,7 @@ to the nearest 2020 county internal point of its state. Cores are the towns of t
 counties of every CBSA of OMB 2023, metropolitan and micropolitan: OMB settles central counties
 first, and a central county is no other area's outlying county, so a small micropolitan centre
 keeps its own neighbours as it does in the delineation. After the run, every county is read at
-the county level by :func:`agglo.tools.analysis.aggregate_units`: its towns' population (or
+the county level by :func:`agglo.analysis.aggregate_units`: its towns' population (or
 their flows to their cores, ``weight``) is summed by the CBSA of the core they join (a CBSA's
 central counties pool), and a county that is no CBSA's central county is predicted an outlying
 county of the area with the largest sum when that sum is at least ``tau`` of its population;
@@ -71,7 +71,7 @@ def delineation(root) -> pd.DataFrame:
 
 def build_places(counties: pd.DataFrame, areas: pd.DataFrame) -> pd.DataFrame:
     """The engine's town table (docs/model.md's columns) plus ``county``: places and remainders."""
-    from agglo.engine.towns import load_geonames
+    from agglo.engine.data.towns import load_geonames
 
     towns = load_geonames("US", None, 500)
     county = county_of_places(towns.lat, towns.lon, towns.region, counties)
@@ -126,7 +126,7 @@ def _predicted(joined, share, candidate, metro_areas: set, taus):
 def score_places(ds, table: pd.DataFrame, areas: pd.DataFrame, states: set | None = None) -> pd.DataFrame:
     """Precision, recall and F1 of metropolitan outlying-county membership per scenario,
     weight and tau, over the counties of ``states`` (all when None)."""
-    from agglo.tools.analysis import aggregate_units
+    from agglo.analysis import aggregate_units
     from experiments.common import precision_recall_f1
 
     by_id, county, target = _by_county(ds, table, areas)
@@ -175,7 +175,7 @@ def county_outcomes(one, table: pd.DataFrame, areas: pd.DataFrame, weight: str, 
     """Per county of one scenario (``one``: the cube at one scenario): OMB's status, the metro
     area it is predicted to (or ""), and the outcome: right, wrong area, missed, extra (a
     county predicted that OMB leaves out of every metro area), or central."""
-    from agglo.tools.analysis import aggregate_units
+    from agglo.analysis import aggregate_units
 
     _, county, target = _by_county(one, table, areas)
     agg = aggregate_units(one, county, target, weight=weight)

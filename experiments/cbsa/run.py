@@ -24,7 +24,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from agglo.tools.analysis import adjusted_rand  # noqa: E402
+from agglo.analysis import adjusted_rand  # noqa: E402
 from experiments.cbsa import places as P  # noqa: E402
 from experiments.common import agglo_run, precision_recall_f1, write_results  # noqa: E402
 from experiments.common import held_out as common_held_out  # noqa: E402

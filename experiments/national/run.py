@@ -40,7 +40,7 @@ def run(country: str) -> str:
 
 def tables(country: str, store: str) -> list[str]:
     import agglo
-    from agglo.tools.analysis import stability
+    from agglo.analysis import stability
 
     ds = agglo.open_results(store)
     pop = ds["population"].values

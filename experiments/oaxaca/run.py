@@ -20,7 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from agglo.engine.towns import inegi_localities  # noqa: E402
+from agglo.engine.data.towns import inegi_localities  # noqa: E402
 from experiments.common import agglo_run, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

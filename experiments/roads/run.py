@@ -2,7 +2,7 @@
 
     .venv/bin/python experiments/roads/run.py        # about half a minute on 2 cores
 
-The towns and roads of ``agglo.engine.roadgrid.river_and_bridge`` (625 towns on a 5 km
+The towns and roads of ``agglo.engine.data.roadgrid.river_and_bridge`` (625 towns on a 5 km
 lattice of roads, a river between two columns crossed by one bridge, a city of 400 000 on the
 east bank far from the bridge). Each mode runs twice: on the straight-line model at the roads'
 speed (50 km/h, circuity 1) and on the road minutes as a travel-time table
@@ -22,8 +22,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from agglo.engine.roadgrid import river_and_bridge  # noqa: E402
-from agglo.engine.store import open_results  # noqa: E402
+from agglo.engine.data.roadgrid import river_and_bridge  # noqa: E402
+from agglo.engine.store.cube import open_results  # noqa: E402
 from experiments.common import agglo_run, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

@@ -2,7 +2,7 @@
 region, mark it done) batch after batch in the driver: the reference. The Dask executor
 (:mod:`~agglo.engine.executors.dask`) runs the same computation as a graph of pieces and
 batches (:mod:`~agglo.engine.executors.graph`) on workers that obtain the network
-themselves (:mod:`agglo.engine.recipe`); the cube is the same, bit for bit."""
+themselves (:mod:`agglo.engine.network.recipe`); the cube is the same, bit for bit."""
 
 from agglo.engine.executors.progress import Progress
 

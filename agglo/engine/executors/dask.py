@@ -1,6 +1,6 @@
 """Dask execution: a LocalCluster the engine starts, or the workers of an existing scheduler.
 
-What a worker gets is the recipe of the network (:mod:`agglo.engine.recipe`), never the
+What a worker gets is the recipe of the network (:mod:`agglo.engine.network.recipe`), never the
 network: each worker process maps it from its machine's network cache, from a copy the
 driver wrote where it can read it, or builds it (the same bits). Tasks carry the recipe,
 the run's settings and one piece of work: a few kilobytes each. The sweep is a graph
@@ -34,9 +34,9 @@ import uuid
 
 from agglo.engine.errors import UserError
 from agglo.engine.executors.graph import plan_work, run_assemble, run_piece
-from agglo.engine.interrupts import check
-from agglo.engine.lease import LeaseLost
-from agglo.engine.recipe import NetworkUnavailable
+from agglo.engine.executors.interrupts import check
+from agglo.engine.network.recipe import NetworkUnavailable
+from agglo.engine.store.lease import LeaseLost
 
 
 class ExecutorLost(UserError):
@@ -265,14 +265,14 @@ def _copy_for_workers(network, folder: str):
     """A checked copy of the network (a network-cache entry with its manifest) in ``folder``."""
     from pathlib import Path
 
-    from agglo.engine.netcache import write_entry
+    from agglo.engine.network.cache import write_entry
 
     handle = write_entry(network, Path(folder) / ".writing", Path(folder) / "network")
     return None if handle is None else handle.folder
 
 
 def run_batches(network, job, batches, progress, executor_config, recipe, started=None, files=None):
-    """Run ``batches`` of ``job`` on Dask. ``recipe`` (:class:`agglo.engine.recipe.Recipe`)
+    """Run ``batches`` of ``job`` on Dask. ``recipe`` (:class:`agglo.engine.network.recipe.Recipe`)
     is what workers get instead of ``network``; ``started``: the local cluster started
     earlier by :func:`start`; ``files``: the network's entry in this machine's cache."""
     from dataclasses import replace

@@ -1,7 +1,7 @@
 """A sweep as a Dask graph: pieces of distinct mode scenarios, then batches that gather them.
 
 A scenario's results in one mode depend only on that mode's parameters, the borders and
-the cores (:func:`agglo.engine.compute.mode_keys`). A sweep that crosses commuting and
+the cores (:func:`agglo.engine.compute.batch.mode_keys`). A sweep that crosses commuting and
 freight values repeats each mode's scenarios many times (the 512-scenario cap sweep of
 all of Mexico holds 64 distinct commuting and 8 distinct freight scenarios). The
 synchronous executor computes each once through its memo; spread over workers, each with
@@ -26,12 +26,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agglo.engine.compute import assemble, mode_piece, scenario_digests
-from agglo.engine.config import MODES
+from agglo.engine.compute.batch import assemble, mode_piece, scenario_digests
+from agglo.engine.config.schema import MODES
 from agglo.engine.executors.task import Job
-from agglo.engine.recipe import Recipe, obtain
-from agglo.engine.scenarios import batch_parameters
-from agglo.engine.store import write_batch
+from agglo.engine.network.recipe import Recipe, obtain
+from agglo.engine.planning.scenarios import batch_parameters
+from agglo.engine.store.cube import write_batch
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def run_piece(recipe: Recipe, job: Job, piece: Piece) -> dict:
 
 def run_assemble(job: Job, batch: int, rows: np.ndarray, needs: list[int], *pieces) -> None:
     """Gather batch ``batch`` from its pieces, write it and mark it done (a Dask task);
-    raises :class:`~agglo.engine.lease.LeaseLost` when the run lost the store's lease.
+    raises :class:`~agglo.engine.store.lease.LeaseLost` when the run lost the store's lease.
     Returns nothing, so that the driver never has to fetch a result from a worker."""
     at = {p: got for p, got in zip(needs, pieces)}
     arrays = assemble([[(at[int(p)], int(k)) for p, k in per_mode] for per_mode in rows])

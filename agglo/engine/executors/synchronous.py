@@ -1,8 +1,8 @@
 """In-process execution, one batch after another: the reference every executor must equal."""
 
+from agglo.engine.executors.interrupts import check
 from agglo.engine.executors.task import run_batch
-from agglo.engine.interrupts import check
-from agglo.engine.lease import LeaseLost
+from agglo.engine.store.lease import LeaseLost
 
 
 def run_one(network, job, batch, progress) -> None:

@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 import numba
 
-from agglo.engine.compute import compute_batch, memo_of
-from agglo.engine.config import AggloConfig
-from agglo.engine.interrupts import native
-from agglo.engine.lease import LeaseLost
-from agglo.engine.network import Network, NetworkFiles, mapped
-from agglo.engine.plan import Plan
-from agglo.engine.scenarios import batch_parameters
-from agglo.engine.store import write_batch
+from agglo.engine.compute.batch import compute_batch, memo_of
+from agglo.engine.config.schema import AggloConfig
+from agglo.engine.executors.interrupts import native
+from agglo.engine.network.build import Network, NetworkFiles, mapped
+from agglo.engine.planning.plan import Plan
+from agglo.engine.planning.scenarios import batch_parameters
+from agglo.engine.store.cube import write_batch
+from agglo.engine.store.lease import LeaseLost
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ def run_batch(network: Network | NetworkFiles, job: Job, batch: int) -> tuple[in
     """Compute batch ``batch`` and write it to the store; return (batch, scenarios, None),
     or (batch, 0, why) when the run lost the store's writer lease: the executor stops the
     run with ``why`` (returned, not raised, so that a Dask worker logs no failed task).
-    ``network`` may be the handle of a spilled one (:func:`agglo.engine.network.spill`)."""
+    ``network`` may be the handle of a spilled one (:func:`agglo.engine.network.build.spill`)."""
     network = mapped(network)
     if job.threads is not None:
         numba.set_num_threads(min(job.threads, numba.config.NUMBA_NUM_THREADS))

@@ -6,7 +6,7 @@ and the run's network obtained, in a thread of each worker process.
   reads the towns, builds the network and computes its first batches.
 - A run on an existing scheduler registers :class:`Warm` as a worker plugin (its workers,
   replacements and late joiners included): each worker obtains the run's network
-  (:func:`agglo.engine.recipe.obtain`) before its first task.
+  (:func:`agglo.engine.network.recipe.obtain`) before its first task.
 
 A warm-up that fails says nothing: the first task does the same work and reports.
 """
@@ -24,11 +24,11 @@ _WARM = threading.Lock()
 def load_kernels(radii: dict | None = None, core_floor: float | None = None, job=None) -> None:
     """Call the kernels once on a tiny network of the run's types (Numba loads them from
     its cache at the first call of each signature)."""
-    from agglo.engine.compute import mode_piece
-    from agglo.engine.config import MODES, AggloConfig
-    from agglo.engine.network import prepare
-    from agglo.engine.scenarios import batch_parameters, reach_radii
-    from agglo.engine.towns import synthetic
+    from agglo.engine.compute.batch import mode_piece
+    from agglo.engine.config.schema import MODES, AggloConfig
+    from agglo.engine.data.towns import synthetic
+    from agglo.engine.network.build import prepare
+    from agglo.engine.planning.scenarios import batch_parameters, reach_radii
 
     cfg = job.config if job is not None else AggloConfig()
     swept = job.plan.scenario_values(0) if job is not None else {}
@@ -44,7 +44,7 @@ def _warm(recipe=None, job=None) -> None:
         with _WARM:
             load_kernels(recipe.radii if recipe else None, recipe.core_floor if recipe else None, job)
         if recipe is not None:
-            from agglo.engine.recipe import obtain
+            from agglo.engine.network.recipe import obtain
 
             obtain(recipe)
     except Exception:  # noqa: BLE001 - the first task does the same and reports

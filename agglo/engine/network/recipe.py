@@ -1,8 +1,8 @@
 """What a Dask worker is sent instead of the network: the recipe for it.
 
 A network is a pure function of the towns, the forced cores, the reach radii and the core
-floor (:func:`agglo.engine.network.prepare`), and the network cache names an entry by a
-SHA-256 of exactly these and the code that builds it (:func:`agglo.engine.netcache.entry_key`).
+floor (:func:`agglo.engine.network.build.prepare`), and the network cache names an entry by a
+SHA-256 of exactly these and the code that builds it (:func:`agglo.engine.network.cache.entry_key`).
 So a task carries a :class:`Recipe` (a few hundred bytes: where the towns come from, the
 settings that shape the neighbourhood, that key), and each worker process obtains the
 network once (:func:`obtain`), in this order:
@@ -31,10 +31,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from agglo.engine import netcache
-from agglo.engine.config import DataConfig
+from agglo.engine.config.schema import DataConfig
 from agglo.engine.errors import UserError
-from agglo.engine.network import Network, mapped, prepare
+from agglo.engine.network import cache as netcache
+from agglo.engine.network.build import Network, mapped, prepare
 
 
 class NetworkUnavailable(Exception):
@@ -157,8 +157,8 @@ def _build_lock(recipe: Recipe):
 
 
 def _build(recipe: Recipe) -> Network:
-    from agglo.engine.config import AggloConfig, CoresConfig
-    from agglo.engine.network import forced_cores
+    from agglo.engine.config.schema import AggloConfig, CoresConfig
+    from agglo.engine.network.build import forced_cores
     from agglo.engine.run import load_towns
 
     where = worker_name()

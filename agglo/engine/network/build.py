@@ -2,7 +2,7 @@
 the neighbourhood its scenarios can reach.
 
 :func:`prepare` builds it from a town table: one neighbourhood within the widest reach
-of the sweep (:func:`agglo.engine.scenarios.reach_radii`), and for a mode that reaches
+of the sweep (:func:`agglo.engine.planning.scenarios.reach_radii`), and for a mode that reaches
 much less far (commuting) a truncated copy, so that its scenarios read only their pairs.
 """
 
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agglo.engine.config import MODES
+from agglo.engine.config.schema import MODES
+from agglo.engine.data.towns import Towns
 from agglo.engine.errors import UserError
-from agglo.engine.towns import Towns
 from agglo.kernels import Places, Rows, build_neighbourhood, cell_pair_bound, row_lp, row_tables, truncate_rows
 
 N_CHUNKS = 256  # town ranges of about equal pair count; fixed so results never depend on threads
@@ -226,12 +226,12 @@ def build(towns: Towns, forced: np.ndarray, radius_km, core_floor: float | None 
     """Build the neighbourhood once for a run.
 
     ``radius_km``: per mode (``{"commute": km, "freight": km}``, see
-    :func:`agglo.engine.scenarios.reach_radii`) or one radius for both; a mode whose value
-    is a :class:`~agglo.engine.traveltimes.TimeTable` gets the rows of that table instead
-    (:func:`agglo.engine.traveltimes.table_network_rows`). ``core_floor``: the run's
+    :func:`agglo.engine.planning.scenarios.reach_radii`) or one radius for both; a mode whose value
+    is a :class:`~agglo.engine.data.traveltimes.TimeTable` gets the rows of that table instead
+    (:func:`agglo.engine.data.traveltimes.table_network_rows`). ``core_floor``: the run's
     smallest ``cores.min_population`` (None: every town may be a core).
     """
-    from agglo.engine.traveltimes import TimeTable, table_network_rows
+    from agglo.engine.data.traveltimes import TimeTable, table_network_rows
 
     radii = dict(radius_km) if isinstance(radius_km, dict) else {mode: float(radius_km) for mode in MODES}
     tables = {mode: r for mode, r in radii.items() if isinstance(r, TimeTable)}

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from agglo.engine.config import MODES
+from agglo.engine.config.schema import MODES
 from agglo.engine.errors import UserError
 
 
@@ -35,10 +35,10 @@ def engine_pairs(towns, circuity: float, speed_kmh: float, cap_min: float):
 
 def export(overrides: list, mode: str, out: str, cap_min: float | None) -> tuple[str, int, float]:
     """Write the table of ``mode`` to ``out``; returns (out, pairs, cap used)."""
-    from agglo.engine.config import resolve
-    from agglo.engine.outputs import check_new_file, writing
+    from agglo.engine.config.schema import resolve
+    from agglo.engine.data.traveltimes import write_table
     from agglo.engine.run import load_towns
-    from agglo.engine.traveltimes import write_table
+    from agglo.engine.store.outputs import check_new_file, writing
 
     if mode not in MODES:
         raise UserError(f"--mode {mode!r}; allowed: {', '.join(MODES)}")

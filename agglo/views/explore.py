@@ -27,9 +27,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from agglo.engine import store
 from agglo.engine.errors import UserError
-from agglo.engine.outputs import check_folder, writing
+from agglo.engine.store import cube as store
+from agglo.engine.store.outputs import check_folder, writing
 
 DEFAULT_MAX_MB = 40.0
 PALETTE = [  # Bokeh's Category20, without its greys (grey is "no core")
@@ -168,7 +168,7 @@ def _thin(x: np.ndarray, y: np.ndarray, tolerance: float) -> np.ndarray:
 
 
 def _stability(path: str, keep_towns: int) -> dict | None:
-    from agglo.tools.analysis.report import read_group
+    from agglo.analysis.report import read_group
 
     try:
         stab = read_group(path, "stability")
@@ -208,8 +208,8 @@ def build_page(path: str, select: dict | None = None, max_mb: float = DEFAULT_MA
     )
     from bokeh.plotting import figure
 
-    from agglo.tools.analysis.report import _open
-    from agglo.tools.plots import pick_scenario, scenario_dims
+    from agglo.analysis.report import _open
+    from agglo.views.plots import pick_scenario, scenario_dims
 
     ds = _open(path)
     dims = scenario_dims(ds)
@@ -367,7 +367,7 @@ def build_page(path: str, select: dict | None = None, max_mb: float = DEFAULT_MA
         "heading": heading,
         "layerPick": layer,
     }
-    script = resources.files("agglo.tools").joinpath("explore.js").read_text(encoding="utf-8")
+    script = resources.files("agglo.views").joinpath("explore.js").read_text(encoding="utf-8")
     ready = CustomJS(args={"payload": payload, **models}, code=script)
     redraw = CustomJS(code="if (window.aggloExplore && window.aggloExplore.ready) window.aggloExplore.show();")
     for slider in sliders:

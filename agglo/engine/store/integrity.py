@@ -4,7 +4,7 @@ A cube of format 4 records in its root attributes (``template_sha256``) a SHA-25
 every array's metadata as written and, for the coordinates (towns, modes, swept values),
 of their values; and it stores every chunk of every written batch, even one holding only
 the fill value, so that a missing chunk is damage, never a run of fill values. The
-batches' values have their own checksums (``progress/batch_sha256``, engine/store.py).
+batches' values have their own checksums (``progress/batch_sha256``, engine/store/cube.py).
 
 :func:`template_damage` names every variable or coordinate that is missing, whose
 metadata cannot be read or differs from what was written, or whose values cannot be

@@ -19,18 +19,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 import zarr
 
-from agglo.engine import integrity, lease
-from agglo.engine.config import MODES
+from agglo.engine.config.schema import MODES
+from agglo.engine.data.towns import Towns
 from agglo.engine.errors import UserError
-from agglo.engine.outputs import check_folder, probe_folder
-from agglo.engine.plan import Plan
-from agglo.engine.towns import Towns
+from agglo.engine.planning.plan import Plan
+from agglo.engine.store import integrity, lease
+from agglo.engine.store.outputs import check_folder, probe_folder
 
 if TYPE_CHECKING:  # xarray (and pandas) load only where a cube is read, not on a run's way to its first batch
     import xarray as xr
 
 # 2: ipf_iterations and ipf_error (flow models); 3: per-batch checksums; 4: the template's
-# record and every chunk of a written batch stored (see engine/integrity.py)
+# record and every chunk of a written batch stored (see engine/store/integrity.py)
 FORMAT = "agglo-cube-4"
 READABLE = ("agglo-cube-1", "agglo-cube-2", "agglo-cube-3", FORMAT)
 
@@ -90,7 +90,7 @@ def remove(path: str) -> None:
 
 def check_location(path: str) -> None:
     """A local store's place accepts files: inside the store if it exists, else in the
-    folder it would be made in (before any work; see :mod:`agglo.engine.outputs`)."""
+    folder it would be made in (before any work; see :mod:`agglo.engine.store.outputs`)."""
     if _is_remote(path):
         return
     what = f"store.path = {str(path)!r}"
@@ -365,7 +365,7 @@ def state(path: str) -> str:
 
 def write_batch(path: str, plan: Plan, batch: int, arrays: dict, lease_token: str | None = None) -> None:
     """Write one batch's region of every variable, then mark the batch done, each only
-    while the run still holds the store's writer lease (``lease_token``; see engine/lease.py)."""
+    while the run still holds the store's writer lease (``lease_token``; see engine/store/lease.py)."""
     lease.check(path, lease_token, f"batch {batch} was not written")
     root = zarr.open_group(path, mode="r+", use_consolidated=False)
     region = plan.region(batch)

@@ -19,7 +19,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf, open_dict
 
 from agglo.engine.errors import UserError
-from agglo.engine.scenario_table import read_scenario_table
+from agglo.engine.planning.scenario_file import read_scenario_table
 
 MODES = ("commute", "freight")
 MODELS = ("gravity", "attraction", "doubly", "radiation")
@@ -176,10 +176,10 @@ class SweepConfig:
 class StoreConfig:
     path: str | None = None  # null: results/<the data's name>.zarr (see default_store_path)
     mode: str = "resume"
-    lease_timeout_s: float = 120.0  # a writer lease without a heartbeat for this long is stale (engine/lease.py)
+    lease_timeout_s: float = 120.0  # a writer lease without a heartbeat for this long is stale (engine/store/lease.py)
 
     def check(self) -> None:
-        from agglo.engine.lease import MIN_TIMEOUT_S
+        from agglo.engine.store.lease import MIN_TIMEOUT_S
 
         _need(self.mode in ("resume", "overwrite", "fail"), "store.mode", self.mode, "resume, overwrite, fail")
         _need(
@@ -222,7 +222,7 @@ class ExecutorConfig:
     memory_limit: str = "auto"
     address: str | None = None
     batch_size: int = 64
-    network_cache_gib: float = 4.0  # the on-disk network cache's budget (engine/netcache.py); 0: off
+    network_cache_gib: float = 4.0  # the on-disk network cache's budget (engine/network/cache.py); 0: off
     worker_timeout_s: float = 60.0  # how long a run waits for a worker to join once every worker is gone
     compute_while_starting: bool = True  # local: the driver computes batches until the cluster is up
     cluster_pays_s: float = 10.0  # auto: start the local cluster only once the sweep has more than this left

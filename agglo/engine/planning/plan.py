@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from omegaconf import OmegaConf
 
-from agglo.engine.config import STRING_KEYS
+from agglo.engine.config.schema import STRING_KEYS
 from agglo.engine.errors import UserError
 
 

@@ -3,10 +3,10 @@ each town's membership is (``stability``), which parameter box makes freight cov
 more than commuting (``discovery``), what larger units (counties of places) join (``units``).
 """
 
-from agglo.tools.analysis.discovery import prim
-from agglo.tools.analysis.sensitivity import analyze_sensitivity, scalar_outputs, scenario_table
-from agglo.tools.analysis.stability import adjusted_rand, coassignment, stability
-from agglo.tools.analysis.units import aggregate_units
+from agglo.analysis.discovery import prim
+from agglo.analysis.sensitivity import analyze_sensitivity, scalar_outputs, scenario_table
+from agglo.analysis.stability import adjusted_rand, coassignment, stability
+from agglo.analysis.units import aggregate_units
 
 __all__ = [
     "adjusted_rand",

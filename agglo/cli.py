@@ -130,10 +130,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
-    from agglo.engine.config import resolve
+    from agglo.engine.config.schema import resolve
     from agglo.engine.run import execute
-    from agglo.engine.store import open_results
-    from agglo.tools.summary import header, table
+    from agglo.engine.store.cube import open_results
+    from agglo.views.summary import header, table
 
     cfg, cfg_omega = resolve(_with_params(args.params, args.overrides))
     outcome = execute(cfg, cfg_omega, quiet=args.quiet)
@@ -142,17 +142,17 @@ def cmd_run(args) -> int:
     print(table(ds))
     print(f"cube: {outcome.path}")
     if args.figures:
-        from agglo.tools.analysis.report import plot_store
+        from agglo.analysis.report import plot_store
 
         print("figures: " + ", ".join(plot_store(outcome.path, {}, args.figures)))
-        from agglo.tools.explore import explore_store
+        from agglo.views.explore import explore_store
 
         print("explore: " + explore_store(outcome.path, f"{args.figures.rstrip('/')}/explore.html"))
     return 0
 
 
 def cmd_config(args) -> int:
-    from agglo.engine.config import resolve, to_yaml
+    from agglo.engine.config.schema import resolve, to_yaml
 
     _, cfg_omega = resolve(_with_params(args.params, args.overrides))
     print(to_yaml(cfg_omega), end="")
@@ -173,7 +173,7 @@ def _flatten(prefix: str, node, out: list) -> None:
 
 def _with_params(files: list, overrides: list) -> list:
     """Override files as dotted overrides, before the command line's (which win)."""
-    from agglo.engine.config import resolve
+    from agglo.engine.config.schema import resolve
 
     from_files = []
     for path in files:
@@ -208,7 +208,7 @@ def _with_params(files: list, overrides: list) -> list:
 
 
 def cmd_flows(args) -> int:
-    from agglo.tools.flows import export
+    from agglo.engine.compute.flows import export
 
     path, rows = export(args.overrides, args.out, args.to_cores)
     print(f"{path}: {rows} origin-destination pairs (origin, destination, mode, travel_min, share, flow)")
@@ -216,7 +216,7 @@ def cmd_flows(args) -> int:
 
 
 def cmd_times(args) -> int:
-    from agglo.tools.times import export
+    from agglo.engine.data.times import export
 
     path, n, cap = export(args.overrides, args.mode, args.out, args.cap_min)
     print(
@@ -226,10 +226,10 @@ def cmd_times(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from agglo.engine.config import resolve
-    from agglo.engine.outputs import check_new_file, writing
-    from agglo.engine.towns import load_table
-    from agglo.tools import calibrate
+    from agglo.analysis import calibrate
+    from agglo.engine.config.schema import resolve
+    from agglo.engine.data.towns import load_table
+    from agglo.engine.store.outputs import check_new_file, writing
 
     if args.out and not (args.overwrite and os.path.isfile(args.out)):
         check_new_file("--out", args.out)
@@ -260,8 +260,8 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from agglo.engine import store
-    from agglo.tools.summary import header, table
+    from agglo.engine.store import cube as store
+    from agglo.views.summary import header, table
 
     args.store = store.cube_path(args.store)
     ds = store.open_results(args.store)
@@ -274,7 +274,7 @@ def cmd_info(args) -> int:
         f"batches written: {int(done.sum())}/{done.size}"
         + ("" if done.all() else " (incomplete: 'agglo run' with the same config resumes it)")
     )
-    from agglo.engine import lease
+    from agglo.engine.store import lease
 
     holder = lease.read(args.store)
     if holder is not None:
@@ -312,7 +312,7 @@ def cmd_regions(args) -> int:
 def cmd_verify(args) -> int:
     """0: the cube is whole (every array as written, every written batch's chunks there and
     matching their checksums); 1: it is not (listed); 2: not a cube."""
-    from agglo.engine import store
+    from agglo.engine.store import cube as store
 
     path = store.cube_path(args.store)
     if not store.has_checksums(path):
@@ -342,7 +342,7 @@ def cmd_verify(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    from agglo.tools.analysis.report import analyze_store
+    from agglo.analysis.report import analyze_store
 
     if args.discover is not None and not 0 <= args.discover <= 1:
         raise UserError(f"--discover {args.discover}: a coverage gap; allowed: a number from 0 to 1")
@@ -361,7 +361,7 @@ def _select(items: list[str]) -> dict:
 
 
 def cmd_plot(args) -> int:
-    from agglo.tools.analysis.report import plot_store
+    from agglo.analysis.report import plot_store
 
     for path in plot_store(args.store, _select(args.select), args.out, args.x, args.y):
         print(path)
@@ -369,7 +369,7 @@ def cmd_plot(args) -> int:
 
 
 def cmd_explore(args) -> int:
-    from agglo.tools.explore import explore_store
+    from agglo.views.explore import explore_store
 
     print(explore_store(args.store, args.out, _select(args.select), args.max_mb))
     return 0
@@ -399,9 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         if args.command == "run":
-            from agglo.engine.interrupts import deferred
+            from agglo.engine.executors.interrupts import deferred
 
-            with deferred():  # Ctrl-C acts between steps and batches (see engine/interrupts.py)
+            with deferred():  # Ctrl-C acts between steps and batches (see engine/executors/interrupts.py)
                 return commands[args.command](args)
         return commands[args.command](args)
     except UserError as err:
@@ -419,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         import signal
 
-        from agglo.engine import interrupts
+        from agglo.engine.executors import interrupts
 
         what = "terminated (SIGTERM)" if interrupts.received == signal.SIGTERM else "interrupted"
         print(f"agglo: {what}; run again with the same config to resume", file=sys.stderr)

@@ -19,7 +19,7 @@ is never marked done, and its run stops. On a local file system each read and up
 lease happens under an exclusive ``flock`` of the lease file, so two writers starting at the
 same instant cannot both take it. An object store (``s3://``, ...) has no lock: there the
 lease object is written and read back, which excludes all but writers starting within one
-round trip of each other; the batch checksums (see :mod:`agglo.engine.store`) catch what
+round trip of each other; the batch checksums (see :mod:`agglo.engine.store.cube`) catch what
 such a race could leave.
 """
 

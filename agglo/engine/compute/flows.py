@@ -14,13 +14,13 @@ import os
 import numpy as np
 import pandas as pd
 
-from agglo.engine.config import MODES
+from agglo.engine.compute.pairs import scenario_pairs
+from agglo.engine.config.schema import MODES
+from agglo.engine.data.traveltimes import with_tables
 from agglo.engine.errors import UserError
-from agglo.engine.network import forced_cores, prepare
-from agglo.engine.outputs import check_new_file, writing
-from agglo.engine.pairs import scenario_pairs
-from agglo.engine.scenarios import batch_parameters, reach_radii
-from agglo.engine.traveltimes import with_tables
+from agglo.engine.network.build import forced_cores, prepare
+from agglo.engine.planning.scenarios import batch_parameters, reach_radii
+from agglo.engine.store.outputs import check_new_file, writing
 
 
 def flow_table(cfg, towns, to_cores: bool = False) -> pd.DataFrame:
@@ -52,7 +52,7 @@ def flow_table(cfg, towns, to_cores: bool = False) -> pd.DataFrame:
 
 
 def export(overrides: list, out: str, to_cores: bool) -> tuple[str, int]:
-    from agglo.engine.config import resolve
+    from agglo.engine.config.schema import resolve
     from agglo.engine.run import load_towns
 
     suffix = os.path.splitext(out)[1].lower()

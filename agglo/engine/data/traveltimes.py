@@ -64,7 +64,7 @@ def time_table(key: str, path: str, limit_min: float) -> TimeTable:
 
 
 def with_tables(cfg, radii: dict) -> dict:
-    """``radii`` (:func:`agglo.engine.scenarios.reach_radii`) with each mode that has a
+    """``radii`` (:func:`agglo.engine.planning.scenarios.reach_radii`) with each mode that has a
     travel-time table given as its :class:`TimeTable` (its radius is then in the table's minutes)."""
     out = dict(radii)
     for mode in radii:
@@ -295,7 +295,7 @@ def read_ahead(towns, radii: dict) -> None:
     (a bad table is refused with nothing written); the network's build then takes the rows
     read here instead of reading the table again. (The driver has just hashed the file:
     :func:`time_table`.)"""
-    from agglo.engine.network import available_bytes
+    from agglo.engine.network.build import available_bytes
 
     log_pop = np.log(towns.population.astype(np.float64))
     for table in radii.values():

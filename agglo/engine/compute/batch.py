@@ -14,9 +14,9 @@ import weakref
 
 import numpy as np
 
-from agglo.engine.config import MODES
-from agglo.engine.network import Network
-from agglo.engine.scenarios import MODEL_CODES, ScenarioBatch, core_mask, reach_radius_km
+from agglo.engine.config.schema import MODES
+from agglo.engine.network.build import Network
+from agglo.engine.planning.scenarios import MODEL_CODES, ScenarioBatch, core_mask, reach_radius_km
 from agglo.kernels import ModeParams, Rows, assign_batch, inflow_pass, origin_pass
 from agglo.kernels.cores import best_core_by_destination
 from agglo.kernels.doubly import balance_group, furness_group, log_factors
@@ -253,7 +253,7 @@ MERGED_TYPES = {
 
 
 def reach_order(mode: ModeParams) -> np.ndarray | None:
-    """The scenarios by reach radius (:func:`~agglo.engine.scenarios.reach_radius_km`), widest first
+    """The scenarios by reach radius (:func:`~agglo.engine.planning.scenarios.reach_radius_km`), widest first
     (ties in batch order), or None when they already are: the batched kernels drop a
     scenario from their inner loop once its reach has ended, so that in this order a batch
     costs about the sum of its scenarios' reaches, not its size times the widest."""

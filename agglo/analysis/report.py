@@ -9,12 +9,13 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from agglo.engine import lease, store
+from agglo.analysis.discovery import prim
+from agglo.analysis.sensitivity import analyze_sensitivity, format_table, scalar_outputs, scenario_table
+from agglo.analysis.stability import adjusted_rand, coassignment, stability
 from agglo.engine.errors import UserError
-from agglo.engine.outputs import check_folder, probe_folder, writing
-from agglo.tools.analysis.discovery import prim
-from agglo.tools.analysis.sensitivity import analyze_sensitivity, format_table, scalar_outputs, scenario_table
-from agglo.tools.analysis.stability import adjusted_rand, coassignment, stability
+from agglo.engine.store import cube as store
+from agglo.engine.store import lease
+from agglo.engine.store.outputs import check_folder, probe_folder, writing
 
 GROUP = "analysis"  # companion groups live under <store>/analysis/
 MAX_REGION_TOWNS = 500
@@ -149,7 +150,7 @@ def _analyze(path: str, towns, region, ari, discover) -> str:
 
 def plot_store(path: str, select: dict, out: str, x_key: str | None = None, y_key: str | None = None) -> list[str]:
     """Every figure the cube allows, as PNGs in ``out``; returns their paths."""
-    from agglo.tools import plots
+    from agglo.views import plots
 
     check_folder("--out", out)
     ds = _open(path)

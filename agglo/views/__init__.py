@@ -1,0 +1,1 @@
+"""What a person looks at: the printed summary, the figures, the explorer page."""
