@@ -74,7 +74,7 @@ def overrides_of(settings: dict | None) -> list[str]:
 
 def configure(settings: dict | None = None, overrides: list[str] | tuple = (), experiment: str | None = None):
     """The checked configuration (``AggloConfig``, OmegaConf form) of these settings."""
-    from agglo.engine.config.schema import resolve
+    from agglo.engine.config.compose import resolve
 
     head = [f"experiment={experiment}"] if experiment else []
     return resolve([*head, *overrides_of(settings), *overrides])
@@ -100,9 +100,9 @@ def run(
     from agglo.engine.run import execute
     from agglo.engine.store.cube import open_results as _open
 
-    cfg, cfg_omega = configure(settings, overrides, experiment)
+    cfg, _ = configure(settings, overrides, experiment)
     with deferred():
-        outcome = execute(cfg, cfg_omega, quiet=quiet)
+        outcome = execute(cfg, quiet=quiet)
     return _open(outcome.path, check="presence")  # the run has just checked or written it all
 
 

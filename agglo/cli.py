@@ -130,13 +130,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
-    from agglo.engine.config.schema import resolve
+    from agglo.engine.config.compose import resolve
     from agglo.engine.run import execute
     from agglo.engine.store.cube import open_results
     from agglo.views.summary import header, table
 
-    cfg, cfg_omega = resolve(_with_params(args.params, args.overrides))
-    outcome = execute(cfg, cfg_omega, quiet=args.quiet)
+    cfg, _ = resolve(_with_params(args.params, args.overrides))
+    outcome = execute(cfg, quiet=args.quiet)
     ds = open_results(outcome.path, dask=False, check="presence")  # the run has just checked or written it all
     print(header(ds))
     print(table(ds))
@@ -152,10 +152,11 @@ def cmd_run(args) -> int:
 
 
 def cmd_config(args) -> int:
-    from agglo.engine.config.schema import resolve, to_yaml
+    from agglo.engine.config.compose import resolve
+    from agglo.engine.config.text import to_yaml
 
-    _, cfg_omega = resolve(_with_params(args.params, args.overrides))
-    print(to_yaml(cfg_omega), end="")
+    _, composed = resolve(_with_params(args.params, args.overrides))
+    print(to_yaml(composed), end="")
     return 0
 
 
@@ -173,7 +174,7 @@ def _flatten(prefix: str, node, out: list) -> None:
 
 def _with_params(files: list, overrides: list) -> list:
     """Override files as dotted overrides, before the command line's (which win)."""
-    from agglo.engine.config.schema import resolve
+    from agglo.engine.config.compose import resolve
 
     from_files = []
     for path in files:
@@ -227,7 +228,7 @@ def cmd_times(args) -> int:
 
 def cmd_calibrate(args) -> int:
     from agglo.analysis import calibrate
-    from agglo.engine.config.schema import resolve
+    from agglo.engine.config.compose import resolve
     from agglo.engine.data.towns import load_table
     from agglo.engine.store.outputs import check_new_file, writing
 

@@ -54,10 +54,10 @@ print("BENCH " + json.dumps({"rc": rc, **spent}))
 
 def kernels(n_scen: int) -> None:
     from agglo.engine.compute.batch import NEAR_TIES, compute_batch
-    from agglo.engine.config.schema import resolve
+    from agglo.engine.config.compose import resolve
+    from agglo.engine.data.load import load_towns
     from agglo.engine.network.build import forced_cores, prepare
     from agglo.engine.planning.scenarios import batch_parameters, core_mask, reach_radii
-    from agglo.engine.run import load_towns
     from agglo.kernels.cuda import gravity_passes
 
     cfg, _ = resolve(CAPSWEEP[:4])

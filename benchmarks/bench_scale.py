@@ -145,11 +145,12 @@ def sweep_reached_pairs(overrides: list[str]) -> tuple[int, int]:
     over each mode's distinct scenarios only (agglo.engine.compute.batch.mode_keys: what a run
     computes, the rest being copies)."""
     from agglo.engine.compute.batch import first_of, mode_keys
-    from agglo.engine.config.schema import MODES, resolve
+    from agglo.engine.config.compose import resolve
+    from agglo.engine.config.names import MODES
+    from agglo.engine.data.load import load_towns
     from agglo.engine.network.build import forced_cores, prepare
     from agglo.engine.planning.plan import make_plan
     from agglo.engine.planning.scenarios import batch_parameters, core_mask, reach_radii
-    from agglo.engine.run import load_towns
     from benchmarks.bench_kernels import mode_reached_pairs
 
     cfg, omega = resolve(overrides)

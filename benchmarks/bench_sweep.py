@@ -16,16 +16,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agglo.engine.config.schema import resolve  # noqa: E402
+from agglo.engine.config.compose import resolve  # noqa: E402
 from agglo.engine.run import execute  # noqa: E402
 
 DEFAULT_GRID = ["commute.cap_min=range(10,130,6)", "freight.cap_min=range(60,420,18)"]
 
 
 def timed(overrides: list[str]) -> tuple[float, int]:
-    cfg, cfg_omega = resolve(overrides)
+    cfg, _ = resolve(overrides)
     t = time.perf_counter()
-    outcome = execute(cfg, cfg_omega, quiet=True)
+    outcome = execute(cfg, quiet=True)
     return time.perf_counter() - t, outcome.plan.n_scenarios
 
 

@@ -14,14 +14,14 @@ def agglo_run(*overrides: str, figures: str | None = None) -> str:
     repository root (the studies' paths are relative to it); returns the cube's path. A
     user error stops the study with its one line."""
     from agglo.analysis.report import plot_store
-    from agglo.engine.config.schema import resolve
+    from agglo.engine.config.compose import resolve
     from agglo.engine.errors import UserError
     from agglo.engine.run import execute
 
     with contextlib.chdir(ROOT):
         try:
-            cfg, cfg_omega = resolve(list(overrides))
-            outcome = execute(cfg, cfg_omega, quiet=True)
+            cfg, _ = resolve(list(overrides))
+            outcome = execute(cfg, quiet=True)
             if figures is not None:
                 plot_store(outcome.path, {}, figures)
         except UserError as exc:

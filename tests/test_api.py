@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 
 import agglo
-from agglo.engine.config.schema import resolve
+from agglo.engine.config.compose import resolve
 from agglo.engine.store.cube import VARIABLES
 from tests.conftest import SMALL, cube_arrays
 
@@ -43,7 +43,7 @@ def test_the_base_configuration_is_neutral():
     [("77", ["77"]), ("[77,78]", ["77", "78"]), ("null", None), ("all", None), ("'07'", ["07"])],
 )
 def test_admin1_takes_one_code_a_list_or_the_whole_country(given, codes):
-    from agglo.engine.config.schema import result_keys
+    from agglo.engine.config.text import result_keys
 
     cfg, omega = resolve(["data.country=PL", f"data.admin1={given}"])
     assert cfg.data.admin1 == codes

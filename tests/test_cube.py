@@ -172,9 +172,10 @@ def test_template_has_xarrays_metadata_without_dask(sweep, tmp_path):
     import json
     from pathlib import Path
 
-    from agglo.engine.config.schema import resolve, scenario_table
+    from agglo.engine.config.compose import resolve
+    from agglo.engine.data.load import load_towns
     from agglo.engine.planning.plan import make_plan
-    from agglo.engine.run import load_towns
+    from agglo.engine.planning.scenario_file import table_values
     from agglo.engine.store import cube as store
     from agglo.engine.store import integrity
 
@@ -182,7 +183,7 @@ def test_template_has_xarrays_metadata_without_dask(sweep, tmp_path):
     table.write_text("commute.cap_min,borders\n30,open\n60,closed\n45,open\n")
     cfg, omega = resolve([*SMALL, *(s.replace("TABLE", str(table)) for s in sweep)])
     towns = load_towns(cfg)
-    plan = make_plan(omega, cfg.executor.batch_size, scenario_table(omega) if cfg.sweep.table else None)
+    plan = make_plan(omega, cfg.executor.batch_size, table_values(omega) if cfg.sweep.table else None)
     attrs = {"title": "t", "plan_chunks": json.dumps(list(plan.chunks))}
     new, old = tmp_path / "new.zarr", tmp_path / "old.zarr"
     store.create(str(new), plan, towns, attrs)

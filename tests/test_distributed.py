@@ -336,13 +336,13 @@ def test_a_worker_that_cannot_obtain_the_network_fails_the_run_in_one_line(tmp_p
 def test_pieces_give_every_worker_work_and_each_distinct_scenario_once():
     """plan_work: a sweep smaller than one batch is cut so that each of four workers has
     pieces; a mode scenario repeated across batches is in exactly one piece."""
-    from agglo.engine.config.schema import resolve
+    from agglo.engine.config.compose import resolve
+    from agglo.engine.data.load import load_towns
     from agglo.engine.executors.graph import plan_work
     from agglo.engine.executors.task import Job
     from agglo.engine.network.build import forced_cores, prepare
     from agglo.engine.planning.plan import make_plan
     from agglo.engine.planning.scenarios import batch_parameters, reach_radii
-    from agglo.engine.run import load_towns
 
     over = [*SMALL, "commute.cap_min=20,30,40,50,60", "freight.cap_min=100,200,300,400,500", "executor.batch_size=25"]
     cfg, omega = resolve(over)

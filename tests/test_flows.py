@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agglo.engine.config.schema import resolve
-from agglo.engine.run import load_towns
+from agglo.engine.config.compose import resolve
+from agglo.engine.data.load import load_towns
 from tests.conftest import SMALL
 from tests.strategies import reference_one
 

@@ -114,7 +114,8 @@ def test_doubly_meets_both_margins_on_all_of_mexico():
     table it gives meets its row and its column totals to 1e-9, summed here by scatter over
     the pair list (not by the kernel's row gathers)."""
     from agglo.engine.compute.batch import reach_of
-    from agglo.engine.config.schema import MODES, AggloConfig
+    from agglo.engine.config.names import MODES
+    from agglo.engine.config.schema import AggloConfig
     from agglo.engine.network.build import forced_cores, prepare
     from agglo.engine.planning.scenarios import batch_parameters, core_mask, reach_radii
     from agglo.kernels.doubly import IPF_TOL, doubly_ipf

@@ -18,7 +18,7 @@ import dask
 import numpy as np
 import xarray as xr
 
-from agglo.engine.config.schema import MODES
+from agglo.engine.config.names import MODES
 
 
 def _flat_core(ds: xr.Dataset) -> xr.DataArray:

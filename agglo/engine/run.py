@@ -7,19 +7,13 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
-from omegaconf import OmegaConf
 
-from agglo import __version__
 from agglo.engine.compute.batch import NEAR_TIES
-from agglo.engine.config.schema import MODES, AggloConfig, diff_keys, result_keys, scenario_table
-from agglo.engine.data.towns import (
-    Towns,
-    describe_region_outliers,
-    load_geonames,
-    load_table,
-    region_outliers,
-    synthetic,
-)
+from agglo.engine.config.names import MODES
+from agglo.engine.config.schema import AggloConfig
+from agglo.engine.config.text import result_keys, to_yaml
+from agglo.engine.data.load import load_towns
+from agglo.engine.data.towns import Towns, describe_region_outliers, region_outliers
 from agglo.engine.data.traveltimes import forget_read_ahead, read_ahead, with_tables
 from agglo.engine.errors import UserError
 from agglo.engine.executors import Progress, get_executor
@@ -28,33 +22,12 @@ from agglo.engine.executors.task import Job
 from agglo.engine.network import cache as netcache
 from agglo.engine.network.build import check_size, forced_cores
 from agglo.engine.planning.plan import Plan, describe_sample, make_plan
+from agglo.engine.planning.scenario_file import table_values
 from agglo.engine.planning.scenarios import batch_parameters, reach_radii
 from agglo.engine.store import cube as store
-from agglo.engine.store import integrity, lease
+from agglo.engine.store import lease
+from agglo.engine.store import state as store_state
 from agglo.engine.store.outputs import writing
-
-
-def load_towns(cfg: AggloConfig) -> Towns:
-    d = cfg.data
-    if d.source == "geonames":
-        return load_geonames(d.country, None if d.admin1 is None else list(d.admin1), d.min_population)
-    if d.source == "table":
-        towns = load_table(d.path)
-    else:
-        towns = synthetic(d.n, d.seed)
-    keep = towns.population >= d.min_population
-    if not keep.all():
-        from agglo.engine.data.towns import from_frame
-
-        frame = towns.frame()[keep]
-        if towns.region is None:
-            frame = frame.drop(columns="region")
-        if len(frame) == 0:
-            raise UserError(
-                f"data.min_population = {d.min_population}: no town of {towns.source} is that large; allowed: a smaller number"
-            )
-        towns = from_frame(frame.reset_index(drop=True), towns.source)
-    return towns
 
 
 @dataclass
@@ -66,71 +39,10 @@ class Outcome:
     towns: Towns
 
 
-def _decide_store(cfg: AggloConfig, cfg_omega, sha: str, tables: dict) -> tuple[bool, np.ndarray | None]:
-    """Apply store.mode to an existing store. Returns (create new?, done mask to resume;
-    None with False: a cube of this config without its progress record, to redo whole)."""
-    path = cfg.store.path
-    if not store.exists(path):
-        return True, None
-    attrs = store.read_attrs(path)
-    if attrs is None:
-        raise UserError(
-            f"store.path = {path!r} exists and is not an agglo cube; allowed: a new path or an agglo cube (it is left untouched)"
-        )
-    if cfg.store.mode == "fail":
-        store.require_new(path)
-    if cfg.store.mode == "overwrite":
-        return True, None
-    found = store.state(path)
-    if found == "unfinished":
-        print(
-            f"store.path = {path!r}: an unfinished template (a run was stopped while setting it up; "
-            "no results in it); rebuilding it",
-            file=sys.stderr,
-        )
-        return True, None
-    if attrs.get("format") != store.FORMAT:
-        raise UserError(
-            f"store.path = {path!r} was written by an older engine (format {attrs.get('format')}, now {store.FORMAT}); "
-            "allowed: store.mode=overwrite, or another store.path (it is left untouched)"
-        )
-    differing = diff_keys(store.stored_config(attrs), result_keys(cfg_omega))
-    if attrs.get("input_sha256") != sha:
-        differing.append("input table (SHA-256)")
-    elif "data.path" in differing:
-        differing.remove("data.path")  # the same table by another spelling of its path: content decides
-    stored_tables = json.loads(attrs.get("travel_times_sha256", "{}"))
-    for mode in MODES:
-        key = f"{mode}.travel_times"
-        if stored_tables.get(mode) != tables.get(mode):
-            if key not in differing:
-                differing.append(f"{key} (SHA-256)")
-        elif key in differing:
-            differing.remove(key)  # the same travel times by another spelling of the path
-    if differing:
-        raise UserError(
-            f"store.path = {path!r} holds a different configuration (differs in: {', '.join(differing)}); "
-            "allowed: the same configuration, store.mode=overwrite, or another store.path"
-        )
-    if attrs.get("device", "cpu") != cfg.executor.device:
-        raise UserError(
-            f"store.path = {path!r} was begun with executor.device = {attrs.get('device', 'cpu')!r}, and the devices "
-            "agree only within the tolerance of agglo/kernels/cuda.py; allowed: "
-            f"executor.device={attrs.get('device', 'cpu')} to finish it, store.mode=overwrite, or another store.path"
-        )
-    if found == "no-progress":
-        print(
-            f"store.path = {path!r}: the progress record (progress/batch_done) is missing; "
-            "recomputing every batch into the cube (same values, same bits)",
-            file=sys.stderr,
-        )
-        return False, None
-    return False, store.batch_done(path)
-
-
-def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
+def execute(cfg: AggloConfig, quiet: bool = False) -> Outcome:
     """Compute what the store lacks for this config, holding the store's writer lease
     (taken before anything is read or written, given back however the run ends)."""
+    recorded = {"yaml": to_yaml(cfg), "results": result_keys(cfg)}  # the config as given
     store.check_location(cfg.store.path)
     from dataclasses import replace
 
@@ -143,7 +55,7 @@ def execute(cfg: AggloConfig, cfg_omega, quiet: bool = False) -> Outcome:
     with lease.held(cfg.store.path, "agglo run", cfg.store.lease_timeout_s) as taken:
         started = _start_executor(cfg)
         try:
-            outcome = _execute(cfg, cfg_omega, quiet, taken.token, started)
+            outcome = _execute(cfg, recorded, quiet, taken.token, started)
         except BaseException:
             if started is not None:
                 started.close()
@@ -221,8 +133,23 @@ def _present_cores(cfg: AggloConfig, towns: Towns, quiet: bool) -> AggloConfig:
     return replace(cfg, cores=replace(cfg.cores, ids=present))
 
 
-def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str, started=None) -> Outcome:
-    path = cfg.store.path
+@dataclass
+class _Inputs:
+    """What a run has read and checked before it touches the store."""
+
+    cfg: AggloConfig  # with the forced cores that are present
+    towns: Towns
+    forced: np.ndarray
+    table: dict | None  # sweep.table's values
+    plan: Plan
+    radii: dict  # mode -> km of its reach, or its travel-time table
+    floor: float  # the smallest cores.min_population of the sweep
+    sha: str  # the towns' SHA-256
+    tables: dict  # mode -> its travel-time table's SHA-256
+
+
+def _read_inputs(cfg: AggloConfig, quiet: bool) -> _Inputs:
+    """Towns, plan and reach, every check that can refuse the run (before anything is written)."""
     towns = load_towns(cfg)
     check_interrupt()
     cfg = _present_cores(cfg, towns, quiet)
@@ -231,8 +158,8 @@ def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str, started
         if far:
             print(describe_region_outliers(towns, far), file=sys.stderr)
     forced = forced_cores(towns, list(cfg.cores.ids))
-    table = scenario_table(cfg_omega) if cfg.sweep.table is not None else None
-    plan = make_plan(cfg_omega, cfg.executor.batch_size, table)
+    table = table_values(cfg) if cfg.sweep.table is not None else None
+    plan = make_plan(cfg, cfg.executor.batch_size, table)
     params_all = batch_parameters(cfg, plan.scenario_values(None), plan.n_scenarios)
     if params_all.closed.any() and towns.region is None:
         raise UserError(
@@ -242,113 +169,91 @@ def _execute(cfg: AggloConfig, cfg_omega, quiet: bool, lease_token: str, started
     radii = with_tables(cfg, reach_radii(params_all))
     check_size(towns, radii)  # before anything is written: one line, never a MemoryError
     floor = float(np.min(params_all.core_min_population))
-    budget = cfg.executor.network_cache_gib
-    if not netcache.holds(towns, forced, radii, floor, budget):
+    if not netcache.holds(towns, forced, radii, floor, cfg.executor.network_cache_gib):
         read_ahead(towns, radii)  # a bad travel-time table too (a cached network's table was read whole)
     if cfg.executor.kind == "address":
         from agglo.engine.executors.dask import check_address
 
         check_address(cfg.executor)
-    sha = towns.sha256()
     tables = {mode: r.sha256 for mode, r in radii.items() if hasattr(r, "sha256")}
-    create, done = _decide_store(cfg, cfg_omega, sha, tables)
+    return _Inputs(cfg, towns, forced, table, plan, radii, floor, towns.sha256(), tables)
+
+
+def _execute(cfg: AggloConfig, recorded: dict, quiet: bool, lease_token: str, started=None) -> Outcome:
+    path = cfg.store.path
+    got = _read_inputs(cfg, quiet)
+    cfg, plan = got.cfg, got.plan
+    create, done = store_state.decide(cfg, recorded["results"], got.sha, got.tables)
     writes = writing(f"store.path = {path!r}", resumable=True)
     if not create:
-        plan = make_plan(cfg_omega, 1, table, chunks=json.loads(store.read_attrs(path)["plan_chunks"]))
-        if done is None:
-            with writes:
-                store.reset_progress(path, plan.n_batches)
-            done = np.zeros(plan.n_batches, dtype=bool)
-        broken = integrity.template_damage(path, store.read_attrs(path))
-        if broken:
-            print(
-                f"store.path = {path!r}: damaged: {', '.join(f'{n} ({why})' for n, why in broken.items())}; "
-                "writing them again from the configuration and the towns",
-                file=sys.stderr,
-            )
-            with writes:
-                store.rebuild(path, plan, towns, list(broken))
-        damaged = store.damaged_batches(path, plan, done)
-        if damaged:
-            shown = "; ".join(plan.describe(b) for b in damaged[:5]) + (" ..." if len(damaged) > 5 else "")
-            print(
-                f"store.path = {path!r}: {len(damaged)} written batch(es) have chunks missing or not matching "
-                f"their checksums: {shown}; recomputing them",
-                file=sys.stderr,
-            )
-            with writes:
-                store.unmark(path, damaged)
-            done[damaged] = False
-    if create:
-        attrs = {
-            "title": "agglo result cube: small towns clustered into agglomerations by commuting and by freight",
-            "config": OmegaConf.to_yaml(cfg_omega, resolve=True),
-            "result_config": json.dumps(result_keys(cfg_omega), sort_keys=True),
-            "engine_version": __version__,
-            "input_sha256": sha,
-            "input_source": towns.source,
-            "travel_times_sha256": json.dumps(tables, sort_keys=True),
-            "plan_chunks": json.dumps(list(plan.chunks)),
-            "scenario_dims": json.dumps(list(plan.dims)),
-            "model": "docs/model.md",
-            "device": cfg.executor.device,
-        }
-        if plan.sampler is not None:
-            attrs["sampler"] = json.dumps(plan.sampler)
+        plan = make_plan(cfg, 1, got.table, chunks=json.loads(store.read_attrs(path)["plan_chunks"]))
+        done = store_state.repair(path, plan, got.towns, done, writes)
+    else:
         check_interrupt()
+        attrs = store_state.cube_attrs(recorded, plan, got.towns, got.sha, got.tables, cfg.executor.device)
         with writes:
-            store.create(path, plan, towns, attrs)
+            store.create(path, plan, got.towns, attrs)
         done = np.zeros(plan.n_batches, dtype=bool)
     todo = [b for b in range(plan.n_batches) if not done[b]]
     if todo:
         check_interrupt()
-        mapping = cfg.executor.kind == "local"  # its workers map the files
-
-        def building():
-            if not quiet:
-                print(
-                    f"{towns.source}: building the neighbourhood of {len(towns)} towns within "
-                    f"{reach_text(radii)} (Ctrl-C stops it)",
-                    file=sys.stderr,
-                )
-
-        opened = netcache.opened(towns, forced, radii, floor, budget, files_now=mapping, building=building)
-        with opened as (network, files):
-            check_interrupt()
-            if not quiet:
-                from agglo.engine.executors.dask import describe
-
-                print(describe(cfg.executor, started), file=sys.stderr)
-                if plan.sampler is not None:
-                    print(describe_sample(plan.sampler), file=sys.stderr)
-                print(
-                    f"{towns.source}: {len(towns)} towns, {network.reach_text()}"
-                    f"{' (cached)' if files is not None else ''}; "
-                    f"{plan.n_scenarios} scenarios in {plan.n_batches} batches"
-                    + (f" ({len(todo)} left to compute)" if len(todo) < plan.n_batches else ""),
-                    file=sys.stderr,
-                )
-            total = sum(plan.batch_size(b) for b in todo)
-            progress = Progress(total, stream=sys.stderr, quiet=quiet)
-            job = Job(config=cfg, plan=plan, store_path=path, lease_token=lease_token)
-            near_before = list(NEAR_TIES)
-            with writes:
-                if cfg.executor.kind == "synchronous":
-                    get_executor("synchronous")(network, job, todo, progress)
-                else:
-                    from agglo.engine.executors.dask import run_batches
-                    from agglo.engine.network.recipe import recipe_of
-
-                    recipe = recipe_of(cfg, towns, forced, radii, floor)
-                    run_batches(network, job, todo, progress, cfg.executor, recipe, started, files)
-            if cfg.executor.device == "cuda" and not quiet and NEAR_TIES[1] > near_before[1]:
-                near, towns_seen = NEAR_TIES[0] - near_before[0], NEAR_TIES[1] - near_before[1]
-                print(
-                    f"executor.device = 'cuda': {near} of {towns_seen} town assignments computed here lie within "
-                    "1e-5 of a tie between two cores or of the threshold, where the CPU may choose otherwise "
-                    "(batches on Dask workers are not counted)",
-                    file=sys.stderr,
-                )
+        _compute(got, plan, todo, writes, lease_token, started, quiet)
     elif not quiet:
         print(f"{path}: already complete for this configuration; nothing to compute", file=sys.stderr)
-    return Outcome(path=path, computed_batches=len(todo), reused=not create, plan=plan, towns=towns)
+    return Outcome(path=path, computed_batches=len(todo), reused=not create, plan=plan, towns=got.towns)
+
+
+def _compute(got: _Inputs, plan: Plan, todo: list, writes, lease_token: str, started, quiet: bool) -> None:
+    """The batches ``todo`` computed on the network (from the cache or built) and written."""
+    cfg, towns, radii = got.cfg, got.towns, got.radii
+
+    def building():
+        if not quiet:
+            print(
+                f"{towns.source}: building the neighbourhood of {len(towns)} towns within "
+                f"{reach_text(radii)} (Ctrl-C stops it)",
+                file=sys.stderr,
+            )
+
+    mapping = cfg.executor.kind == "local"  # its workers map the files
+    budget = cfg.executor.network_cache_gib
+    opened = netcache.opened(towns, got.forced, radii, got.floor, budget, files_now=mapping, building=building)
+    with opened as (network, files):
+        check_interrupt()
+        if not quiet:
+            _describe(cfg, started, plan, towns, network, files, todo)
+        progress = Progress(sum(plan.batch_size(b) for b in todo), stream=sys.stderr, quiet=quiet)
+        job = Job(config=cfg, plan=plan, store_path=cfg.store.path, lease_token=lease_token)
+        near_before = list(NEAR_TIES)
+        with writes:
+            if cfg.executor.kind == "synchronous":
+                get_executor("synchronous")(network, job, todo, progress)
+            else:
+                from agglo.engine.executors.dask import run_batches
+                from agglo.engine.network.recipe import recipe_of
+
+                recipe = recipe_of(cfg, towns, got.forced, radii, got.floor)
+                run_batches(network, job, todo, progress, cfg.executor, recipe, started, files)
+        if cfg.executor.device == "cuda" and not quiet and NEAR_TIES[1] > near_before[1]:
+            near, towns_seen = NEAR_TIES[0] - near_before[0], NEAR_TIES[1] - near_before[1]
+            print(
+                f"executor.device = 'cuda': {near} of {towns_seen} town assignments computed here lie within "
+                "1e-5 of a tie between two cores or of the threshold, where the CPU may choose otherwise "
+                "(batches on Dask workers are not counted)",
+                file=sys.stderr,
+            )
+
+
+def _describe(cfg: AggloConfig, started, plan: Plan, towns: Towns, network, files, todo: list) -> None:
+    from agglo.engine.executors.dask import describe
+
+    print(describe(cfg.executor, started), file=sys.stderr)
+    if plan.sampler is not None:
+        print(describe_sample(plan.sampler), file=sys.stderr)
+    print(
+        f"{towns.source}: {len(towns)} towns, {network.reach_text()}"
+        f"{' (cached)' if files is not None else ''}; "
+        f"{plan.n_scenarios} scenarios in {plan.n_batches} batches"
+        + (f" ({len(todo)} left to compute)" if len(todo) < plan.n_batches else ""),
+        file=sys.stderr,
+    )

@@ -14,7 +14,7 @@ import weakref
 
 import numpy as np
 
-from agglo.engine.config.schema import MODES
+from agglo.engine.config.names import MODES
 from agglo.engine.network.build import Network
 from agglo.engine.planning.scenarios import MODEL_CODES, ScenarioBatch, core_mask, reach_radius_km
 from agglo.kernels import ModeParams, Rows, assign_batch, inflow_pass, origin_pass

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from agglo.engine.compute.pairs import scenario_pairs
-from agglo.engine.config.schema import MODES
+from agglo.engine.config.names import MODES
 from agglo.engine.data.traveltimes import with_tables
 from agglo.engine.errors import UserError
 from agglo.engine.network.build import forced_cores, prepare
@@ -52,15 +52,15 @@ def flow_table(cfg, towns, to_cores: bool = False) -> pd.DataFrame:
 
 
 def export(overrides: list, out: str, to_cores: bool) -> tuple[str, int]:
-    from agglo.engine.config.schema import resolve
-    from agglo.engine.run import load_towns
+    from agglo.engine.config.compose import resolve
+    from agglo.engine.data.load import load_towns
 
     suffix = os.path.splitext(out)[1].lower()
     if suffix not in (".parquet", ".csv"):
         raise UserError(f"--out {out!r}: unknown file type {suffix or '(none)'!r}; allowed: .parquet, .csv")
     check_new_file("--out", out)
-    cfg, cfg_omega = resolve(overrides)
-    sweep = cfg_omega.sweep
+    cfg, _ = resolve(overrides)
+    sweep = cfg.sweep
     if len(sweep.grid) or sweep.table is not None or sweep.sampler is not None:
         raise UserError(
             "agglo flows: the configuration sweeps scenarios; allowed: one scenario "

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from agglo.engine.config.schema import MODES
+from agglo.engine.config.names import MODES
 from agglo.engine.errors import UserError
 
 
@@ -35,9 +35,9 @@ def engine_pairs(towns, circuity: float, speed_kmh: float, cap_min: float):
 
 def export(overrides: list, mode: str, out: str, cap_min: float | None) -> tuple[str, int, float]:
     """Write the table of ``mode`` to ``out``; returns (out, pairs, cap used)."""
-    from agglo.engine.config.schema import resolve
+    from agglo.engine.config.compose import resolve
+    from agglo.engine.data.load import load_towns
     from agglo.engine.data.traveltimes import write_table
-    from agglo.engine.run import load_towns
     from agglo.engine.store.outputs import check_new_file, writing
 
     if mode not in MODES:

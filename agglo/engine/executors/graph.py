@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agglo.engine.compute.batch import assemble, mode_piece, scenario_digests
-from agglo.engine.config.schema import MODES
+from agglo.engine.config.names import MODES
 from agglo.engine.executors.task import Job
 from agglo.engine.network.recipe import Recipe, obtain
 from agglo.engine.planning.scenarios import batch_parameters

@@ -25,7 +25,8 @@ def load_kernels(radii: dict | None = None, core_floor: float | None = None, job
     """Call the kernels once on a tiny network of the run's types (Numba loads them from
     its cache at the first call of each signature)."""
     from agglo.engine.compute.batch import mode_piece
-    from agglo.engine.config.schema import MODES, AggloConfig
+    from agglo.engine.config.names import MODES
+    from agglo.engine.config.schema import AggloConfig
     from agglo.engine.data.towns import synthetic
     from agglo.engine.network.build import prepare
     from agglo.engine.planning.scenarios import batch_parameters, reach_radii

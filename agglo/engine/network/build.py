@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agglo.engine.config.schema import MODES
+from agglo.engine.config.names import MODES
 from agglo.engine.data.towns import Towns
 from agglo.engine.errors import UserError
 from agglo.kernels import Places, Rows, build_neighbourhood, cell_pair_bound, row_lp, row_tables, truncate_rows

@@ -158,8 +158,8 @@ def _build_lock(recipe: Recipe):
 
 def _build(recipe: Recipe) -> Network:
     from agglo.engine.config.schema import AggloConfig, CoresConfig
+    from agglo.engine.data.load import load_towns
     from agglo.engine.network.build import forced_cores
-    from agglo.engine.run import load_towns
 
     where = worker_name()
     try:

@@ -9,12 +9,12 @@ never write the same chunk.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from omegaconf import OmegaConf
 
-from agglo.engine.config.schema import STRING_KEYS
+from agglo.engine.config.names import STRING_KEYS
 from agglo.engine.errors import UserError
 
 
@@ -157,7 +157,7 @@ def _draw(sampler: str, bounds: dict, n: int, seed: int) -> np.ndarray:
 
 
 def make_plan(cfg, batch_size: int, table: dict | None = None, chunks: tuple | None = None) -> Plan:
-    """The plan of a resolved OmegaConf config (``sweep.grid``, ``sweep.sampler``, or the
+    """The plan of a config (typed or OmegaConf) (``sweep.grid``, ``sweep.sampler``, or the
     scenario ``table`` read from ``sweep.table``: key -> one value per scenario);
     ``chunks`` (from an existing store) overrides ``batch_size``."""
     if (cfg.sweep.table is not None) != (table is not None):
@@ -176,7 +176,7 @@ def _plan(cfg, batch_size: int, table: dict | None) -> Plan:
         shape = (len(next(iter(values.values()))),)
         return Plan("table", keys, ("scenario",), shape, block_chunks(shape, batch_size), values)
     if sweep.sampler is not None:
-        bounds = {k: list(v) for k, v in OmegaConf.to_container(sweep.bounds).items()}
+        bounds = {k: list(v) for k, v in sweep.bounds.items()}
         for key in bounds:
             if key in STRING_KEYS:
                 raise UserError(f"sweep.bounds.{key}: a text key cannot be sampled; allowed: numeric keys")
@@ -195,10 +195,12 @@ def _plan(cfg, batch_size: int, table: dict | None) -> Plan:
         if notes:
             info["note"] = notes[0]
         return Plan("sample", keys, ("sample",), shape, block_chunks(shape, batch_size), values, info)
-    grid = OmegaConf.to_container(sweep.grid)
+    grid = dict(sweep.grid)
     if not grid:
         return Plan("single", (), (), (), (), {})
     keys = tuple(grid)
-    values = {k: _as_array(k, list(v) if isinstance(v, list) else [v]) for k, v in grid.items()}
+    values = {
+        k: _as_array(k, [v] if isinstance(v, str) or not isinstance(v, Sequence) else list(v)) for k, v in grid.items()
+    }
     shape = tuple(len(values[k]) for k in keys)
     return Plan("grid", keys, keys, shape, block_chunks(shape, batch_size), values)

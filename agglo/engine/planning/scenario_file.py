@@ -37,3 +37,11 @@ def read_scenario_table(path: str, sweepable: tuple, string_keys: tuple) -> dict
                 raise UserError(f"{path}, row {k + 2}: column '{key}' has {column.iloc[k]!r}; allowed: a number")
             out[key] = values
     return out
+
+
+def table_values(cfg) -> dict:
+    """The values of ``sweep.table`` (key -> one value per scenario), read and typed."""
+    from agglo.engine.config.names import STRING_KEYS
+    from agglo.engine.config.schema import SWEEPABLE
+
+    return read_scenario_table(cfg.sweep.table, SWEEPABLE, STRING_KEYS)

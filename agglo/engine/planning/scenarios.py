@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agglo.engine.config.schema import MODES, AggloConfig
+from agglo.engine.config.names import MODES
+from agglo.engine.config.schema import AggloConfig
 from agglo.kernels import DECAY_CODES, ModeParams
 from agglo.kernels.records import take
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import zarr
 
-from agglo.engine.config.schema import MODES
+from agglo.engine.config.names import MODES
 from agglo.engine.data.towns import Towns
 from agglo.engine.errors import UserError
 from agglo.engine.planning.plan import Plan
