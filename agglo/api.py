@@ -98,7 +98,7 @@ def run(
     """
     from agglo.engine.executors.interrupts import deferred
     from agglo.engine.run import execute
-    from agglo.engine.store.cube import open_results as _open
+    from agglo.engine.store.reading import open_results as _open
 
     cfg, _ = configure(settings, overrides, experiment)
     with deferred():
@@ -108,9 +108,9 @@ def run(
 
 def open_results(path: str, check: str = "auto") -> xr.Dataset:
     """A result cube as a lazy xarray Dataset; a damaged cube is refused (``check``: auto,
-    checksums, presence or none; see :func:`agglo.engine.store.cube.open_results`)."""
+    checksums, presence or none; see :func:`agglo.engine.store.reading.open_results`)."""
     from agglo.engine.store.cube import cube_path
-    from agglo.engine.store.cube import open_results as _open
+    from agglo.engine.store.reading import open_results as _open
 
     return _open(cube_path(path), check=check)
 

@@ -132,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
 def cmd_run(args) -> int:
     from agglo.engine.config.compose import resolve
     from agglo.engine.run import execute
-    from agglo.engine.store.cube import open_results
+    from agglo.engine.store.reading import open_results
     from agglo.views.summary import header, table
 
     cfg, _ = resolve(_with_params(args.params, args.overrides))
@@ -262,11 +262,12 @@ def cmd_calibrate(args) -> int:
 
 def cmd_info(args) -> int:
     from agglo.engine.store import cube as store
+    from agglo.engine.store import reading
     from agglo.views.summary import header, table
 
     args.store = store.cube_path(args.store)
-    ds = store.open_results(args.store)
-    done = store.batch_done(args.store)
+    ds = reading.open_results(args.store)
+    done = reading.batch_done(args.store)
     print(
         f"{args.store}: engine {ds.attrs.get('engine_version')}, input SHA-256 {ds.attrs.get('input_sha256', '')[:16]}…"
     )
@@ -286,7 +287,7 @@ def cmd_info(args) -> int:
         )
     print(
         "checksums: every written batch has one ('agglo verify' checks them; 'agglo run' does on resume)"
-        if store.has_checksums(args.store)
+        if reading.has_checksums(args.store)
         else "checksums: none (a cube of an older engine; it cannot be verified)"
     )
     print(header(ds))
@@ -314,15 +315,16 @@ def cmd_verify(args) -> int:
     """0: the cube is whole (every array as written, every written batch's chunks there and
     matching their checksums); 1: it is not (listed); 2: not a cube."""
     from agglo.engine.store import cube as store
+    from agglo.engine.store import reading
 
     path = store.cube_path(args.store)
-    if not store.has_checksums(path):
+    if not reading.has_checksums(path):
         raise UserError(
             f"{path}: written by an engine before batch checksums (format {store.read_attrs(path).get('format')}); "
             "allowed: a cube written by this engine (store.mode=overwrite rewrites it)"
         )
-    broken, plan, damaged = store.damage(path, checksums=True)
-    done = store.batch_done(path)
+    broken, plan, damaged = reading.damage(path, checksums=True)
+    done = reading.batch_done(path)
     if broken or damaged:
         print(f"{path}: DAMAGED")
         for name, why in broken.items():

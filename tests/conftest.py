@@ -37,7 +37,7 @@ def cube_arrays(path) -> dict:
     """Every result variable of the cube at ``path`` (store.VARIABLES), read whole."""
     import xarray as xr
 
-    from agglo.engine.store.cube import VARIABLES
+    from agglo.engine.store.layout import VARIABLES
 
     ds = xr.open_zarr(path)
     return {name: ds[name].values for name in VARIABLES}

@@ -9,7 +9,7 @@ import pytest
 from agglo.analysis import adjusted_rand, coassignment, prim, scalar_outputs, stability
 from agglo.analysis.report import read_group
 from agglo.analysis.sensitivity import analyze_sensitivity
-from agglo.engine.store.cube import open_results
+from agglo.engine.store.reading import open_results
 from tests.conftest import SMALL
 
 OAXACA_SOBOL = [

@@ -13,7 +13,7 @@ import xarray as xr
 
 import agglo
 from agglo.engine.config.compose import resolve
-from agglo.engine.store.cube import VARIABLES
+from agglo.engine.store.layout import VARIABLES
 from tests.conftest import SMALL, cube_arrays
 
 ROOT = Path(__file__).resolve().parents[1]

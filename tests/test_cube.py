@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 from agglo import open_results
-from agglo.engine.store.cube import VARIABLES
+from agglo.engine.store.layout import VARIABLES
 from tests.conftest import SMALL, cube_arrays
 
 
@@ -168,7 +168,7 @@ def consolidated_names(root: dict) -> list[str]:
 )
 def test_template_has_xarrays_metadata_without_dask(sweep, tmp_path):
     """``store.create`` writes the variables with zarr alone; every node's zarr.json and every
-    coordinate chunk must be what xarray writes for the full lazy Dataset (``store.template``)."""
+    coordinate chunk must be what xarray writes for the full lazy Dataset (``layout.template``)."""
     import json
     from pathlib import Path
 
@@ -177,7 +177,7 @@ def test_template_has_xarrays_metadata_without_dask(sweep, tmp_path):
     from agglo.engine.planning.plan import make_plan
     from agglo.engine.planning.scenario_file import table_values
     from agglo.engine.store import cube as store
-    from agglo.engine.store import integrity
+    from agglo.engine.store import integrity, layout
 
     table = tmp_path / "scenarios.csv"
     table.write_text("commute.cap_min,borders\n30,open\n60,closed\n45,open\n")
@@ -187,7 +187,7 @@ def test_template_has_xarrays_metadata_without_dask(sweep, tmp_path):
     attrs = {"title": "t", "plan_chunks": json.dumps(list(plan.chunks))}
     new, old = tmp_path / "new.zarr", tmp_path / "old.zarr"
     store.create(str(new), plan, towns, attrs)
-    store.template(plan, towns, attrs | {"format": store.FORMAT}).to_zarr(
+    layout.template(plan, towns, attrs | {"format": store.FORMAT}).to_zarr(
         old, mode="w-", compute=False, zarr_format=3, consolidated=False
     )
     files = sorted(p.relative_to(new) for p in Path(new).rglob("*") if p.is_file())
@@ -212,7 +212,7 @@ def test_template_has_xarrays_metadata_without_dask(sweep, tmp_path):
     }
     assert root_new["attributes"] == root_old["attributes"]
     consolidated = root_new["consolidated_metadata"]["metadata"]
-    for name in store.VARIABLES:
+    for name in layout.VARIABLES:
         assert consolidated[name] == json.loads((old / name / "zarr.json").read_text())
 
 

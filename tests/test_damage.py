@@ -18,7 +18,7 @@ import pytest
 import zarr
 
 from agglo.engine.errors import UserError
-from agglo.engine.store.cube import VARIABLES
+from agglo.engine.store.layout import VARIABLES
 from tests.conftest import SMALL, cube_arrays
 
 SWEEP = [*SMALL, "commute.cap_min=30,45,60,90", "freight.cap_min=120,240", "executor.batch_size=2"]

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from agglo.engine.store.cube import VARIABLES, batch_done
+from agglo.engine.store.layout import VARIABLES
+from agglo.engine.store.reading import batch_done
 from benchmarks.bench_executors import stop as stop_cluster
 from tests.conftest import SMALL
 

@@ -182,7 +182,7 @@ def test_outlines_are_clipped_to_the_view_and_thinned(tmp_path):
     """The boundary reader on a shapefile written here: a line inside the view is kept (in
     Web Mercator, thinned, ends kept), one outside it is dropped."""
     shapefile = pytest.importorskip("shapefile", reason="pyshp comes with the maps extra")
-    from agglo.views.explore import _clip, mercator, outlines
+    from agglo.views.outlines import _clip, mercator, outlines
 
     inside = [[(-97.0 + 0.001 * k, 17.0 + 0.0005 * k) for k in range(1001)]]
     outside = [[(10.0, 50.0), (11.0, 51.0)]]

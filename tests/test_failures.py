@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import zarr
 
-from agglo.engine.store.cube import VARIABLES
+from agglo.engine.store.layout import VARIABLES
 from tests.conftest import SMALL
 from tests.test_resume import _wait_for_batches
 

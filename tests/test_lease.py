@@ -21,7 +21,7 @@ import pytest
 
 from agglo.engine.errors import UserError
 from agglo.engine.store import lease
-from agglo.engine.store.cube import batch_done
+from agglo.engine.store.reading import batch_done
 from tests.conftest import SMALL
 from tests.test_failures import agglo, assert_same, one_line
 from tests.test_resume import _wait_for_batches

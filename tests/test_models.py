@@ -303,7 +303,7 @@ def test_a_model_sweep_over_all_of_mexico_equals_one_by_one_runs(tmp_path, run_c
     scenario a batch, and the doubly scenario equals a run of its own, bit for bit."""
     import xarray as xr
 
-    from agglo.engine.store.cube import VARIABLES
+    from agglo.engine.store.layout import VARIABLES
 
     sweep = ["commute.model=gravity,attraction,doubly,radiation", "freight.model=doubly,radiation"]
     base = ["experiment=mexico", "executor.kind=synchronous", "--quiet"]

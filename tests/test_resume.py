@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from agglo.engine.store.cube import VARIABLES, batch_done
+from agglo.engine.store.layout import VARIABLES
 from agglo.engine.store.lease import lease_path
+from agglo.engine.store.reading import batch_done
 from tests.conftest import SMALL, cube_arrays
 
 SLOW_SWEEP = [

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import zarr
 
-from agglo.engine.store.cube import VARIABLES
+from agglo.engine.store.layout import VARIABLES
 from tests.conftest import SMALL
 from tests.test_failures import agglo, assert_same, one_line
 

@@ -16,19 +16,10 @@ from agglo.engine.errors import UserError
 from agglo.engine.store import cube as store
 from agglo.engine.store import lease
 from agglo.engine.store.outputs import check_folder, probe_folder, writing
+from agglo.engine.store.reading import open_complete
 
 GROUP = "analysis"  # companion groups live under <store>/analysis/
 MAX_REGION_TOWNS = 500
-
-
-def _open(path: str) -> xr.Dataset:
-    path = store.cube_path(path)
-    ds = store.open_results(path)
-    if not ds.attrs.get("complete"):
-        raise UserError(
-            f"{path}: the cube is not complete; allowed: finish it first ('agglo run' with the same config)"
-        )
-    return ds
 
 
 def write_group(path: str, name: str, data: xr.Dataset) -> str:
@@ -91,7 +82,7 @@ def analyze_store(
 
 
 def _analyze(path: str, towns, region, ari, discover) -> str:
-    ds = _open(path)
+    ds = open_complete(path)
     lines = []
     dims = json.loads(ds.attrs.get("scenario_dims", "[]"))
     # Every option is checked before anything is written.
@@ -153,7 +144,7 @@ def plot_store(path: str, select: dict, out: str, x_key: str | None = None, y_ke
     from agglo.views import plots
 
     check_folder("--out", out)
-    ds = _open(path)
+    ds = open_complete(path)
     chosen = plots.pick_scenario(ds, select)
     with writing(f"--out {out!r}"):
         return _plot_all(plots, ds, chosen, out, x_key, y_key)

@@ -25,7 +25,7 @@ from agglo.engine.planning.plan import Plan, describe_sample, make_plan
 from agglo.engine.planning.scenario_file import table_values
 from agglo.engine.planning.scenarios import batch_parameters, reach_radii
 from agglo.engine.store import cube as store
-from agglo.engine.store import lease
+from agglo.engine.store import lease, reading
 from agglo.engine.store import state as store_state
 from agglo.engine.store.outputs import writing
 
@@ -74,7 +74,7 @@ def _start_executor(cfg: AggloConfig):
 
     if cfg.executor.kind != "local" or deferred(cfg.executor):
         return None
-    if cfg.store.mode != "overwrite" and store.looks_complete(cfg.store.path):
+    if cfg.store.mode != "overwrite" and reading.looks_complete(cfg.store.path):
         return None
 
     return start(cfg.executor)

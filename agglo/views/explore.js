@@ -1,5 +1,5 @@
 // agglo explore: the page's one script. Bokeh runs it once the document is ready, with
-// `payload` (the cube's arrays, deflate-compressed and base64-encoded, see views/explore.py)
+// `payload` (the cube's arrays, deflate-compressed and base64-encoded, see views/explore_data.py)
 // and the page's models as arguments. Every redraw reads the arrays in memory: no round trip.
 const P = payload;
 const MODES = ["commute", "freight"];

@@ -14,7 +14,7 @@ from agglo.engine.config.names import MODES
 from agglo.engine.config.text import diff_keys
 from agglo.engine.errors import UserError
 from agglo.engine.store import cube as store
-from agglo.engine.store import integrity
+from agglo.engine.store import integrity, reading
 
 TITLE = "agglo result cube: small towns clustered into agglomerations by commuting and by freight"
 
@@ -79,7 +79,7 @@ def decide(cfg, recorded: dict, sha: str, tables: dict) -> tuple[bool, np.ndarra
             file=sys.stderr,
         )
         return False, None
-    return False, store.batch_done(path)
+    return False, reading.batch_done(path)
 
 
 def repair(path: str, plan, towns, done: np.ndarray | None, writes) -> np.ndarray:
@@ -99,7 +99,7 @@ def repair(path: str, plan, towns, done: np.ndarray | None, writes) -> np.ndarra
         )
         with writes:
             store.rebuild(path, plan, towns, list(broken))
-    damaged = store.damaged_batches(path, plan, done)
+    damaged = reading.damaged_batches(path, plan, done)
     if damaged:
         shown = "; ".join(plan.describe(b) for b in damaged[:5]) + (" ..." if len(damaged) > 5 else "")
         print(
