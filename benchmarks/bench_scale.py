@@ -144,7 +144,7 @@ def sweep_reached_pairs(overrides: list[str]) -> tuple[int, int]:
     """The pairs the sweep's scenarios reach, summed over scenarios and modes; and the same
     over each mode's distinct scenarios only (agglo.engine.compute.batch.mode_keys: what a run
     computes, the rest being copies)."""
-    from agglo.engine.compute.batch import first_of, mode_keys
+    from agglo.engine.compute.keys import first_of, mode_keys
     from agglo.engine.config.compose import resolve
     from agglo.engine.config.names import MODES
     from agglo.engine.data.load import load_towns

@@ -277,7 +277,7 @@ def _slice(params, s):
 
 
 def _gravity_sums(network, params, mode):
-    from agglo.engine.compute.batch import _gravity
+    from agglo.engine.compute.models import _gravity
     from agglo.engine.planning.scenarios import core_mask
 
     is_core = core_mask(network.population, network.forced_core, params.core_min_population)

@@ -113,7 +113,7 @@ def test_doubly_meets_both_margins_on_all_of_mexico():
     """All of Mexico at the default caps, both modes: the balance converges to 1e-9, and the
     table it gives meets its row and its column totals to 1e-9, summed here by scatter over
     the pair list (not by the kernel's row gathers)."""
-    from agglo.engine.compute.batch import reach_of
+    from agglo.engine.compute.models import reach_of
     from agglo.engine.config.names import MODES
     from agglo.engine.config.schema import AggloConfig
     from agglo.engine.network.build import forced_cores, prepare
@@ -148,7 +148,8 @@ def test_doubly_meets_both_margins_on_all_of_mexico():
 def test_radiation_scenarios_that_differ_only_in_its_unused_parameters_share_one_pass():
     """Radiation ignores beta, gamma, alpha and threshold: such scenarios are computed once and
     copied, and equal their one-by-one runs bit for bit; a different cap or core set is not shared."""
-    from agglo.engine.compute.batch import compute_batch, radiation_twins
+    from agglo.engine.compute.batch import compute_batch
+    from agglo.engine.compute.keys import radiation_twins
     from agglo.engine.data.towns import synthetic
     from agglo.engine.network.build import prepare
     from agglo.engine.planning.scenarios import batch_parameters, core_mask, reach_radii
@@ -181,7 +182,8 @@ def test_radiation_over_caps_from_half_a_minute_to_400_in_one_pass_equals_each_a
     (kernels/radiation.radiation_batch): every town of Oaxaca, caps 0.5 to 400 min in no
     order, one borders-closed and one with other cores among them: the batch equals one
     scenario at a time bit for bit, and each up to 90 min equals the dense twin."""
-    from agglo.engine.compute.batch import compute_batch, radiation_groups
+    from agglo.engine.compute.batch import compute_batch
+    from agglo.engine.compute.keys import radiation_groups
     from agglo.engine.network.build import prepare
     from agglo.engine.planning.scenarios import batch_parameters, core_mask, reach_radii
     from tests.strategies import DEFAULT_COMMUTE
@@ -225,7 +227,8 @@ def test_doubly_scenarios_that_differ_in_their_caps_balance_in_lockstep_as_each_
     no order) balance in one lockstep group (kernels/doubly.balance_group), one with another
     beta apart: on every town of Oaxaca the batch equals each scenario alone bit for bit, and
     each up to 90 min equals the dense twin."""
-    from agglo.engine.compute.batch import compute_batch, doubly_groups
+    from agglo.engine.compute.batch import compute_batch
+    from agglo.engine.compute.keys import doubly_groups
     from agglo.engine.network.build import prepare
     from agglo.engine.planning.scenarios import batch_parameters, reach_radii
     from tests.strategies import DEFAULT_COMMUTE
@@ -269,7 +272,7 @@ def test_the_doubly_balance_reads_its_neighbours_as_uint16_or_int32_with_the_sam
     (kernels/doubly.NARROW_TOWNS); a larger network reads the int32 rows. Both paths, on every
     town of Oaxaca, both modes, a lockstep group of three caps: the same bits."""
     import agglo.kernels.doubly as doubly
-    from agglo.engine.compute.batch import reach_of
+    from agglo.engine.compute.models import reach_of
     from agglo.engine.network.build import prepare
     from agglo.engine.planning.scenarios import batch_parameters, reach_radii
     from agglo.kernels.terms import mode_terms
