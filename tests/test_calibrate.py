@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agglo.analysis import calibrate
+from agglo.analysis import calibrate, observed
 from agglo.engine.data.towns import load_table
 
 DATA = Path(__file__).parent / "data"
@@ -37,8 +37,8 @@ def test_austria_fits_reproduce_spint(test, model):
 @pytest.fixture(scope="module")
 def ny_pairs():
     towns = load_table(NY_TOWNS)
-    flows = calibrate.read_flows(NY_FLOWS, towns)
-    return calibrate.pairs_for_fit(flows, towns, "km", 60.0, 1.3)
+    flows = observed.read_flows(NY_FLOWS, towns)
+    return observed.pairs_for_fit(flows, towns, "km", 60.0, 1.3)
 
 
 @pytest.mark.parametrize("model", ["production", "attraction", "doubly", "gravity"])
@@ -104,7 +104,7 @@ def test_calibrate_writes_an_override_file_that_run_accepts(tmp_path, run_cli):
 
 def load_pairs_minutes():
     towns = load_table(NY_TOWNS)
-    return calibrate.pairs_for_fit(calibrate.read_flows(NY_FLOWS, towns), towns, "minutes", 60.0, 1.3)
+    return observed.pairs_for_fit(observed.read_flows(NY_FLOWS, towns), towns, "minutes", 60.0, 1.3)
 
 
 def _write(tmp_path, text):
@@ -171,8 +171,8 @@ def test_observed_pairs_fit_reproduces_scikit_mobility(run_cli):
     assert "1892 pairs with a flow of 1892 fitted" in out
 
     towns = load_table(NY_TOWNS)
-    o, d, y, km, _, d_mass = calibrate.pairs_for_fit(
-        calibrate.read_flows(NY_FLOWS, towns), towns, "km", 60.0, 1.3, "observed"
+    o, d, y, km, _, d_mass = observed.pairs_for_fit(
+        observed.read_flows(NY_FLOWS, towns), towns, "km", 60.0, 1.3, "observed"
     )
     fit = calibrate.fit("production", "power", y, o, d, km, None, d_mass)
     values = calibrate.engine_values(fit)
@@ -198,10 +198,10 @@ def test_observed_pairs_fit_reproduces_scikit_mobility(run_cli):
 def test_the_two_conventions_differ_on_new_york(run_cli):
     """Zeros for the unlisted pairs are information: the default fit is not the observed-pairs one."""
     towns = load_table(NY_TOWNS)
-    flows = calibrate.read_flows(NY_FLOWS, towns)
+    flows = observed.read_flows(NY_FLOWS, towns)
     fits = {}
-    for pairs in calibrate.PAIRS:
-        o, d, y, km, _, d_mass = calibrate.pairs_for_fit(flows, towns, "km", 60.0, 1.3, pairs)
+    for pairs in observed.PAIRS:
+        o, d, y, km, _, d_mass = observed.pairs_for_fit(flows, towns, "km", 60.0, 1.3, pairs)
         fits[pairs] = (y.size, calibrate.engine_values(calibrate.fit("production", "power", y, o, d, km, None, d_mass)))
     assert fits["all"][0] == 62 * 61 and fits["observed"][0] == 1892
     assert abs(fits["all"][1]["beta"] - fits["observed"][1]["beta"]) > 0.01

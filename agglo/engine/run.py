@@ -47,7 +47,7 @@ def execute(cfg: AggloConfig, quiet: bool = False) -> Outcome:
     from dataclasses import replace
 
     if cfg.executor.kind == "auto":  # the cluster, if any, started when the sweep's pace says it pays
-        from agglo.engine.executors.dask import chosen_kind
+        from agglo.engine.executors.cluster import chosen_kind
 
         cfg = replace(cfg, executor=replace(cfg.executor, kind=chosen_kind(cfg.executor)))
     elif cfg.executor.kind == "local":  # asked for: started at once
@@ -70,7 +70,7 @@ def execute(cfg: AggloConfig, quiet: bool = False) -> Outcome:
 def _start_executor(cfg: AggloConfig):
     """The local Dask cluster, started now in a thread so that it comes up while the towns
     are read and the network built; None for other executors or a finished store."""
-    from agglo.engine.executors.dask import deferred, start
+    from agglo.engine.executors.cluster import deferred, start
 
     if cfg.executor.kind != "local" or deferred(cfg.executor):
         return None
@@ -172,7 +172,7 @@ def _read_inputs(cfg: AggloConfig, quiet: bool) -> _Inputs:
     if not netcache.holds(towns, forced, radii, floor, cfg.executor.network_cache_gib):
         read_ahead(towns, radii)  # a bad travel-time table too (a cached network's table was read whole)
     if cfg.executor.kind == "address":
-        from agglo.engine.executors.dask import check_address
+        from agglo.engine.executors.cluster import check_address
 
         check_address(cfg.executor)
     tables = {mode: r.sha256 for mode, r in radii.items() if hasattr(r, "sha256")}
@@ -245,7 +245,7 @@ def _compute(got: _Inputs, plan: Plan, todo: list, writes, lease_token: str, sta
 
 
 def _describe(cfg: AggloConfig, started, plan: Plan, towns: Towns, network, files, todo: list) -> None:
-    from agglo.engine.executors.dask import describe
+    from agglo.engine.executors.cluster import describe
 
     print(describe(cfg.executor, started), file=sys.stderr)
     if plan.sampler is not None:

@@ -104,3 +104,58 @@ def header(ds: xr.Dataset) -> str:
         f"{int(is_core.sum())} cores in the first scenario, small-town population {_people(small_pop)}; "
         "coverage = share of small-town population inside an agglomeration"
     )
+
+
+def describe_cube(path: str) -> str:
+    """``agglo info``: the cube's engine and input, its dimensions, how much is written, who
+    holds its writer lease, whether it has checksums, and its summary table."""
+    from agglo.engine.store import cube as store
+    from agglo.engine.store import lease, reading
+
+    lines: list[str] = []
+    path = store.cube_path(path)
+    ds = reading.open_results(path)
+    done = reading.batch_done(path)
+    lines.append(
+        f"{path}: engine {ds.attrs.get('engine_version')}, input SHA-256 {ds.attrs.get('input_sha256', '')[:16]}…"
+    )
+    lines.append("dims: " + ", ".join(f"{d}={n}" for d, n in ds.sizes.items()))
+    lines.append(
+        f"batches written: {int(done.sum())}/{done.size}"
+        + ("" if done.all() else " (incomplete: 'agglo run' with the same config resumes it)")
+    )
+    holder = lease.read(path)
+    if holder is not None:
+        lines.append(
+            f"writer: {holder.describe()} (it holds the store's lease)"
+            if isinstance(holder, lease.Holder)
+            else f"writer: unknown (the lease file {lease.lease_path(path)!r} is not a lease record)"
+        )
+    lines.append(
+        "checksums: every written batch has one ('agglo verify' checks them; 'agglo run' does on resume)"
+        if reading.has_checksums(path)
+        else "checksums: none (a cube of an older engine; it cannot be verified)"
+    )
+    lines.append(header(ds))
+    lines.append(table(ds))
+    return "\n".join(lines)
+
+
+def regions_text(country: str, min_population: float) -> str:
+    """``agglo regions``: a country's first-level divisions (data.admin1 codes), each named
+    by its largest town, with its towns and population."""
+    from agglo.api import regions
+
+    table = regions(country, min_population)
+    country = country.upper()
+    lines = [
+        f"{country}: {len(table)} first-level divisions (data.admin1), named by their largest town",
+        f"{'admin1':<8} {'largest town':<32} {'towns':>7} {'population':>12}",
+    ]
+    for code, row in table.iterrows():
+        lines.append(f"{code:<8} {row.largest_town[:32]:<32} {row.towns:>7} {row.population:>12,.0f}")
+    first = table.index[0]
+    lines.append(
+        f"use: agglo run data.country={country} data.admin1={first}  (a list: 'data.admin1=[{first},...]'; all: data.admin1=null)"
+    )
+    return "\n".join(lines)

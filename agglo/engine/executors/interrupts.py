@@ -18,7 +18,9 @@ at the second. A step left running is ``abandoned``: the command exits without w
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 
 _requested = False
@@ -93,3 +95,14 @@ def native(step, *args, stop_at_first: bool = False):
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+def exit_status() -> int:
+    """After Ctrl-C or SIGTERM stopped a command: one line, and the exit status of the signal."""
+    what = "terminated (SIGTERM)" if received == signal.SIGTERM else "interrupted"
+    print(f"agglo: {what}; run again with the same config to resume", file=sys.stderr)
+    if abandoned:  # a compiled step still runs in a thread: exit without waiting for it
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(128 + int(received))
+    return 128 + int(received)

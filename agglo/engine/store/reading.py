@@ -225,3 +225,36 @@ def open_complete(path: str) -> xr.Dataset:
             f"{path}: the cube is not complete; allowed: finish it first ('agglo run' with the same config)"
         )
     return ds
+
+
+def verify(path: str) -> tuple[bool, str]:
+    """``agglo verify``: whether the cube is whole (every array as written, every written
+    batch's chunks there and matching their checksums), and the report."""
+    from agglo.engine.store.cube import cube_path
+
+    path = cube_path(path)
+    if not has_checksums(path):
+        raise UserError(
+            f"{path}: written by an engine before batch checksums (format {read_attrs(path).get('format')}); "
+            "allowed: a cube written by this engine (store.mode=overwrite rewrites it)"
+        )
+    broken, plan, damaged = damage(path, checksums=True)
+    done = batch_done(path)
+    if broken or damaged:
+        lines = [f"{path}: DAMAGED"]
+        for name, why in broken.items():
+            lines.append(f"  {name}: {why}")
+        if damaged:
+            lines.append(
+                f"  {len(damaged)} of {int(done.sum())} written batches have chunks missing or not matching their checksums:"
+            )
+            for b in damaged:
+                lines.append(f"    {plan.describe(b)}")
+        lines.append(
+            "  'agglo run' with the same config writes the arrays above again and recomputes exactly these batches"
+        )
+        return False, "\n".join(lines)
+    return True, (
+        f"{path}: verified, every variable and coordinate as written, all {int(done.sum())} written batches match "
+        "their checksums" + ("" if done.all() else f" ({int((~done).sum())} of {done.size} not written yet)")
+    )

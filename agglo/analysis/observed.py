@@ -1,0 +1,128 @@
+"""Observed flows in: the flows file checked like a town table, the pairs a fit sees
+(with their costs and masses), and the whole ``agglo calibrate`` step from files to a fit."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agglo.analysis import calibrate
+
+
+def read_flows(path: str, towns) -> pd.DataFrame:  # noqa: F821
+    """An observed-flows CSV (``origin``, ``destination``, ``flow``; town_ids of ``towns``),
+    checked like a town table: one line naming the file, row or column, and what is allowed."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from agglo.engine.errors import UserError
+
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"--flows {path!r}: no such file; allowed: an existing CSV with origin, destination, flow")
+    try:
+        frame = pd.read_csv(file, dtype={"origin": str, "destination": str}, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{path}: not UTF-8 (it holds byte 0x{exc.object[exc.start]:02x}, which UTF-8 does not allow there); "
+            "allowed: a UTF-8 CSV with columns origin, destination, flow"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
+        raise UserError(
+            f"{path}: cannot be read as CSV ({str(exc).splitlines()[0] or type(exc).__name__}); "
+            "allowed: a UTF-8 CSV with columns origin, destination, flow"
+        ) from None
+    missing = [c for c in ("origin", "destination", "flow") if c not in frame.columns]
+    if missing:
+        raise UserError(f"{path}: missing column {missing[0]!r}; allowed: a CSV with columns origin, destination, flow")
+    if len(frame) == 0:
+        raise UserError(f"{path}: no rows after the header; allowed: one row per observed origin-destination flow")
+    flow = pd.to_numeric(frame["flow"], errors="coerce")
+    known = {str(t) for t in towns.town_id}
+    seen: dict = {}
+    for k in range(len(frame)):
+        row = k + 2  # 1-based, after the header
+        if not np.isfinite(flow.iloc[k]) or flow.iloc[k] < 0:
+            raise UserError(f"{path}: row {row}: flow = {str(frame['flow'].iloc[k])!r}; allowed: a number >= 0")
+        for col in ("origin", "destination"):
+            if str(frame[col].iloc[k]) not in known:
+                raise UserError(
+                    f"{path}: row {row}: {col} = {frame[col].iloc[k]!r} is not a town_id of {towns.source}; "
+                    "allowed: town_ids of the towns table"
+                )
+        pair = (str(frame["origin"].iloc[k]), str(frame["destination"].iloc[k]))
+        if pair in seen:
+            raise UserError(
+                f"{path}: row {row}: origin {pair[0]!r} -> destination {pair[1]!r} repeats row {seen[pair]} "
+                "(refused, not summed); allowed: one row per origin-destination pair"
+            )
+        seen[pair] = row
+    out = pd.DataFrame({"origin": frame["origin"].astype(str), "destination": frame["destination"].astype(str)})
+    out["flow"] = flow.astype(np.float64)
+    return out
+
+
+PAIRS = ("all", "observed")
+
+
+def pairs_for_fit(flows, towns, cost: str, speed: float, circuity: float, pairs: str = "all"):
+    """The pairs the regression sees, with their cost (km, or docs/model.md's minutes), masses and
+    observed flow. Two conventions (flows from a place to itself are left out in both):
+
+    ``all``       every ordered pair of distinct places that appear in the flows; a pair the
+                  file does not list counts 0 (a zero is an observation: nobody commutes there)
+    ``observed``  only the pairs the file lists (scikit-mobility's gravity fit; its New York
+                  2011 example lists only positive flows, so the zeros are unknown, not zero)
+    """
+    from agglo.engine.errors import UserError
+    from agglo.kernels.reach import haversine_km, minutes_of_km
+
+    flows = (
+        flows[flows["origin"] != flows["destination"]].groupby(["origin", "destination"], as_index=False)["flow"].sum()
+    )
+    places = sorted(set(flows["origin"]) | set(flows["destination"]))
+    if len(places) < 2:
+        raise UserError(
+            "--flows: no flow between two different places (flows from a place to itself are left out); "
+            "allowed: flows between at least two places"
+        )
+    index = {str(t): i for i, t in enumerate(towns.town_id)}
+    listed = {(o, d): f for o, d, f in flows.itertuples(index=False)}
+    if pairs == "observed":
+        wanted = list(listed)
+    else:
+        wanted = [(o, d) for o in places for d in places if o != d]
+    rows = []
+    for o, d in wanted:
+        i, j = index[o], index[d]
+        km = haversine_km(towns.lat[i], towns.lon[i], towns.lat[j], towns.lon[j])
+        value = km if cost == "km" else minutes_of_km(km, circuity, speed)
+        rows.append((o, d, listed.get((o, d), 0.0), value, towns.population[i], towns.population[j]))
+    origin, destination, flow, c, o_mass, d_mass = (np.asarray(col) for col in zip(*rows))
+    flow = flow.astype(np.float64)
+    for o in sorted(set(origin.tolist())):  # an origin of the regression needs a positive flow
+        if not flow[origin == o].sum() > 0:
+            raise UserError(
+                f"--flows: origin {o!r} has no flow to another place; allowed: at least one positive flow per origin (or drop it)"
+            )
+    if np.any(c.astype(np.float64) <= 0):
+        k = int(np.flatnonzero(c.astype(np.float64) <= 0)[0])
+        raise UserError(
+            f"--towns: {origin[k]!r} and {destination[k]!r} are at the same place; allowed: distinct coordinates"
+        )
+    return origin, destination, flow, c.astype(np.float64), o_mass.astype(np.float64), d_mass.astype(np.float64)
+
+
+def calibrate_files(
+    flows_path: str, towns, model: str, decay: str, cost: str, speed: float, circuity: float, pairs: str
+):
+    """The fit of ``model`` to the flows file (town_ids of ``towns``), and a line saying what it saw."""
+    flows = read_flows(flows_path, towns)
+    o, d, y, c, o_mass, d_mass = pairs_for_fit(flows, towns, cost, speed, circuity, pairs)
+    fit = calibrate.fit(model, decay, y, o, d, c, o_mass, d_mass)
+    seen = (
+        f"{flows_path}: {int((y > 0).sum())} pairs with a flow of {y.size} fitted between "
+        f"{len(set(o) | set(d))} places ({'the listed pairs only' if pairs == 'observed' else 'unlisted pairs count 0'}); "
+        f"cost in {cost}"
+    )
+    return fit, seen
