@@ -86,9 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from agglo.engine.data.times import engine_pairs
+    from agglo.engine.data.times import engine_pairs, write_table
     from agglo.engine.data.towns import load_geonames
-    from agglo.engine.data.traveltimes import write_table
 
     admin1 = ["20"] if args.quick else None
     region = "Oaxaca" if args.quick else "all of Mexico"

@@ -221,7 +221,8 @@ def test_a_spilled_network_maps_back_to_the_same_arrays_and_results(tmp_path):
     pickled copy: every array equal, modes that share rows still share them, the same cube."""
     from agglo.engine.compute.batch import compute_batch
     from agglo.engine.data.towns import synthetic
-    from agglo.engine.network.build import mapped, prepare, spill
+    from agglo.engine.network.build import prepare
+    from agglo.engine.network.files import mapped, spill
     from agglo.engine.planning.scenarios import batch_parameters, reach_radii
     from tests.strategies import DEFAULT_COMMUTE, DEFAULT_FREIGHT, make_config
 

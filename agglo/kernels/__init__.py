@@ -17,11 +17,12 @@ By concern:
 
 from agglo.kernels.assignment import assign_batch
 from agglo.kernels.inflow import inflow_pass
-from agglo.kernels.neighbourhood import build_neighbourhood, cell_pair_bound, row_lp, row_tables, truncate_rows
+from agglo.kernels.neighbourhood import build_neighbourhood, cell_pair_bound
 from agglo.kernels.origin import origin_pass
 from agglo.kernels.pairs import pair_shares
 from agglo.kernels.reach import EARTH_RADIUS_KM, haversine_km
 from agglo.kernels.records import ModeParams, Origins, Places, Rows
+from agglo.kernels.rows import row_lp, row_tables, truncate_rows
 from agglo.kernels.terms import DECAY_CODES
 
 __all__ = [

@@ -115,6 +115,62 @@ def _add_to_lane(acc, q, buf, n_active):
 
 
 @inlined
+def _four_pairs(q, n_active, inflow, gathered, neighbour, mass, log_dist, g, p, c0, c2, nref, scratch):
+    """Pairs q..q+3 for the active scenarios, all of power decay with one (c0, c2): four
+    independent 2^x chains per scenario step, each pair into its own lane."""
+    acc, buf, buf2, buf3, buf4, _ = scratch
+    one = np.float32(1.0)
+    a = a2 = a3 = a4 = g
+    b = b2 = b3 = b4 = one
+    if inflow:
+        a = gathered[neighbour[q]]
+        a2 = gathered[neighbour[q + 1]]
+        a3 = gathered[neighbour[q + 2]]
+        a4 = gathered[neighbour[q + 3]]
+    else:
+        b = mass[q]
+        b2 = mass[q + 1]
+        b3 = mass[q + 2]
+        b4 = mass[q + 3]
+    m = log2_minutes(log_dist[q], c0, c2)
+    m2 = log2_minutes(log_dist[q + 1], c0, c2)
+    m3 = log2_minutes(log_dist[q + 2], c0, c2)
+    m4 = log2_minutes(log_dist[q + 3], c0, c2)
+    for s in range(n_active):
+        buf[s] = exp2_32(exponent(a[s], b, p[s], m, nref[s]))
+        buf2[s] = exp2_32(exponent(a2[s], b2, p[s], m2, nref[s]))
+        buf3[s] = exp2_32(exponent(a3[s], b3, p[s], m3, nref[s]))
+        buf4[s] = exp2_32(exponent(a4[s], b4, p[s], m4, nref[s]))
+    _add_to_lane(acc, q, buf, n_active)
+    _add_to_lane(acc, q + 1, buf2, n_active)
+    _add_to_lane(acc, q + 2, buf3, n_active)
+    _add_to_lane(acc, q + 3, buf4, n_active)
+
+
+@inlined
+def _one_pair(q, n_active, inflow, gathered, neighbour, mass, log_dist, g, pk, c0, c2, any_exponential, nref, buf):
+    """Pair q's term for each active scenario into ``buf``, each with its own c0, c2 (and its
+    exponential base K where some scenario of the batch decays exponentially); ``pk``: the
+    power and exponential coefficients (terms.power2, terms.expo2)."""
+    p, k = pk
+    a = g
+    b = np.float32(1.0)
+    ld = log_dist[q]
+    if inflow:
+        a = gathered[neighbour[q]]
+    else:
+        b = mass[q]
+    if any_exponential:
+        km = exp32(ld)
+        for s in range(n_active):
+            base = exponential_base_km(k[s], km, nref[s])
+            buf[s] = exp2_32(exponent(a[s], b, p[s], log2_minutes(ld, c0[s], c2[s]), base))
+    else:
+        for s in range(n_active):
+            buf[s] = exp2_32(exponent(a[s], b, p[s], log2_minutes(ld, c0[s], c2[s]), nref[s]))
+
+
+@inlined
 def batch_lane_sums(row, gathered, ends, home, terms, nref, scratch):
     """Fill ``scratch.acc`` with the lane sums of ``row`` for every scenario: scenario s adds
     the terms of its first ``ends[s]`` pairs (``gathered`` is empty in the origin pass).
@@ -126,66 +182,29 @@ def batch_lane_sums(row, gathered, ends, home, terms, nref, scratch):
     the same bits whatever the other scenarios of the batch and their order.
 
     The records are unpacked once here: inside the pair loop every array is a local."""
-    acc, buf, buf2, buf3, buf4, low = scratch
+    acc, buf, _, _, _, low = scratch
     acc[:, :] = 0.0
     log_dist, mass, neighbour, region = row.log_dist, row.mass, row.neighbour, row.region
-    g, p, k = terms.mass2, terms.power2, terms.expo2
+    g, p = terms.mass2, terms.power2
+    pk = (p, terms.expo2)
     c0, c2 = terms.log_min_per_km32, terms.log_min_time32
     opened = terms.opened
     any_exponential = terms.any_exponential
     inflow = gathered.shape[0] > 0
     n_active = nref.shape[0]
-    one = np.float32(1.0)
     zero = np.float32(0.0)
-    a = a2 = a3 = a4 = g
-    b = b2 = b3 = b4 = one
     qmax, shared = _batch_shape(ends, terms, low)
     q = 0
     while q < qmax:
         while ends[n_active - 1] <= q:  # the widest reach is > q, so this stops at 1
             n_active -= 1
         taken = low[n_active - 1]  # every active scenario takes the pairs before this
-        if shared and q + 3 < taken:
-            # Four pairs that every active scenario takes, with a shared max(ld + c0, c2).
-            if inflow:
-                a = gathered[neighbour[q]]
-                a2 = gathered[neighbour[q + 1]]
-                a3 = gathered[neighbour[q + 2]]
-                a4 = gathered[neighbour[q + 3]]
-            else:
-                b = mass[q]
-                b2 = mass[q + 1]
-                b3 = mass[q + 2]
-                b4 = mass[q + 3]
-            m = log2_minutes(log_dist[q], c0[0], c2[0])
-            m2 = log2_minutes(log_dist[q + 1], c0[0], c2[0])
-            m3 = log2_minutes(log_dist[q + 2], c0[0], c2[0])
-            m4 = log2_minutes(log_dist[q + 3], c0[0], c2[0])
-            for s in range(n_active):
-                buf[s] = exp2_32(exponent(a[s], b, p[s], m, nref[s]))
-                buf2[s] = exp2_32(exponent(a2[s], b2, p[s], m2, nref[s]))
-                buf3[s] = exp2_32(exponent(a3[s], b3, p[s], m3, nref[s]))
-                buf4[s] = exp2_32(exponent(a4[s], b4, p[s], m4, nref[s]))
-            _add_to_lane(acc, q, buf, n_active)
-            _add_to_lane(acc, q + 1, buf2, n_active)
-            _add_to_lane(acc, q + 2, buf3, n_active)
-            _add_to_lane(acc, q + 3, buf4, n_active)
+        if shared and q + 3 < taken:  # four pairs every active scenario takes, one max(ld + c0, c2)
+            _four_pairs(q, n_active, inflow, gathered, neighbour, mass, log_dist, g, p, c0[0], c2[0], nref, scratch)
             q += 4
             continue
         # One pair, each scenario with its own c0, c2 (and K where some scenario is exponential).
-        ld = log_dist[q]
-        if inflow:
-            a = gathered[neighbour[q]]
-        else:
-            b = mass[q]
-        if any_exponential:
-            km = exp32(ld)
-            for s in range(n_active):
-                base = exponential_base_km(k[s], km, nref[s])
-                buf[s] = exp2_32(exponent(a[s], b, p[s], log2_minutes(ld, c0[s], c2[s]), base))
-        else:
-            for s in range(n_active):
-                buf[s] = exp2_32(exponent(a[s], b, p[s], log2_minutes(ld, c0[s], c2[s]), nref[s]))
+        _one_pair(q, n_active, inflow, gathered, neighbour, mass, log_dist, g, pk, c0, c2, any_exponential, nref, buf)
         if q >= taken:
             same = region[neighbour[q]] == home
             for s in range(n_active):

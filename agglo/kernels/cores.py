@@ -28,6 +28,13 @@ def _candidate_log_f(rows, c, terms, s):
 
 
 @inlined
+def _takes(ok, lw, j, best_lw, best):
+    """docs/model.md's rule for the best core so far: a larger log-weight, or an equal one at
+    a lower town index (``best`` starts past the last town, ``best_lw`` at -inf)."""
+    return ok & ((lw > best_lw) | ((lw == best_lw) & (j < best)))
+
+
+@inlined
 def best_core(rows, places, i, s, end, is_core, terms):
     """(j*, its log-weight) for origin ``i`` in scenario ``s`` among the first ``end`` pairs
     of its row; (-1, -inf) when no core is reachable."""
@@ -47,8 +54,7 @@ def best_core(rows, places, i, s, end, is_core, terms):
         j = cand_town[c]
         log_f = log_deterrence_km(cand_logd[c], cand_d[c], decay, beta, min_per_km, log_min_per_km, log_min_time)
         lw = gamma * log_pop[j] + log_f
-        ok = is_core[s, j] & (opened | (region[j] == home))
-        take = ok & ((lw > best_lw) | ((lw == best_lw) & (j < best)))
+        take = _takes(is_core[s, j] & (opened | (region[j] == home)), lw, j, best_lw, best)
         best = j if take else best
         best_lw = lw if take else best_lw
     if best == n_towns:
@@ -87,12 +93,9 @@ def best_cores_all(rows, places, i, ends, core_t, terms, best, best_lw):
         same = places.region[j] == home
         is_core = core_t[j]
         for s in range(n_active):
-            # log_deterrence_km written out for both decays: a select, not a branch, per scenario.
-            power = gamma[s] * lp - beta[s] * max(ld + log_min_per_km[s], log_min_time[s])
-            exponential = gamma[s] * lp - beta[s] * (min_per_km[s] * d)
-            lw = power if decay[s] == 0 else exponential
-            ok = (q < ends[s]) & is_core[s] & (opened[s] | same)
-            take = ok & ((lw > best_lw[s]) | ((lw == best_lw[s]) & (j < best[s])))
+            log_f = log_deterrence_km(ld, d, decay[s], beta[s], min_per_km[s], log_min_per_km[s], log_min_time[s])
+            lw = gamma[s] * lp + log_f
+            take = _takes((q < ends[s]) & is_core[s] & (opened[s] | same), lw, j, best_lw[s], best[s])
             best[s] = j if take else best[s]
             best_lw[s] = lw if take else best_lw[s]
     for s in range(n_scen):
@@ -115,7 +118,7 @@ def best_core_by_destination(rows, places, reach, is_core, terms, dest_term, ori
         for i in range(chunks[ch], chunks[ch + 1]):
             for s in range(n_scen):
                 end = reach[s, i]
-                best = -1
+                best = n_towns
                 best_lw = -np.inf
                 for c in range(rows.cand_offsets[i], rows.cand_offsets[i + 1]):
                     if rows.cand_pos[c] >= end:
@@ -125,10 +128,11 @@ def best_core_by_destination(rows, places, reach, is_core, terms, dest_term, ori
                         continue
                     lw = places.log_pop[j] + _candidate_log_f(rows, c, terms, s)
                     lw = lw + dest_term[s, j]
-                    if lw > best_lw or (lw == best_lw and best >= 0 and j < best):
+                    # a core whose destination term is -inf (nothing reaches it) is never chosen
+                    if _takes(lw > -np.inf, lw, j, best_lw, best):
                         best = j
                         best_lw = lw
-                best_core[s, i] = best
-                if best >= 0:
+                if best < n_towns:
+                    best_core[s, i] = best
                     best_share[s, i] = np.exp(best_lw + origin_term[s, i])
     return best_core, best_share

@@ -64,6 +64,27 @@ def _scenario(params, s):
     return params[s, 0], params[s, 1], params[s, 2], int(params[s, 3]), params[s, 4], params[s, 5], params[s, 7]
 
 
+@cuda.jit(device=True)
+def _reduce_block(t_id, width, sums, counts, best_w, best_j, second_w):
+    """The block's threads' partial sums, counts and best (and second-best) cores, folded
+    into slot 0 by halving (the lower index wins an exact tie)."""
+    step = width // 2
+    while step > 0:
+        if t_id < step:
+            o = t_id + step
+            sums[t_id] += sums[o]
+            counts[t_id] += counts[o]
+            a_w, a_j, b_w, b_j = best_w[t_id], best_j[t_id], best_w[o], best_j[o]
+            if b_j >= 0 and (a_j < 0 or b_w > a_w or (b_w == a_w and b_j < a_j)):
+                second_w[t_id] = max(max(second_w[t_id], second_w[o]), a_w)
+                best_w[t_id] = b_w
+                best_j[t_id] = b_j
+            else:
+                second_w[t_id] = max(max(second_w[t_id], second_w[o]), b_w)
+        cuda.syncthreads()
+        step //= 2
+
+
 @cuda.jit
 def origin_kernel(
     offsets, neighbour, lat, lon, log_pop, lp_max, region, params, closed, is_core, n_reachable, denominator,
@@ -111,21 +132,7 @@ def origin_kernel(
     best_j[t_id] = bj
     second_w[t_id] = sw
     cuda.syncthreads()
-    step = width // 2
-    while step > 0:
-        if t_id < step:
-            o = t_id + step
-            sums[t_id] += sums[o]
-            counts[t_id] += counts[o]
-            a_w, a_j, b_w, b_j = best_w[t_id], best_j[t_id], best_w[o], best_j[o]
-            if b_j >= 0 and (a_j < 0 or b_w > a_w or (b_w == a_w and b_j < a_j)):
-                second_w[t_id] = max(max(second_w[t_id], second_w[o]), a_w)
-                best_w[t_id] = b_w
-                best_j[t_id] = b_j
-            else:
-                second_w[t_id] = max(max(second_w[t_id], second_w[o]), b_w)
-        cuda.syncthreads()
-        step //= 2
+    _reduce_block(t_id, width, sums, counts, best_w, best_j, second_w)
     if t_id == 0:
         total = sums[0]
         self_time = params[s, 6]
@@ -191,6 +198,17 @@ def mode_table(mode) -> np.ndarray:
     )
 
 
+def _to_device(rows, places, mode, closed, is_core) -> dict:
+    """What the kernels read, copied to the device."""
+    host = {
+        "offsets": rows.offsets, "neighbour": rows.neighbour, "lat": places.lat, "lon": places.lon,
+        "log_pop": places.log_pop, "lp_max": places.lp_max, "population": places.population,
+        "region": places.region, "params": mode_table(mode), "closed": np.asarray(closed, dtype=np.bool_),
+        "is_core": np.asarray(is_core, dtype=np.bool_),
+    }  # fmt: skip
+    return {name: cuda.to_device(np.ascontiguousarray(value)) for name, value in host.items()}
+
+
 def gravity_passes(rows, places, mode, closed, is_core, block: int = BLOCK, timings: dict | None = None) -> dict:
     """The gravity model's passes for one mode on the GPU: ``n_reachable``, ``best_core``,
     ``best_weight``, ``denominator``, ``inflow`` as the CPU passes return them (weights
@@ -213,22 +231,7 @@ def gravity_passes(rows, places, mode, closed, is_core, block: int = BLOCK, timi
         raise ValueError(f"block = {block}: a power of two from 1 to {BLOCK}")
     n_scen, n = is_core.shape
     shape = (n, n_scen)
-    d = {
-        name: cuda.to_device(np.ascontiguousarray(value))
-        for name, value in {
-            "offsets": rows.offsets,
-            "neighbour": rows.neighbour,
-            "lat": places.lat,
-            "lon": places.lon,
-            "log_pop": places.log_pop,
-            "lp_max": places.lp_max,
-            "population": places.population,
-            "region": places.region,
-            "params": mode_table(mode),
-            "closed": np.asarray(closed, dtype=np.bool_),
-            "is_core": np.asarray(is_core, dtype=np.bool_),
-        }.items()
-    }
+    d = _to_device(rows, places, mode, closed, is_core)
     n_reachable = cuda.device_array((n_scen, n), dtype=np.int32)
     denominator = cuda.device_array((n_scen, n), dtype=np.float64)
     best_core = cuda.device_array((n_scen, n), dtype=np.int32)

@@ -76,6 +76,16 @@ def _reach_at_zero(log_dist, start, n):
     return end
 
 
+def reach_km_of(cap_min, speed_kmh, circuity):
+    """The distance a cap reaches, from docs/model.md's ``t_ij = 60 · circuity · d_ij / speed_kmh
+    <= cap_min``: ``cap_min · speed_kmh / (60 · circuity)`` (scalars or NumPy arrays; on a
+    travel-time table, the table's minutes it reaches). The one home of this formula."""
+    return cap_min * speed_kmh / (60.0 * circuity)
+
+
+reach_km = inlined(reach_km_of)  # the same, inside the kernels
+
+
 @inlined
 def reach_end(rows, places, i, circuity, speed_kmh, cap_min):
     """Length of the prefix of row ``i`` with t_ij <= cap_min, exactly as docs/model.md decides it."""
@@ -84,7 +94,7 @@ def reach_end(rows, places, i, circuity, speed_kmh, cap_min):
     n = offsets[i + 1] - start
     if n == 0:
         return 0
-    limit_km = cap_min * speed_kmh / (60 * circuity)
+    limit_km = reach_km(cap_min, speed_kmh, circuity)
     if not limit_km > 0:
         return _reach_at_zero(log_dist, start, n)
     limit = np.log(limit_km)

@@ -14,8 +14,9 @@ The incoming rows of an asymmetric table are the same build with the columns swa
 import numpy as np
 
 from agglo.kernels.jit import parallel, prange, serial
-from agglo.kernels.neighbourhood import _prefix_lengths, _sort_row
+from agglo.kernels.neighbourhood import _sort_row
 from agglo.kernels.reach import haversine_km, minutes_of_km
+from agglo.kernels.rows import _prefix_lengths
 
 N_PARTS = 64  # row ranges of the parallel sort, each with its own scratch of N stamps
 

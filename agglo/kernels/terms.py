@@ -74,10 +74,12 @@ def log_deterrence(t, decay, beta, min_time_min):
 @inlined
 def log_deterrence_km(log_km, km, decay, beta, min_per_km, log_min_per_km, log_min_time):
     """log f(t) in float64 from a distance (its log for power decay, km for exponential):
-    -beta · max(log km + log min_per_km, log min_time_min), or -beta · min_per_km · km."""
-    if decay == POWER:
-        return -beta * max(log_km + log_min_per_km, log_min_time)
-    return -beta * (min_per_km * km)
+    -beta · max(log km + log min_per_km, log min_time_min), or -beta · min_per_km · km.
+    Both are computed and one selected: in a loop over scenarios that is a select, not a
+    branch, and the loop vectorises."""
+    power = -beta * max(log_km + log_min_per_km, log_min_time)
+    exponential = -beta * (min_per_km * km)
+    return power if decay == POWER else exponential
 
 
 @strict

@@ -19,7 +19,8 @@ from agglo.engine.network.build import Network
 from agglo.engine.planning.scenarios import MODEL_CODES, ScenarioBatch, core_mask
 from agglo.kernels import ModeParams, Rows, inflow_pass, origin_pass
 from agglo.kernels.cores import best_core_by_destination
-from agglo.kernels.doubly import balance_group, doubly_ipf, furness_group, log_factors
+from agglo.kernels.doubly import balance_group, doubly_ipf, log_factors
+from agglo.kernels.furness import furness_group
 from agglo.kernels.radiation import batch_inflow, radiation_batch
 from agglo.kernels.reach import reach_ends
 from agglo.kernels.records import take
@@ -115,7 +116,7 @@ def _doubly(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarray, 
 
 
 def _doubly_asymmetric(network, rows, cols, mode, closed, is_core, origins, terms) -> dict:
-    """The doubly model on an asymmetric table: :func:`~agglo.kernels.doubly.furness_group`
+    """The doubly model on an asymmetric table: :func:`~agglo.kernels.furness.furness_group`
     per group of scenarios that share f; s_ij = A_i B_j D_j f_ij."""
     n_scen, n = origins.reach.shape
     log_a, log_b, inflow = np.empty((n_scen, n)), np.empty((n_scen, n)), np.empty((n_scen, n))

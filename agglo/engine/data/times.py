@@ -10,6 +10,7 @@ replace it, and feed it back with ``MODE.travel_times=FILE`` (docs/traveltimes.m
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -20,10 +21,12 @@ from agglo.engine.errors import UserError
 def engine_pairs(towns, circuity: float, speed_kmh: float, cap_min: float):
     """(origin, destination, minutes) of every pair within ``cap_min``: the kernels' own
     float64 times (:func:`agglo.kernels.tables.pair_minutes_km`), rows by distance."""
+    from agglo.engine.planning.scenarios import widened
     from agglo.kernels import build_neighbourhood
+    from agglo.kernels.reach import reach_km_of
     from agglo.kernels.tables import pair_minutes_km
 
-    radius = cap_min * speed_kmh / (60.0 * circuity) * (1.0 + 1e-9) + 1e-9
+    radius = widened(reach_km_of(cap_min, speed_kmh, circuity))
     offsets, neighbour, _ = build_neighbourhood(towns.lat, towns.lon, radius)
     lat = np.ascontiguousarray(towns.lat, dtype=np.float64)
     lon = np.ascontiguousarray(towns.lon, dtype=np.float64)
@@ -37,7 +40,6 @@ def export(overrides: list, mode: str, out: str, cap_min: float | None) -> tuple
     """Write the table of ``mode`` to ``out``; returns (out, pairs, cap used)."""
     from agglo.engine.config.compose import resolve
     from agglo.engine.data.load import load_towns
-    from agglo.engine.data.traveltimes import write_table
     from agglo.engine.store.outputs import check_new_file, writing
 
     if mode not in MODES:
@@ -61,3 +63,28 @@ def export(overrides: list, mode: str, out: str, cap_min: float | None) -> tuple
     with writing(f"--out {out!r}"):
         n = write_table(out, towns, origin, dest, minutes)
     return out, n, cap
+
+
+def write_table(path: str, towns, origin: np.ndarray, dest: np.ndarray, minutes: np.ndarray) -> int:
+    """Write the pairs ``origin[k] -> dest[k]`` (town indices) in ``minutes[k]`` as a table,
+    written aside and renamed into place: Parquet for a ``.parquet`` path, else CSV (Arrow
+    writes the shortest text that reads back the same float64). Returns the pairs written."""
+    import pyarrow as pa
+
+    ids = np.asarray(towns.town_id)
+    if not np.issubdtype(ids.dtype, np.integer):
+        ids = ids.astype(str)
+    table = pa.table({"origin": ids[origin], "destination": ids[dest], "minutes": np.asarray(minutes, np.float64)})
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    aside = target.with_name(target.name + ".partial")
+    if target.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, aside)
+    else:
+        import pyarrow.csv as pcsv
+
+        pcsv.write_csv(table, aside)
+    os.replace(aside, target)
+    return int(table.num_rows)

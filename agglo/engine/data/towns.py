@@ -66,6 +66,56 @@ def _fail(where: str, column: str, value, allowed: str) -> UserError:
     return UserError(f"{where}: column '{column}' has {value!r}; allowed: {allowed}")
 
 
+def _row(where: str, k: int) -> str:
+    return f"{where}, row {k + 2}"
+
+
+def _town_ids(frame: pd.DataFrame, where: str) -> np.ndarray:
+    """``town_id``: unique integers (integral floats become integers) or text keys."""
+    ids = frame["town_id"]
+    if ids.isna().any():
+        k = int(np.flatnonzero(ids.isna().to_numpy())[0])
+        raise _fail(_row(where, k), "town_id", None, "a unique integer or text key")
+    if pd.api.types.is_float_dtype(ids) and (ids == ids.round()).all():
+        ids = ids.astype(np.int64)
+    if pd.api.types.is_integer_dtype(ids):
+        town_id = ids.to_numpy(dtype=np.int64)
+    else:
+        town_id = ids.astype(str).to_numpy(dtype=object)
+    dup = pd.Series(town_id).duplicated()
+    if dup.any():
+        k = int(np.flatnonzero(dup.to_numpy())[0])
+        raise _fail(_row(where, k), "town_id", town_id[k], "unique values (this one repeats an earlier row)")
+    return town_id
+
+
+def _numeric(
+    frame: pd.DataFrame, where: str, column: str, low: float, high: float, allowed: str, low_open: bool = False
+):
+    """A numeric column within [low, high] (low excluded with ``low_open``), refused at its first bad row."""
+    raw = frame[column]
+    if pd.api.types.is_bool_dtype(raw):
+        raise _fail(_row(where, 0), column, raw.iloc[0], f"{allowed} (a numeric column, not true/false)")
+    if not pd.api.types.is_numeric_dtype(raw):
+        # Text (a Parquet string column, or a CSV cell that is not a number): refused, not coerced.
+        as_number = pd.to_numeric(raw, errors="coerce")
+        text = raw.notna().to_numpy()
+        k = int(np.flatnonzero(text)[0]) if text.any() else 0
+        bad = np.flatnonzero(as_number.isna().to_numpy() & text)
+        k = int(bad[0]) if bad.size else k
+        raise _fail(_row(where, k), column, raw.iloc[k], f"{allowed} (a numeric column, not text)")
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values) | (values < low) | (values > high)
+    if low_open:
+        bad |= values <= low
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        shown = raw.iloc[k]
+        shown = None if (isinstance(shown, float) and np.isnan(shown)) else shown
+        raise _fail(_row(where, k), column, shown, allowed)
+    return values
+
+
 def from_frame(frame: pd.DataFrame, where: str) -> Towns:
     """Check a table against docs/model.md and make :class:`Towns`; ``where`` names the source.
 
@@ -77,56 +127,16 @@ def from_frame(frame: pd.DataFrame, where: str) -> Towns:
     if missing:
         raise UserError(f"{where}: missing column '{missing[0]}'; required columns: {', '.join(REQUIRED)}")
 
-    def row(k: int) -> str:
-        return f"{where}, row {k + 2}"
-
-    ids = frame["town_id"]
-    if ids.isna().any():
-        k = int(np.flatnonzero(ids.isna().to_numpy())[0])
-        raise _fail(row(k), "town_id", None, "a unique integer or text key")
-    if pd.api.types.is_float_dtype(ids) and (ids == ids.round()).all():
-        ids = ids.astype(np.int64)
-    if pd.api.types.is_integer_dtype(ids):
-        town_id = ids.to_numpy(dtype=np.int64)
-    else:
-        town_id = ids.astype(str).to_numpy(dtype=object)
-    dup = pd.Series(town_id).duplicated()
-    if dup.any():
-        k = int(np.flatnonzero(dup.to_numpy())[0])
-        raise _fail(row(k), "town_id", town_id[k], "unique values (this one repeats an earlier row)")
-
-    def numeric(column: str, low: float, high: float, allowed: str, low_open: bool = False):
-        raw = frame[column]
-        if pd.api.types.is_bool_dtype(raw):
-            raise _fail(row(0), column, raw.iloc[0], f"{allowed} (a numeric column, not true/false)")
-        if not pd.api.types.is_numeric_dtype(raw):
-            # Text (a Parquet string column, or a CSV cell that is not a number): refused, not coerced.
-            as_number = pd.to_numeric(raw, errors="coerce")
-            text = raw.notna().to_numpy()
-            k = int(np.flatnonzero(text)[0]) if text.any() else 0
-            bad = np.flatnonzero(as_number.isna().to_numpy() & text)
-            k = int(bad[0]) if bad.size else k
-            raise _fail(row(k), column, raw.iloc[k], f"{allowed} (a numeric column, not text)")
-        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(values) | (values < low) | (values > high)
-        if low_open:
-            bad |= values <= low
-        if bad.any():
-            k = int(np.flatnonzero(bad)[0])
-            shown = raw.iloc[k]
-            shown = None if (isinstance(shown, float) and np.isnan(shown)) else shown
-            raise _fail(row(k), column, shown, allowed)
-        return values
-
-    lat = numeric("lat", -90.0, 90.0, "finite degrees in [-90, 90]")
-    lon = numeric("lon", -180.0, 180.0, "finite degrees in [-180, 180]")
-    population = numeric("population", 0.0, np.inf, "a finite number > 0", low_open=True)
+    town_id = _town_ids(frame, where)
+    lat = _numeric(frame, where, "lat", -90.0, 90.0, "finite degrees in [-90, 90]")
+    lon = _numeric(frame, where, "lon", -180.0, 180.0, "finite degrees in [-180, 180]")
+    population = _numeric(frame, where, "population", 0.0, np.inf, "a finite number > 0", low_open=True)
     name = frame["name"].fillna("").astype(str).to_numpy(dtype=object)
     region = None
     if "region" in frame.columns:
         if frame["region"].isna().any():
             k = int(np.flatnonzero(frame["region"].isna().to_numpy())[0])
-            raise _fail(row(k), "region", None, "a region code (text) on every row, or no region column")
+            raise _fail(_row(where, k), "region", None, "a region code (text) on every row, or no region column")
         region = frame["region"].astype(str).to_numpy(dtype=object)
     core = np.zeros(len(frame), dtype=bool)
     if "core" in frame.columns:
@@ -136,7 +146,7 @@ def from_frame(frame: pd.DataFrame, where: str) -> Towns:
         bad = ~(truthy | falsy)
         if bad.any():
             k = int(np.flatnonzero(bad.to_numpy())[0])
-            raise _fail(row(k), "core", frame["core"].iloc[k], "true/false, 1/0 or empty")
+            raise _fail(_row(where, k), "core", frame["core"].iloc[k], "true/false, 1/0 or empty")
         core = truthy.to_numpy()
     return Towns(town_id, name, lat, lon, population, region, core, where)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -315,7 +314,7 @@ def table_network_rows(towns, table: TimeTable, log_pop: np.ndarray, sha_checked
     ready = _READ.pop((id(towns), table), None)
     if ready is not None:
         return ready
-    from agglo.kernels.neighbourhood import row_lp
+    from agglo.kernels.rows import row_lp
     from agglo.kernels.tables import rows_within, table_rows
 
     pairs = read_pairs(table.path, towns, table.sha256 if sha_checked else None)
@@ -340,28 +339,3 @@ def table_network_rows(towns, table: TimeTable, log_pop: np.ndarray, sha_checked
         offsets, (minutes, neighbour, log_min) = rows_within(offsets, [minutes, neighbour, log_min], table.limit_min)
         sets.append((offsets, neighbour, log_min, minutes))
     return TableRows(out=sets[0], into=sets[-1], lp_max=lp_max, symmetric=symmetric)
-
-
-def write_table(path: str, towns, origin: np.ndarray, dest: np.ndarray, minutes: np.ndarray) -> int:
-    """Write the pairs ``origin[k] -> dest[k]`` (town indices) in ``minutes[k]`` as a table,
-    written aside and renamed into place: Parquet for a ``.parquet`` path, else CSV (Arrow
-    writes the shortest text that reads back the same float64). Returns the pairs written."""
-    import pyarrow as pa
-
-    ids = np.asarray(towns.town_id)
-    if not np.issubdtype(ids.dtype, np.integer):
-        ids = ids.astype(str)
-    table = pa.table({"origin": ids[origin], "destination": ids[dest], "minutes": np.asarray(minutes, np.float64)})
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    aside = target.with_name(target.name + ".partial")
-    if target.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        pq.write_table(table, aside)
-    else:
-        import pyarrow.csv as pcsv
-
-        pcsv.write_csv(table, aside)
-    os.replace(aside, target)
-    return int(table.num_rows)

@@ -9,7 +9,8 @@ import numba
 from agglo.engine.compute.batch import compute_batch, memo_of
 from agglo.engine.config.schema import AggloConfig
 from agglo.engine.executors.interrupts import native
-from agglo.engine.network.build import Network, NetworkFiles, mapped
+from agglo.engine.network.build import Network
+from agglo.engine.network.files import NetworkFiles, mapped
 from agglo.engine.planning.plan import Plan
 from agglo.engine.planning.scenarios import batch_parameters
 from agglo.engine.store.cube import write_batch

@@ -41,7 +41,8 @@ from pathlib import Path
 import numpy as np
 
 from agglo.engine.executors.interrupts import native
-from agglo.engine.network.build import Network, NetworkFiles, mapped, prepare, spill, spill_layout
+from agglo.engine.network.build import Network, prepare
+from agglo.engine.network.files import NetworkFiles, mapped, spill, spill_layout
 from agglo.kernels.checksum import array_checksum
 
 FORMAT = 2  # 2: per-pair table minutes, incoming rows

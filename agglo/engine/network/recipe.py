@@ -34,7 +34,8 @@ from pathlib import Path
 from agglo.engine.config.schema import DataConfig
 from agglo.engine.errors import UserError
 from agglo.engine.network import cache as netcache
-from agglo.engine.network.build import Network, mapped, prepare
+from agglo.engine.network.build import Network, prepare
+from agglo.engine.network.files import mapped
 
 
 class NetworkUnavailable(Exception):

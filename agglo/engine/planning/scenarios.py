@@ -14,6 +14,7 @@ import numpy as np
 from agglo.engine.config.names import MODES
 from agglo.engine.config.schema import AggloConfig
 from agglo.kernels import DECAY_CODES, ModeParams
+from agglo.kernels.reach import reach_km_of
 from agglo.kernels.records import take
 
 MODEL_CODES = {"gravity": 0, "attraction": 1, "doubly": 2, "radiation": 3}
@@ -80,10 +81,15 @@ def batch_parameters(cfg: AggloConfig, swept: dict, n_scenarios: int) -> Scenari
 
 
 def reach_radius_km(mode: ModeParams) -> np.ndarray:
-    """Per scenario, the distance its cap reaches: ``cap_min · speed_kmh / (60 · circuity)``,
-    from ``60 · circuity · d / speed_kmh <= cap_min`` (on a travel-time table: the table's
-    minutes it reaches, cap_min / time_factor)."""
-    return mode.cap_min * mode.speed_kmh / (60.0 * mode.circuity)
+    """Per scenario, the distance its cap reaches (:func:`~agglo.kernels.reach.reach_km_of`;
+    on a travel-time table: the table's minutes it reaches, cap_min / time_factor)."""
+    return reach_km_of(mode.cap_min, mode.speed_kmh, mode.circuity)
+
+
+def widened(km: float) -> float:
+    """A reach widened by a relative 1e-9, so that rounding never drops a pair that the
+    exact test in the kernel keeps."""
+    return km * (1.0 + 1e-9) + 1e-9
 
 
 def reach_radii(batch: ScenarioBatch) -> dict:
@@ -92,8 +98,7 @@ def reach_radii(batch: ScenarioBatch) -> dict:
     """
     radii = {}
     for mode in MODES:
-        radius = float(np.max(reach_radius_km(batch.mode(mode))))
-        radii[mode] = radius * (1.0 + 1e-9) + 1e-9
+        radii[mode] = widened(float(np.max(reach_radius_km(batch.mode(mode)))))
     return radii
 
 

@@ -48,19 +48,7 @@ def decide(cfg, recorded: dict, sha: str, tables: dict) -> tuple[bool, np.ndarra
             f"store.path = {path!r} was written by an older engine (format {attrs.get('format')}, now {store.FORMAT}); "
             "allowed: store.mode=overwrite, or another store.path (it is left untouched)"
         )
-    differing = diff_keys(store.stored_config(attrs), recorded)
-    if attrs.get("input_sha256") != sha:
-        differing.append("input table (SHA-256)")
-    elif "data.path" in differing:
-        differing.remove("data.path")  # the same table by another spelling of its path: content decides
-    stored_tables = json.loads(attrs.get("travel_times_sha256", "{}"))
-    for mode in MODES:
-        key = f"{mode}.travel_times"
-        if stored_tables.get(mode) != tables.get(mode):
-            if key not in differing:
-                differing.append(f"{key} (SHA-256)")
-        elif key in differing:
-            differing.remove(key)  # the same travel times by another spelling of the path
+    differing = _differing(attrs, recorded, sha, tables)
     if differing:
         raise UserError(
             f"store.path = {path!r} holds a different configuration (differs in: {', '.join(differing)}); "
@@ -80,6 +68,25 @@ def decide(cfg, recorded: dict, sha: str, tables: dict) -> tuple[bool, np.ndarra
         )
         return False, None
     return False, reading.batch_done(path)
+
+
+def _differing(attrs: dict, recorded: dict, sha: str, tables: dict) -> list[str]:
+    """The keys in which a store's configuration and inputs differ from the run's (a table
+    named by another spelling of its path is the same table: its content decides)."""
+    differing = diff_keys(store.stored_config(attrs), recorded)
+    if attrs.get("input_sha256") != sha:
+        differing.append("input table (SHA-256)")
+    elif "data.path" in differing:
+        differing.remove("data.path")  # the same table by another spelling of its path: content decides
+    stored_tables = json.loads(attrs.get("travel_times_sha256", "{}"))
+    for mode in MODES:
+        key = f"{mode}.travel_times"
+        if stored_tables.get(mode) != tables.get(mode):
+            if key not in differing:
+                differing.append(f"{key} (SHA-256)")
+        elif key in differing:
+            differing.remove(key)  # the same travel times by another spelling of the path
+    return differing
 
 
 def repair(path: str, plan, towns, done: np.ndarray | None, writes) -> np.ndarray:
