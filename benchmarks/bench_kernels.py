@@ -117,21 +117,21 @@ def run_case(name: str, batch: int, repeat: int, max_rows: int, check: bool, mod
     network = prepare(towns, forced, reach_radii(one), core_floor=cfg.cores.min_population)
     t_build = time.perf_counter() - t
     t = time.perf_counter()
-    out_one = compute_batch(network, one, once=False)
+    out_one = compute_batch(network, one, share_repeats=False)
     t_first = time.perf_counter() - t
-    t_one = best_of(lambda: compute_batch(network, one, once=False), repeat)
+    t_one = best_of(lambda: compute_batch(network, one, share_repeats=False), repeat)
     betas = {"commute.beta": np.linspace(1.5, 2.5, batch), "freight.beta": np.linspace(0.5, 1.5, batch)}
     many = batch_parameters(cfg, betas, batch)
-    compute_batch(network, many, once=False)
-    t_batch = best_of(lambda: compute_batch(network, many, once=False), repeat) / batch
+    compute_batch(network, many, share_repeats=False)
+    t_batch = best_of(lambda: compute_batch(network, many, share_repeats=False), repeat) / batch
     # Kernel time per reached pair (scenario x pair), from the fixed-cap batch.
     reached_one = int(reached_pairs(network, one)[0])
     per_pair = t_batch / reached_one
     kernel_peak = peak_mib()  # the default-caps network; the mixed batch's wider one comes next
     mixed = batch_parameters(cfg, mixed_caps(batch), batch)
     wide = prepare(towns, forced, reach_radii(mixed), core_floor=cfg.cores.min_population)
-    compute_batch(wide, mixed, once=False)
-    t_mixed = best_of(lambda: compute_batch(wide, mixed, once=False), repeat) / batch
+    compute_batch(wide, mixed, share_repeats=False)
+    t_mixed = best_of(lambda: compute_batch(wide, mixed, share_repeats=False), repeat) / batch
     reached_mixed = float(reached_pairs(wide, mixed).mean())
 
     t_ref, how = reference_seconds(towns, cfg, max_rows)
@@ -201,11 +201,12 @@ def model_rows(towns, cfg, network, batch: int, repeat: int, wide=None) -> list[
         one = batch_parameters(cfg, swept(1), 1)
         many = batch_parameters(cfg, swept(batch), batch)
         tries = tries_of(model, repeat)
-        compute_batch(network, one, once=False)  # compile or load
-        t_one = best_of(lambda one=one: compute_batch(network, one, once=False), tries)
+        compute_batch(network, one, share_repeats=False)  # compile or load
+        t_one = best_of(lambda one=one: compute_batch(network, one, share_repeats=False), tries)
         out = {}
         t_batch = (
-            best_of(lambda many=many, out=out: out.update(compute_batch(network, many, once=False)), tries) / batch
+            best_of(lambda many=many, out=out: out.update(compute_batch(network, many, share_repeats=False)), tries)
+            / batch
         )
         row = {"model": model, "one_ms": 1e3 * t_one, "batch_ms": 1e3 * t_batch, "dense_ms": None}
         row["ipf_error"] = float(np.max(out["ipf_error"])) if model == "doubly" else None
@@ -224,9 +225,11 @@ def model_rows(towns, cfg, network, batch: int, repeat: int, wide=None) -> list[
         by_model = {}
         for model in ("gravity", "radiation", "doubly"):
             many = batch_parameters(cfg, caps | model_keys(model, batch), batch)
-            compute_batch(wide, many, once=False)
+            compute_batch(wide, many, share_repeats=False)
             by_model[model] = (
-                1e3 * best_of(lambda many=many: compute_batch(wide, many, once=False), tries_of(model, repeat)) / batch
+                1e3
+                * best_of(lambda many=many: compute_batch(wide, many, share_repeats=False), tries_of(model, repeat))
+                / batch
             )
         for model, ms in by_model.items():
             rows.append(

@@ -232,7 +232,7 @@ def test_batch_results_do_not_depend_on_batch_or_threads(batch, sweep):
     }[sweep]
     params = batch_parameters(cfg, swept, n)
     network = prepare(towns, towns.core, reach_radii(params), core_floor=20000.0)
-    whole = compute_batch(network, params, once=False)  # every scenario through the batch's kernels
+    whole = compute_batch(network, params, share_repeats=False)  # every scenario through the batch's kernels
     one_by_one = [
         compute_batch(network, batch_parameters(cfg, {k: v[s : s + 1] for k, v in swept.items()}, 1)) for s in range(n)
     ]
@@ -249,7 +249,9 @@ def test_batch_results_do_not_depend_on_batch_or_threads(batch, sweep):
         numba.set_num_threads(1)
         for start in range(0, n, batch):
             part = {k: v[start : start + batch] for k, v in swept.items()}
-            got = compute_batch(network, batch_parameters(cfg, part, len(next(iter(part.values())))), once=False)
+            got = compute_batch(
+                network, batch_parameters(cfg, part, len(next(iter(part.values())))), share_repeats=False
+            )
             for name in whole:
                 assert np.array_equal(got[name], whole[name][start : start + batch], equal_nan=True), name
     finally:
@@ -336,7 +338,7 @@ def test_a_mode_scenario_repeated_in_a_batch_or_remembered_from_an_earlier_one_i
     """A sweep crossing commuting and freight values repeats each mode's scenarios: each is
     computed once per batch (mode_keys) and, with the run's memo, once per run. Every town
     of Oaxaca (split into two regions at its median longitude, for the borders); the copies
-    equal computing every scenario (once=False) and each one alone, bit for bit; a scenario
+    equal computing every scenario (share_repeats=False) and each one alone, bit for bit; a scenario
     that differs from another in one key only (borders, cores, threshold, model, beta) is
     not copied from it; a memo too small for a batch drops its oldest scenarios and still
     gives the same bits."""
@@ -369,7 +371,7 @@ def test_a_mode_scenario_repeated_in_a_batch_or_remembered_from_an_earlier_one_i
         swept[key] = column
     params = batch_parameters(cfg, swept, n)
     network = prepare(towns, towns.core, reach_radii(params), core_floor=20000.0)
-    every = compute_batch(network, params, once=False)
+    every = compute_batch(network, params, share_repeats=False)
     for q, key in enumerate(variants):  # each variant's results differ from scenario 0's
         s, m = n_grid + q, int(key.startswith("freight") or "." not in key)
         assert not all(np.array_equal(every[v][s, m], every[v][0, m], equal_nan=True) for v in every), key

@@ -75,7 +75,7 @@ def test_a_batch_mixing_models_equals_one_scenario_at_a_time():
     swept = {"commute.model": models, "freight.model": models[::-1].copy()}
     params = batch_parameters(cfg, swept, len(models))
     network = prepare(towns, towns.core, reach_radii(params), core_floor=20000.0)
-    whole = compute_batch(network, params, once=False)
+    whole = compute_batch(network, params, share_repeats=False)
     for s in range(len(models)):
         one = compute_batch(network, batch_parameters(cfg, {k: v[s : s + 1] for k, v in swept.items()}, 1))
         for name in whole:
@@ -169,7 +169,7 @@ def test_radiation_scenarios_that_differ_only_in_its_unused_parameters_share_one
     network = prepare(towns, towns.core, reach_radii(params), core_floor=20000.0)
     is_core = core_mask(network.population, network.forced_core, params.core_min_population)
     assert radiation_twins(params.mode("commute"), params.closed, is_core).tolist() == [0, 0, 2, 0, 4]
-    whole = compute_batch(network, params, once=False)
+    whole = compute_batch(network, params, share_repeats=False)
     for s in range(5):
         one = compute_batch(network, batch_parameters(cfg, {k: v[s : s + 1] for k, v in swept.items()}, 1))
         for name in whole:
@@ -203,7 +203,7 @@ def test_radiation_over_caps_from_half_a_minute_to_400_in_one_pass_equals_each_a
     is_core = core_mask(network.population, network.forced_core, params.core_min_population)
     groups = radiation_groups(params.mode("commute"), params.closed, is_core)
     assert sorted(map(len, groups)) == [1, 1, 6]  # one pass serves the six that differ in cap only
-    whole = compute_batch(network, params, once=False)
+    whole = compute_batch(network, params, share_repeats=False)
     for s in range(len(caps)):
         one_params = batch_parameters(cfg, {k: v[s : s + 1] for k, v in swept.items()}, 1)
         one = compute_batch(network, one_params)
@@ -246,7 +246,7 @@ def test_doubly_scenarios_that_differ_in_their_caps_balance_in_lockstep_as_each_
     params = batch_parameters(cfg, swept, len(caps))
     assert sorted(map(len, doubly_groups(params.mode("commute"), params.closed))) == [1, 5]
     network = prepare(towns, towns.core, reach_radii(params), core_floor=100000.0)
-    whole = compute_batch(network, params, once=False)
+    whole = compute_batch(network, params, share_repeats=False)
     assert (whole["ipf_error"] < 1e-9).all()
     for s in range(len(caps)):
         one = compute_batch(network, batch_parameters(cfg, {k: v[s : s + 1] for k, v in swept.items()}, 1))

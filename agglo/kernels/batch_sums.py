@@ -13,8 +13,8 @@ A scenario pays for its own reach: pair q is computed for the scenarios ``0..n-1
 ``n`` shrinking as the trailing scenarios' reaches end, and the engine orders each batch
 by reach, widest first (:func:`agglo.engine.compute.batch.reach_order`), so the trailing ones
 are those that end first. Up to the shortest reach among the active scenarios, where
-none masks a pair, and when every scenario is power decay with the same ``c0`` and
-``c2`` (``max(ld + c0, c2)`` is shared), four pairs share one loop over the scenarios:
+none masks a pair, and when every scenario is power decay with the same ``log_per_km`` and
+``log_floor`` (``max(ld + log_per_km, log_floor)`` is shared), four pairs share one loop over the scenarios:
 four independent ``2^x`` chains per vector step. Beyond it a pair goes alone and an
 active scenario that does not reach it, or under closed borders does not share its
 region, adds +0.0 instead of its term (a power scenario in a batch with exponential ones
@@ -38,10 +38,10 @@ class BatchScratch(NamedTuple):
     """Per-thread buffers: the (32, S) lane accumulator and four float32 term rows (S)."""
 
     acc: np.ndarray
-    buf: np.ndarray
-    buf2: np.ndarray
-    buf3: np.ndarray
-    buf4: np.ndarray
+    terms_q: np.ndarray
+    terms_q1: np.ndarray
+    terms_q2: np.ndarray
+    terms_q3: np.ndarray
     low: np.ndarray  # int64 (S): the shortest reach among scenarios 0..s
 
 
@@ -96,29 +96,29 @@ def _batch_shape(ends, terms, low):
     shortest reach among scenarios 0..s (0 where borders are closed: those mask every pair)."""
     qmax = 0
     shared = True
-    c0 = terms.log_min_per_km32
-    c2 = terms.log_min_time32
+    log_per_km = terms.log_min_per_km32
+    log_floor = terms.log_min_time32
     running = ends[0]
     for s in range(ends.shape[0]):
         qmax = max(qmax, ends[s])
-        shared = shared and terms.decay[s] == POWER and c0[s] == c0[0] and c2[s] == c2[0]
+        shared = shared and terms.decay[s] == POWER and log_per_km[s] == log_per_km[0] and log_floor[s] == log_floor[0]
         running = min(running, 0 if terms.closed[s] else ends[s])
         low[s] = running
     return qmax, shared
 
 
 @inlined
-def _add_to_lane(acc, q, buf, n_active):
+def _add_to_lane(acc, q, terms_q, n_active):
     lane = acc[q % LANES]
     for s in range(n_active):
-        lane[s] += np.float64(buf[s])
+        lane[s] += np.float64(terms_q[s])
 
 
 @inlined
-def _four_pairs(q, n_active, inflow, gathered, neighbour, mass, log_dist, g, p, c0, c2, nref, scratch):
-    """Pairs q..q+3 for the active scenarios, all of power decay with one (c0, c2): four
+def _four_pairs(q, n_active, inflow, gathered, neighbour, mass, log_dist, g, p, log_per_km, log_floor, nref, scratch):
+    """Pairs q..q+3 for the active scenarios, all of power decay with one (log_per_km, log_floor): four
     independent 2^x chains per scenario step, each pair into its own lane."""
-    acc, buf, buf2, buf3, buf4, _ = scratch
+    acc, terms_q, terms_q1, terms_q2, terms_q3, _ = scratch
     one = np.float32(1.0)
     a = a2 = a3 = a4 = g
     b = b2 = b3 = b4 = one
@@ -132,24 +132,39 @@ def _four_pairs(q, n_active, inflow, gathered, neighbour, mass, log_dist, g, p, 
         b2 = mass[q + 1]
         b3 = mass[q + 2]
         b4 = mass[q + 3]
-    m = log2_minutes(log_dist[q], c0, c2)
-    m2 = log2_minutes(log_dist[q + 1], c0, c2)
-    m3 = log2_minutes(log_dist[q + 2], c0, c2)
-    m4 = log2_minutes(log_dist[q + 3], c0, c2)
+    m = log2_minutes(log_dist[q], log_per_km, log_floor)
+    m2 = log2_minutes(log_dist[q + 1], log_per_km, log_floor)
+    m3 = log2_minutes(log_dist[q + 2], log_per_km, log_floor)
+    m4 = log2_minutes(log_dist[q + 3], log_per_km, log_floor)
     for s in range(n_active):
-        buf[s] = exp2_32(exponent(a[s], b, p[s], m, nref[s]))
-        buf2[s] = exp2_32(exponent(a2[s], b2, p[s], m2, nref[s]))
-        buf3[s] = exp2_32(exponent(a3[s], b3, p[s], m3, nref[s]))
-        buf4[s] = exp2_32(exponent(a4[s], b4, p[s], m4, nref[s]))
-    _add_to_lane(acc, q, buf, n_active)
-    _add_to_lane(acc, q + 1, buf2, n_active)
-    _add_to_lane(acc, q + 2, buf3, n_active)
-    _add_to_lane(acc, q + 3, buf4, n_active)
+        terms_q[s] = exp2_32(exponent(a[s], b, p[s], m, nref[s]))
+        terms_q1[s] = exp2_32(exponent(a2[s], b2, p[s], m2, nref[s]))
+        terms_q2[s] = exp2_32(exponent(a3[s], b3, p[s], m3, nref[s]))
+        terms_q3[s] = exp2_32(exponent(a4[s], b4, p[s], m4, nref[s]))
+    _add_to_lane(acc, q, terms_q, n_active)
+    _add_to_lane(acc, q + 1, terms_q1, n_active)
+    _add_to_lane(acc, q + 2, terms_q2, n_active)
+    _add_to_lane(acc, q + 3, terms_q3, n_active)
 
 
 @inlined
-def _one_pair(q, n_active, inflow, gathered, neighbour, mass, log_dist, g, pk, c0, c2, any_exponential, nref, buf):
-    """Pair q's term for each active scenario into ``buf``, each with its own c0, c2 (and its
+def _one_pair(
+    q,
+    n_active,
+    inflow,
+    gathered,
+    neighbour,
+    mass,
+    log_dist,
+    g,
+    pk,
+    log_per_km,
+    log_floor,
+    any_exponential,
+    nref,
+    terms_q,
+):
+    """Pair q's term for each active scenario into ``terms_q``, each with its own log_per_km, log_floor (and its
     exponential base K where some scenario of the batch decays exponentially); ``pk``: the
     power and exponential coefficients (terms.power2, terms.expo2)."""
     p, k = pk
@@ -164,10 +179,10 @@ def _one_pair(q, n_active, inflow, gathered, neighbour, mass, log_dist, g, pk, c
         km = exp32(ld)
         for s in range(n_active):
             base = exponential_base_km(k[s], km, nref[s])
-            buf[s] = exp2_32(exponent(a[s], b, p[s], log2_minutes(ld, c0[s], c2[s]), base))
+            terms_q[s] = exp2_32(exponent(a[s], b, p[s], log2_minutes(ld, log_per_km[s], log_floor[s]), base))
     else:
         for s in range(n_active):
-            buf[s] = exp2_32(exponent(a[s], b, p[s], log2_minutes(ld, c0[s], c2[s]), nref[s]))
+            terms_q[s] = exp2_32(exponent(a[s], b, p[s], log2_minutes(ld, log_per_km[s], log_floor[s]), nref[s]))
 
 
 @inlined
@@ -182,12 +197,12 @@ def batch_lane_sums(row, gathered, ends, home, terms, nref, scratch):
     the same bits whatever the other scenarios of the batch and their order.
 
     The records are unpacked once here: inside the pair loop every array is a local."""
-    acc, buf, _, _, _, low = scratch
+    acc, terms_q, _, _, _, low = scratch
     acc[:, :] = 0.0
     log_dist, mass, neighbour, region = row.log_dist, row.mass, row.neighbour, row.region
     g, p = terms.mass2, terms.power2
     pk = (p, terms.expo2)
-    c0, c2 = terms.log_min_per_km32, terms.log_min_time32
+    log_per_km, log_floor = terms.log_min_per_km32, terms.log_min_time32
     opened = terms.opened
     any_exponential = terms.any_exponential
     inflow = gathered.shape[0] > 0
@@ -199,16 +214,45 @@ def batch_lane_sums(row, gathered, ends, home, terms, nref, scratch):
         while ends[n_active - 1] <= q:  # the widest reach is > q, so this stops at 1
             n_active -= 1
         taken = low[n_active - 1]  # every active scenario takes the pairs before this
-        if shared and q + 3 < taken:  # four pairs every active scenario takes, one max(ld + c0, c2)
-            _four_pairs(q, n_active, inflow, gathered, neighbour, mass, log_dist, g, p, c0[0], c2[0], nref, scratch)
+        if shared and q + 3 < taken:  # four pairs every active scenario takes, one max(ld + log_per_km, log_floor)
+            _four_pairs(
+                q,
+                n_active,
+                inflow,
+                gathered,
+                neighbour,
+                mass,
+                log_dist,
+                g,
+                p,
+                log_per_km[0],
+                log_floor[0],
+                nref,
+                scratch,
+            )
             q += 4
             continue
-        # One pair, each scenario with its own c0, c2 (and K where some scenario is exponential).
-        _one_pair(q, n_active, inflow, gathered, neighbour, mass, log_dist, g, pk, c0, c2, any_exponential, nref, buf)
+        # One pair, each scenario with its own log_per_km, log_floor (and K where some scenario is exponential).
+        _one_pair(
+            q,
+            n_active,
+            inflow,
+            gathered,
+            neighbour,
+            mass,
+            log_dist,
+            g,
+            pk,
+            log_per_km,
+            log_floor,
+            any_exponential,
+            nref,
+            terms_q,
+        )
         if q >= taken:
             same = region[neighbour[q]] == home
             for s in range(n_active):
                 ok = (q < ends[s]) & (same | opened[s])
-                buf[s] = buf[s] if ok else zero
-        _add_to_lane(acc, q, buf, n_active)
+                terms_q[s] = terms_q[s] if ok else zero
+        _add_to_lane(acc, q, terms_q, n_active)
         q += 1

@@ -40,7 +40,13 @@ def _reach_and_reference(rows, places, mode, terms, i, row, state, out):
     circuity, speed_kmh, cap_min = mode.circuity, mode.speed_kmh, mode.cap_min
     same, closed, has_self = terms.same_reach_as_previous, terms.closed, terms.has_self
     gamma, self_log_f = terms.gamma, terms.self_log_f
-    decay, power2, expo2, c0, c2 = terms.decay, terms.power2, terms.expo2, terms.log_min_per_km32, terms.log_min_time32
+    decay, power2, expo2, log_per_km, log_floor = (
+        terms.decay,
+        terms.power2,
+        terms.expo2,
+        terms.log_min_per_km32,
+        terms.log_min_time32,
+    )
     lp_home = places.log_pop[i] - places.lp_max[i]
     nearest = row.log_dist[0] if row.log_dist.shape[0] > 0 else np.float32(0.0)
     for s in range(ends.shape[0]):
@@ -54,7 +60,7 @@ def _reach_and_reference(rows, places, mode, terms, i, row, state, out):
             self_lw = gamma[s] * lp_home + self_log_f[s]
         ref = self_lw * LOG2E
         if count > 0 and gamma[s] >= 0:
-            ref = max(ref, nearest_bound(nearest, decay[s], power2[s], expo2[s], c0[s], c2[s]))
+            ref = max(ref, nearest_bound(nearest, decay[s], power2[s], expo2[s], log_per_km[s], log_floor[s]))
         elif count > 0:
             ref = exact_reference(row, end, home, terms, s, ref)
         ends[s] = end

@@ -15,11 +15,11 @@ The gravity passes compute a row's terms in float32, in base 2 and relative to a
 reference ``ref`` that bounds the row's log-weights from above, so that
 ``population ^ gamma`` cannot overflow nor ``exp(-beta t)`` underflow::
 
-    x = fma(G, lp, fma(P, max(ld + c0, c2), fma(K, d, -ref)))      term = 2^x
+    x = fma(G, lp, fma(P, max(ld + log_per_km, log_floor), fma(K, d, -ref)))      term = 2^x
 
 with ``lp`` the neighbour's log population relative to the row's largest, ``ld`` its
 float32 log km and ``d = exp(ld)``, and per scenario (:func:`mode_terms`)
-``G = gamma · log2 e``, ``c0 = log(minutes per km)``, ``c2 = log(min_time_min)``,
+``G = gamma · log2 e``, ``log_per_km = log(minutes per km)``, ``log_floor = log(min_time_min)``,
 ``P = -beta · log2 e`` and ``K = 0`` for power decay, ``P = 0`` and
 ``K = -beta · log2 e · minutes per km`` for exponential decay (the innermost FMA only
 where some scenario is exponential). Every operation is an explicit float32 FMA or
@@ -50,8 +50,8 @@ class ModeTerms(NamedTuple):
     mass2: np.ndarray  # float32 G = gamma · log2 e
     power2: np.ndarray  # float32 P = -beta · log2 e (power), else 0
     expo2: np.ndarray  # float32 K = -beta · log2 e · min_per_km (exponential), else 0
-    log_min_per_km32: np.ndarray  # float32 c0
-    log_min_time32: np.ndarray  # float32 c2
+    log_min_per_km32: np.ndarray  # float32 log_per_km
+    log_min_time32: np.ndarray  # float32 log_floor
     min_per_km: np.ndarray  # float64 60 · circuity / speed_kmh
     log_min_per_km: np.ndarray  # float64
     log_min_time: np.ndarray  # float64 log min_time_min
@@ -90,8 +90,8 @@ def mode_terms(mode, gamma, closed):
     mass2 = np.empty(n, dtype=np.float32)
     power2 = np.empty(n, dtype=np.float32)
     expo2 = np.empty(n, dtype=np.float32)
-    c0 = np.empty(n, dtype=np.float32)
-    c2 = np.empty(n, dtype=np.float32)
+    log_per_km = np.empty(n, dtype=np.float32)
+    log_floor = np.empty(n, dtype=np.float32)
     min_per_km = np.empty(n, dtype=np.float64)
     log_min_per_km = np.empty(n, dtype=np.float64)
     log_min_time = np.empty(n, dtype=np.float64)
@@ -108,8 +108,8 @@ def mode_terms(mode, gamma, closed):
         mass2[s] = np.float32(gamma[s] * LOG2E)
         power2[s] = np.float32(-beta * LOG2E) if decay == POWER else np.float32(0.0)
         expo2[s] = np.float32(-beta * LOG2E * min_per_km[s]) if decay == EXPONENTIAL else np.float32(0.0)
-        c0[s] = np.float32(log_min_per_km[s])
-        c2[s] = np.float32(log_min_time[s])
+        log_per_km[s] = np.float32(log_min_per_km[s])
+        log_floor[s] = np.float32(log_min_time[s])
         if has_self[s]:
             self_log_f[s] = log_deterrence(mode.self_time_min[s], decay, beta, mode.min_time_min[s])
         any_exponential = any_exponential or decay == EXPONENTIAL
@@ -126,8 +126,8 @@ def mode_terms(mode, gamma, closed):
         mass2,
         power2,
         expo2,
-        c0,
-        c2,
+        log_per_km,
+        log_floor,
         min_per_km,
         log_min_per_km,
         log_min_time,
@@ -141,9 +141,9 @@ def mode_terms(mode, gamma, closed):
 
 
 @inlined
-def log2_minutes(log_km, c0, c2):
-    """log max(t, min_time_min) in float32 from a float32 log km: max(log km + c0, c2)."""
-    return max(log_km + c0, c2)
+def log2_minutes(log_km, log_per_km, log_floor):
+    """log max(t, min_time_min) in float32 from a float32 log km: max(log km + log_per_km, log_floor)."""
+    return max(log_km + log_per_km, log_floor)
 
 
 @inlined
@@ -176,18 +176,20 @@ class PairRow(NamedTuple):
 
 
 @inlined
-def _terms_power(row, n, a, p, c0, c2, nref, out):
+def _terms_power(row, n, a, p, log_per_km, log_floor, nref, out):
     mass, log_dist = row.mass, row.log_dist
     for q in range(n):
-        out[q] = exp2_32(exponent(a, mass[q], p, log2_minutes(log_dist[q], c0, c2), nref))
+        out[q] = exp2_32(exponent(a, mass[q], p, log2_minutes(log_dist[q], log_per_km, log_floor), nref))
 
 
 @inlined
-def _terms_exponential(row, n, a, p, k, c0, c2, nref, out):
+def _terms_exponential(row, n, a, p, k, log_per_km, log_floor, nref, out):
     mass, log_dist = row.mass, row.log_dist
     for q in range(n):
         ld = log_dist[q]
-        out[q] = exp2_32(exponent(a, mass[q], p, log2_minutes(ld, c0, c2), exponential_base(k, ld, nref)))
+        out[q] = exp2_32(
+            exponent(a, mass[q], p, log2_minutes(ld, log_per_km, log_floor), exponential_base(k, ld, nref))
+        )
 
 
 @inlined
@@ -196,12 +198,12 @@ def pair_terms(row, n, home, terms, s, a, nref, out):
     pair under closed borders), ``a`` the multiplier of the mass term. Branches stay
     outside the loops, which LLVM vectorises."""
     p = terms.power2[s]
-    c0 = terms.log_min_per_km32[s]
-    c2 = terms.log_min_time32[s]
+    log_per_km = terms.log_min_per_km32[s]
+    log_floor = terms.log_min_time32[s]
     if terms.decay[s] == POWER:
-        _terms_power(row, n, a, p, c0, c2, nref, out)
+        _terms_power(row, n, a, p, log_per_km, log_floor, nref, out)
     else:
-        _terms_exponential(row, n, a, p, terms.expo2[s], c0, c2, nref, out)
+        _terms_exponential(row, n, a, p, terms.expo2[s], log_per_km, log_floor, nref, out)
     if terms.closed[s]:
         zero = np.float32(0.0)
         region, neighbour = row.region, row.neighbour
@@ -217,8 +219,8 @@ def exact_reference(row, n, home, terms, s, start):
     zero = np.float32(0.0)
     a = terms.mass2[s]
     p = terms.power2[s]
-    c0 = terms.log_min_per_km32[s]
-    c2 = terms.log_min_time32[s]
+    log_per_km = terms.log_min_per_km32[s]
+    log_floor = terms.log_min_time32[s]
     closed, power, k = terms.closed[s], terms.decay[s] == POWER, terms.expo2[s]
     region, neighbour, mass, log_dist = row.region, row.neighbour, row.mass, row.log_dist
     for q in range(n):
@@ -226,16 +228,16 @@ def exact_reference(row, n, home, terms, s, start):
             continue
         ld = log_dist[q]
         base = zero if power else exponential_base(k, ld, zero)
-        top = max(top, np.float64(exponent(a, mass[q], p, log2_minutes(ld, c0, c2), base)))
+        top = max(top, np.float64(exponent(a, mass[q], p, log2_minutes(ld, log_per_km, log_floor), base)))
     return top
 
 
 @inlined
-def nearest_bound(log_km, decay, power2, expo2, c0, c2):
+def nearest_bound(log_km, decay, power2, expo2, log_per_km, log_floor):
     """An upper bound of a row's base-2 log-weights when gamma >= 0 (``log_km``: its nearest
     pair): lp_rel <= 0 and f falls with t, so the nearest pair's deterrence bounds them all."""
     if decay == POWER:
-        return np.float64(power2 * log2_minutes(log_km, c0, c2))
+        return np.float64(power2 * log2_minutes(log_km, log_per_km, log_floor))
     return np.float64(expo2 * exp32(log_km))
 
 

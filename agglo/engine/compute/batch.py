@@ -187,12 +187,16 @@ def memo_of(network: Network) -> ModeMemo:
 
 
 def compute_batch(
-    network: Network, batch: ScenarioBatch, memo: ModeMemo | None = None, once: bool = True, device: str = "cpu"
+    network: Network,
+    batch: ScenarioBatch,
+    memo: ModeMemo | None = None,
+    share_repeats: bool = True,
+    device: str = "cpu",
 ) -> dict:
     """Both modes for a batch of S scenarios: docs/model.md's cube variables, scenario first.
 
     Returns arrays of shape (S, 2, N) for the town variables and (S, 2) for the others.
-    Per mode, scenarios with equal :func:`mode_keys` are computed once (``once=False``:
+    Per mode, scenarios with equal :func:`mode_keys` are computed once (``share_repeats=False``:
     every one, as the kernel benchmark measures the kernels), and with a ``memo``
     (:class:`ModeMemo`, of this network) those already computed are copied from it.
     ``device``: ``cpu`` (the reference) or ``cuda`` (the gravity passes on the GPU).
@@ -212,8 +216,8 @@ def compute_batch(
     for m, name in enumerate(MODES):
         mode = batch.mode(name)
         keys = mode_keys(mode, batch.closed, is_core)
-        twin = first_of(keys) if once else np.arange(n_scen)
-        unique = np.flatnonzero(twin == np.arange(n_scen))  # one scenario per key
+        first = first_of(keys) if share_repeats else np.arange(n_scen)
+        unique = np.flatnonzero(first == np.arange(n_scen))  # one scenario per key
         known = [memo.get((name, keys[s])) if memo is not None else None for s in unique]
         todo = np.array([s for s, row in zip(unique, known) if row is None], dtype=np.int64)
         if todo.shape[0] == n_scen:  # nothing repeated nor known: as computed
@@ -229,7 +233,7 @@ def compute_batch(
             if memo is not None:
                 for s, row in zip(unique, known):
                     memo.put((name, keys[s]), row)
-        for s, u in enumerate(np.searchsorted(unique, twin)):  # each scenario's row among the unique ones
+        for s, u in enumerate(np.searchsorted(unique, first)):  # each scenario's row among the unique ones
             for key, value in known[u].items():
                 put(key, value, s, m)
     return out

@@ -146,8 +146,8 @@ def radiate(network: Network, rows: Rows, mode: ModeParams, s: int, closed: bool
 
 
 def _radiation(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -> dict:
-    twin = radiation_twins(mode, closed, is_core)
-    unique = np.flatnonzero(twin == np.arange(twin.shape[0]))  # the scenarios computed
+    first = radiation_twins(mode, closed, is_core)
+    unique = np.flatnonzero(first == np.arange(first.shape[0]))  # the scenarios computed
     mode_u, closed_u, core_u = take(mode, unique), closed[unique], np.ascontiguousarray(is_core[unique])
     origins = reach_of(network, rows, mode_u, closed_u, core_u)
     n_unique, n = origins.reach.shape
@@ -160,7 +160,7 @@ def _radiation(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarra
         args = (bool(closed_u[s]), ends, core_u[s], float(mode_u.circuity[s]), float(mode_u.speed_kmh[s]))
         weight, total, best_core[k], best_share[k] = radiation_batch(rows, network.places, *args)
         inflow[k] = batch_inflow(rows, network.places, ends, weight, total)
-    back = np.searchsorted(unique, twin)  # each scenario's row among the computed ones
+    back = np.searchsorted(unique, first)  # each scenario's row among the computed ones
     origins = origins._replace(n_reachable=origins.n_reachable[back])
     return _by_destination(origins, best_core[back], best_share[back], inflow[back])
 

@@ -89,8 +89,8 @@ def _refuse_unread(cfg, key: str, where: str) -> None:
 
 class _Probe:
     """The config without its sweep, typed once; ``check`` sets one key to a swept value,
-    runs every check of the typed config, and puts the key back (building a typed config
-    per value cost ~30 ms each, most of a sweep's start)."""
+    runs every check of the typed config, and puts the key back (typing a whole config per
+    value would be most of a large sweep's start)."""
 
     def __init__(self, cfg) -> None:
         self.cfg = None

@@ -304,8 +304,8 @@ def synthetic(n: int, seed: int) -> Towns:
     return from_frame(frame, f"synthetic:n={n},seed={seed}")
 
 
-# A place whose nearest place of the same region lies farther than both of these is reported
-# (issue #30): GeoNames codes a few places into a region far from them (Sulęcin, in Lubuskie,
+# A place whose nearest place of the same region lies farther than both of these is reported:
+# GeoNames codes a few places into a region far from them (Sulęcin, in Lubuskie,
 # coded into Małopolska: 381 km from any place of it). Chosen on every GeoNames place (500+) of
 # PL, MX, RU, US, DE, FR, IT, ES, BR, IN and CN: it reports Sulęcin and Zawidów (PL), 4 places of
 # Russia and 4 of China (two of them 1 649 and 2 935 km from their region), and remote islands

@@ -1,8 +1,7 @@
 """The network of a run, kept on disk between runs: the same towns and reach radii build it once.
 
-A national sweep spends a few seconds building its neighbourhood and tables
-(:func:`agglo.engine.network.build.prepare`; all of Mexico at a 330-min freight cap: 46.5 M
-pairs, 2.8 s), every run again. :func:`opened` keeps the built network under the user's
+A national sweep spends seconds building its neighbourhood and tables
+(:func:`agglo.engine.network.build.prepare`; docs/performance.md), every run again. :func:`opened` keeps the built network under the user's
 cache folder (``networks/`` in ``$AGGLO_CACHE_DIR``, else ``$XDG_CACHE_HOME/agglo``, else
 ``~/.cache/agglo``; or ``$AGGLO_NETWORK_CACHE_DIR``), in the ``.npy`` layout of
 :func:`agglo.engine.network.build.spill`, so that a later run with the same inputs maps it
