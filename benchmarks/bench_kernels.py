@@ -4,7 +4,7 @@ Prints, per case (default caps, both modes): the neighbourhood build, the first 
 compile or cache load, reported apart), the kernels' time per scenario alone and in a batch,
 a batch of mixed caps beside its ideal (the fixed-cap batch's time per reached pair times the
 pairs each of its scenarios reaches),
-the dense NumPy baseline's time per scenario (benchmarks/dense.py; on large cases timed on a
+the dense NumPy twin's time per scenario (tests/naive.py, the tests' own twin; on large cases timed on a
 sample of origin rows and scaled, as it says), the speed-up, pairs per second per core and
 the peak memory of the kernels' process before the reference runs. Each case runs in a
 fresh process. Then issue #4's targets for all of Mexico, met or not.
@@ -34,7 +34,7 @@ from agglo.engine.config.schema import AggloConfig  # noqa: E402
 from agglo.engine.data.towns import load_geonames, synthetic  # noqa: E402
 from agglo.engine.network.build import forced_cores, prepare  # noqa: E402
 from agglo.engine.planning.scenarios import batch_parameters, reach_radii, reach_radius_km  # noqa: E402
-from benchmarks.dense import dense_gravity  # noqa: E402
+from tests.naive import scenario as dense_twin  # noqa: E402
 
 CASES = {
     "oaxaca": lambda: load_geonames("MX", ["20"], 500),
@@ -67,7 +67,7 @@ def reference_seconds(towns, cfg, max_rows: int) -> tuple[float, str]:
     # The reference's cost is rows x N; time `rows` origins against all N destinations.
     t = time.perf_counter()
     for mode in ("commute", "freight"):
-        dense_gravity(towns.lat, towns.lon, towns.population, is_core, vars(cfg.mode(mode)), rows)
+        dense_twin(towns.lat, towns.lon, towns.population, None, is_core, vars(cfg.mode(mode)), False, origins=rows)
     seconds = time.perf_counter() - t
     if rows == n:
         return seconds, "measured"
@@ -138,7 +138,7 @@ def run_case(name: str, batch: int, repeat: int, max_rows: int, check: bool, mod
     if check and len(towns) <= max_rows:
         is_core = towns.population >= cfg.cores.min_population
         for m, mode in enumerate(("commute", "freight")):
-            core = dense_gravity(towns.lat, towns.lon, towns.population, is_core, vars(cfg.mode(mode)), len(towns))
+            core = dense_twin(towns.lat, towns.lon, towns.population, None, is_core, vars(cfg.mode(mode)), False)["core"]
             assert np.array_equal(core, out_one["core"][0, m]), "kernels disagree with the dense baseline"
     cores = os.cpu_count() or 1
     pairs = network.n_pairs

@@ -18,7 +18,7 @@ Cases:
             freight caps 120-330, commute beta 1.0-2.75), synchronous executor, run twice:
             cold (an empty network cache: the run builds its network and writes the entry)
             and warm (the same run again). Printed in ms a scenario beside one scenario of
-            the dense NumPy twin (benchmarks/dense.py, timed in the same run) and beside the
+            the dense NumPy twin (tests/naive.py, timed in the same run) and beside the
             ideal: the kernels' time per reached pair (a fixed-cap batch of 64, same run) x
             the pairs the sweep's scenarios reach; and beside the ideal of its distinct mode
             scenarios alone (a run computes each once and copies the repeats)

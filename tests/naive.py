@@ -106,8 +106,11 @@ def scenario(
     block: int = 512,
     keep_pairs: bool = False,
     minutes=None,
+    origins: int | None = None,
 ):
     """One mode of one scenario. ``mode`` holds docs/model.md's keys (speed_kmh, cap_min, ...).
+    ``origins``: only the first that many origin rows (the benchmarks time a national case
+    on a sample of rows; the other towns' results stay unset).
 
     Returns docs/model.md's per-town results plus, for checks, ``s_home``, the runner-up core
     share ``second`` and the smallest ``|t_ij - cap|`` per origin ``cap_gap``.
@@ -121,8 +124,9 @@ def scenario(
     s_home = np.full(n, np.nan)
     cap_gap = np.full(n, np.inf)
     pairs = []
-    for start in range(0, n, block):
-        rows = np.arange(start, min(start + block, n))
+    last = n if origins is None else min(origins, n)
+    for start in range(0, last, block):
+        rows = np.arange(start, min(start + block, last))
         t = travel(lat, lon, rows, mode, minutes)
         reach = t <= mode["cap_min"]
         reach[np.arange(len(rows)), rows] = False
