@@ -138,7 +138,9 @@ def run_case(name: str, batch: int, repeat: int, max_rows: int, check: bool, mod
     if check and len(towns) <= max_rows:
         is_core = towns.population >= cfg.cores.min_population
         for m, mode in enumerate(("commute", "freight")):
-            core = dense_twin(towns.lat, towns.lon, towns.population, None, is_core, vars(cfg.mode(mode)), False)["core"]
+            core = dense_twin(towns.lat, towns.lon, towns.population, None, is_core, vars(cfg.mode(mode)), False)[
+                "core"
+            ]
             assert np.array_equal(core, out_one["core"][0, m]), "kernels disagree with the dense baseline"
     cores = os.cpu_count() or 1
     pairs = network.n_pairs
