@@ -1,10 +1,10 @@
-"""agglo.kernels.fastexp against NumPy's float64 exp2/exp, and its scalar against its SIMD bits."""
+"""agglo.kernels.gravity.fastexp against NumPy's float64 exp2/exp, and its scalar against its SIMD bits."""
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agglo.kernels.fastexp import LOWEST, exp2_32, exp32
+from agglo.kernels.gravity.fastexp import LOWEST, exp2_32, exp32
 from agglo.kernels.jit import strict
 
 EXP2_RTOL = 2.5e-7  # measured 1.6e-7: the polynomial's 9.1e-8 plus float32 rounding

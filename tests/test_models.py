@@ -119,7 +119,7 @@ def test_doubly_meets_both_margins_on_all_of_mexico():
     from agglo.engine.network.build import forced_cores, prepare
     from agglo.engine.planning.scenarios import batch_parameters, core_mask, reach_radii
     from agglo.kernels.doubly import IPF_TOL, doubly_ipf
-    from agglo.kernels.terms import mode_terms
+    from agglo.kernels.gravity.terms import mode_terms
 
     towns = load_geonames("MX", None, 500)
     cfg = AggloConfig()
@@ -275,7 +275,7 @@ def test_the_doubly_balance_reads_its_neighbours_as_uint16_or_int32_with_the_sam
     from agglo.engine.compute.models import reach_of
     from agglo.engine.network.build import prepare
     from agglo.engine.planning.scenarios import batch_parameters, reach_radii
-    from agglo.kernels.terms import mode_terms
+    from agglo.kernels.gravity.terms import mode_terms
     from tests.strategies import DEFAULT_COMMUTE
 
     towns = load_geonames("MX", ["20"], 500)

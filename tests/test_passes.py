@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from agglo.engine.network.build import prepare
 from agglo.engine.planning.scenarios import batch_parameters, core_mask, reach_radii
 from agglo.kernels import inflow_pass, origin_pass, pair_shares
-from agglo.kernels.batch_sums import INNER_MIN
+from agglo.kernels.gravity.batch_sums import INNER_MIN
 from tests.strategies import NEAR_SHARE, RTOL_INFLOW, make_config, modes, share_rtol, town_tables
 
 
@@ -101,6 +101,6 @@ def test_fast_passes_equal_the_kernel_shaped_reference(towns, base, caps, closed
 
 
 def _log_f_self(mode, s):
-    from agglo.kernels.terms import log_deterrence
+    from agglo.kernels.gravity.terms import log_deterrence
 
     return log_deterrence(mode.self_time_min[s], int(mode.decay[s]), mode.beta[s], mode.min_time_min[s])

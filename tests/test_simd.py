@@ -4,8 +4,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agglo.kernels.lanes import LANES
-from agglo.kernels.lanes import lane_sum as _lane_sum
+from agglo.kernels.gravity.lanes import LANES
+from agglo.kernels.gravity.lanes import lane_sum as _lane_sum
 
 
 def _reference(terms, n):

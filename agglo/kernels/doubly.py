@@ -12,8 +12,8 @@ from typing import NamedTuple
 import numpy as np
 
 from agglo.kernels.anderson import _forget, _mixing_state, _next_iterate
+from agglo.kernels.gravity.terms import POWER, log_deterrence_km
 from agglo.kernels.jit import inlined, prange, strict, strict_parallel
-from agglo.kernels.terms import POWER, log_deterrence_km
 
 IPF_TOL = 1e-9
 IPF_MAX_ITER = 1000

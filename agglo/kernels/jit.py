@@ -11,7 +11,7 @@ takes its caller's flags.
 flags would break the NaN that marks "no core reachable". ``strict``/``strict_parallel``
 carry no fast-math flag at all: travel times decide reachability and must be bit for
 bit what docs/model.md's formula gives, and the gravity terms must be the same IEEE
-operations whichever loop shape computes them (see :mod:`agglo.kernels.terms`).
+operations whichever loop shape computes them (see :mod:`agglo.kernels.gravity.terms`).
 ``cache=CACHE`` lets a second process (a Dask worker) load the compiled code
 instead of compiling again; the cache folder is keyed by the kernels' sources.
 """
@@ -34,7 +34,7 @@ def _cache_dir() -> str | None:
     """Numba invalidates a cached function when its own file changes, not when a function
     it inlines from another file does (an edited exp32 would stay in the cached gravity
     kernels). So the cache lives in a folder named by a hash of every kernel source."""
-    sources = sorted(Path(__file__).parent.glob("*.py"))
+    sources = sorted(Path(__file__).parent.rglob("*.py"))
     key = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in sources)).hexdigest()[:16]
     base = cache_root() / "numba" / key
     try:

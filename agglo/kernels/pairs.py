@@ -8,9 +8,9 @@ log-weight (so that ``population ^ gamma`` cannot overflow), no float32, exact t
 
 import numpy as np
 
+from agglo.kernels.gravity.terms import log_deterrence
 from agglo.kernels.jit import prange, strict_parallel
 from agglo.kernels.reach import pair_minutes
-from agglo.kernels.terms import log_deterrence
 
 
 @strict_parallel

@@ -18,13 +18,13 @@ from agglo.engine.compute.keys import doubly_groups, radiation_groups, radiation
 from agglo.engine.network.build import Network
 from agglo.engine.planning.scenarios import MODEL_CODES, ScenarioBatch, core_mask
 from agglo.kernels import ModeParams, Rows, inflow_pass, origin_pass
-from agglo.kernels.cores import best_core_by_destination
 from agglo.kernels.doubly import balance_group, doubly_ipf, log_factors
 from agglo.kernels.furness import furness_group
+from agglo.kernels.gravity.cores import best_core_by_destination
+from agglo.kernels.gravity.terms import log_deterrence_pairs, mode_terms
 from agglo.kernels.radiation import batch_inflow, radiation_batch
 from agglo.kernels.reach import reach_ends
 from agglo.kernels.records import take
-from agglo.kernels.terms import log_deterrence_pairs, mode_terms
 
 
 def incoming(network: Network, rows: Rows) -> Rows:

@@ -61,7 +61,7 @@ def cache_folder() -> Path:
 
 def _code_digest() -> bytes:
     package = Path(__file__).parents[2]  # agglo/
-    sources = sorted((package / "kernels").glob("*.py"))
+    sources = sorted((package / "kernels").rglob("*.py"))
     sources += [package / "engine/network/build.py", package / "engine/data/traveltimes.py", Path(__file__)]
     return hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in sources)).digest()
 

@@ -10,8 +10,8 @@ distances. The bodies are branch-free: which candidate wins is data, not a branc
 
 import numpy as np
 
+from agglo.kernels.gravity.terms import log_deterrence_km
 from agglo.kernels.jit import inlined, prange, strict_parallel
-from agglo.kernels.terms import log_deterrence_km
 
 
 @inlined

@@ -22,10 +22,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from agglo.kernels.batch_sums import INNER_MIN, batch_lane_sums, row_state
+from agglo.kernels.gravity.batch_sums import INNER_MIN, batch_lane_sums, row_state
+from agglo.kernels.gravity.lanes import lane_sum, lanes_of
+from agglo.kernels.gravity.terms import LOG2E, PairRow, mode_terms, pair_terms
 from agglo.kernels.jit import borrowed, inlined, prange, strict, strict_parallel
-from agglo.kernels.lanes import lane_sum, lanes_of
-from agglo.kernels.terms import LOG2E, PairRow, mode_terms, pair_terms
 
 
 @strict_parallel
@@ -63,7 +63,7 @@ def _inflow_row(rows, j, mass, neighbour, region):
 
 @strict
 def inflow_pass(rows, places, mode, closed, origins):
-    """(S, N) float64 inflow of every town, from :func:`agglo.kernels.origin.origin_pass`'s
+    """(S, N) float64 inflow of every town, from :func:`agglo.kernels.gravity.origin.origin_pass`'s
     ``origins`` for the same rows, mode and borders."""
     n_scen, n_towns = origins.shift.shape
     inflow = np.zeros((n_scen, n_towns), dtype=np.float64)

@@ -8,11 +8,11 @@ Per row ``i`` and scenario ``s``:
 1. the reachable prefix of the row (:func:`agglo.kernels.reach.reach_end`; a scenario
    with the circuity, speed and cap of the one before reuses it) and ``|R(i)|``;
 2. a reference ``ref`` (base 2) bounding the row's log-weights from above: the self term
-   and, for ``gamma >= 0``, the nearest pair (:func:`agglo.kernels.terms.nearest_bound`),
+   and, for ``gamma >= 0``, the nearest pair (:func:`agglo.kernels.gravity.terms.nearest_bound`),
    else the exact maximum;
 3. the terms ``2^(x - ref)`` summed in 32 lanes, by the pair-loop shape for small
    batches, the scenario-innermost shape for batches of 8 or more
-   (:mod:`agglo.kernels.batch_sums`); a row whose terms all underflow (the bound
+   (:mod:`agglo.kernels.gravity.batch_sums`); a row whose terms all underflow (the bound
    overshot, ``gamma`` far above 1) is redone with its exact maximum;
 4. the self term added in float64, the natural shift ``ref · ln 2 + gamma · lp_max``
    kept, and the best core's weight relative to it.
@@ -20,13 +20,13 @@ Per row ``i`` and scenario ``s``:
 
 import numpy as np
 
-from agglo.kernels.batch_sums import INNER_MIN, batch_lane_sums, row_state
-from agglo.kernels.cores import best_core, best_cores_all
+from agglo.kernels.gravity.batch_sums import INNER_MIN, batch_lane_sums, row_state
+from agglo.kernels.gravity.cores import best_core, best_cores_all
+from agglo.kernels.gravity.lanes import lane_sum, lanes_of
+from agglo.kernels.gravity.terms import LN2, LOG2E, PairRow, exact_reference, mode_terms, nearest_bound, pair_terms
 from agglo.kernels.jit import borrowed, inlined, prange, strict, strict_parallel
-from agglo.kernels.lanes import lane_sum, lanes_of
 from agglo.kernels.reach import count_in_region, reach_end
 from agglo.kernels.records import Origins
-from agglo.kernels.terms import LN2, LOG2E, PairRow, exact_reference, mode_terms, nearest_bound, pair_terms
 
 UNDERFLOW = 1e-30  # a row total below this means the reference overshot: redo the row exactly
 

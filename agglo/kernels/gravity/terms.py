@@ -23,7 +23,7 @@ float32 log km and ``d = exp(ld)``, and per scenario (:func:`mode_terms`)
 ``P = -beta · log2 e`` and ``K = 0`` for power decay, ``P = 0`` and
 ``K = -beta · log2 e · minutes per km`` for exponential decay (the innermost FMA only
 where some scenario is exponential). Every operation is an explicit float32 FMA or
-``max``, and ``2^x`` is :func:`agglo.kernels.fastexp.exp2_32`: the same bits in scalar
+``max``, and ``2^x`` is :func:`agglo.kernels.gravity.fastexp.exp2_32`: the same bits in scalar
 and vector code, whichever loop shape computes the term.
 """
 
@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from agglo.kernels.fastexp import exp2_32, exp32, fma32
+from agglo.kernels.gravity.fastexp import exp2_32, exp32, fma32
 from agglo.kernels.jit import inlined, strict
 
 DECAY_CODES = {"power": 0, "exponential": 1}

@@ -1,9 +1,9 @@
 """The scenario-innermost loop shape: a row's terms for every scenario of a batch at once.
 
 A pair is loaded once for the whole batch and the term expression of
-:mod:`agglo.kernels.terms` vectorises across scenarios; each term goes into lane
+:mod:`agglo.kernels.gravity.terms` vectorises across scenarios; each term goes into lane
 ``q mod 32`` of a (32, S) accumulator in row order, exactly as the pair-loop shape adds
-it (:func:`agglo.kernels.lanes.lane_sum`), so both shapes give the same bits.
+it (:func:`agglo.kernels.gravity.lanes.lane_sum`), so both shapes give the same bits.
 
 In the origin pass the mass term is ``G_s · lp_rel[q]``; in the inflow pass it is the
 origin term of the neighbour, ``gathered[neighbour[q], s] · 1`` (stored contiguous over
@@ -26,10 +26,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from agglo.kernels.fastexp import exp2_32, exp32
+from agglo.kernels.gravity.fastexp import exp2_32, exp32
+from agglo.kernels.gravity.lanes import LANES
+from agglo.kernels.gravity.terms import POWER, exponent, exponential_base_km, log2_minutes
 from agglo.kernels.jit import inlined, strict
-from agglo.kernels.lanes import LANES
-from agglo.kernels.terms import POWER, exponent, exponential_base_km, log2_minutes
 
 INNER_MIN = 8  # batches at least this large take the scenario-innermost shape
 
@@ -115,10 +115,11 @@ def _add_to_lane(acc, q, terms_q, n_active):
 
 
 @inlined
-def _four_pairs(q, n_active, inflow, gathered, neighbour, mass, log_dist, g, p, log_per_km, log_floor, nref, scratch):
+def _four_pairs(q, n_active, src, p, log_per_km, log_floor, nref, scratch):
     """Pairs q..q+3 for the active scenarios, all of power decay with one (log_per_km, log_floor): four
     independent 2^x chains per scenario step, each pair into its own lane."""
     acc, terms_q, terms_q1, terms_q2, terms_q3, _ = scratch
+    inflow, gathered, neighbour, mass, log_dist, g = src
     one = np.float32(1.0)
     a = a2 = a3 = a4 = g
     b = b2 = b3 = b4 = one
@@ -148,26 +149,12 @@ def _four_pairs(q, n_active, inflow, gathered, neighbour, mass, log_dist, g, p, 
 
 
 @inlined
-def _one_pair(
-    q,
-    n_active,
-    inflow,
-    gathered,
-    neighbour,
-    mass,
-    log_dist,
-    g,
-    pk,
-    log_per_km,
-    log_floor,
-    any_exponential,
-    nref,
-    terms_q,
-):
+def _one_pair(q, n_active, src, pk, log_per_km, log_floor, any_exponential, nref, terms_q):
     """Pair q's term for each active scenario into ``terms_q``, each with its own log_per_km, log_floor (and its
     exponential base K where some scenario of the batch decays exponentially); ``pk``: the
     power and exponential coefficients (terms.power2, terms.expo2)."""
     p, k = pk
+    inflow, gathered, neighbour, mass, log_dist, g = src
     a = g
     b = np.float32(1.0)
     ld = log_dist[q]
@@ -206,6 +193,7 @@ def batch_lane_sums(row, gathered, ends, home, terms, nref, scratch):
     opened = terms.opened
     any_exponential = terms.any_exponential
     inflow = gathered.shape[0] > 0
+    src = (inflow, gathered, neighbour, mass, log_dist, g)  # where a pair's masses come from
     n_active = nref.shape[0]
     zero = np.float32(0.0)
     qmax, shared = _batch_shape(ends, terms, low)
@@ -215,40 +203,11 @@ def batch_lane_sums(row, gathered, ends, home, terms, nref, scratch):
             n_active -= 1
         taken = low[n_active - 1]  # every active scenario takes the pairs before this
         if shared and q + 3 < taken:  # four pairs every active scenario takes, one max(ld + log_per_km, log_floor)
-            _four_pairs(
-                q,
-                n_active,
-                inflow,
-                gathered,
-                neighbour,
-                mass,
-                log_dist,
-                g,
-                p,
-                log_per_km[0],
-                log_floor[0],
-                nref,
-                scratch,
-            )
+            _four_pairs(q, n_active, src, p, log_per_km[0], log_floor[0], nref, scratch)
             q += 4
             continue
         # One pair, each scenario with its own log_per_km, log_floor (and K where some scenario is exponential).
-        _one_pair(
-            q,
-            n_active,
-            inflow,
-            gathered,
-            neighbour,
-            mass,
-            log_dist,
-            g,
-            pk,
-            log_per_km,
-            log_floor,
-            any_exponential,
-            nref,
-            terms_q,
-        )
+        _one_pair(q, n_active, src, pk, log_per_km, log_floor, any_exponential, nref, terms_q)
         if q >= taken:
             same = region[neighbour[q]] == home
             for s in range(n_active):
