@@ -41,6 +41,14 @@ def _factors(out, sums, weight, self_f):
         out[i] = 1.0 / m if m > 0.0 else 0.0
 
 
+@inlined
+def _weighted(weight, factor, population):
+    """weight = factor · population, per scenario and town."""
+    for s in range(weight.shape[0]):
+        for i in range(weight.shape[1]):
+            weight[s, i] = factor[s, i] * population[i]
+
+
 @strict
 def furness_group(rows, cols, places, terms, group, ends_out, ends_in):
     """Furness for the scenarios ``group`` of ``terms`` (they share f, as for
@@ -67,9 +75,7 @@ def furness_group(rows, cols, places, terms, group, ends_out, ends_in):
     rounds = np.zeros(n_scen, dtype=np.int64)
     error = np.full(n_scen, np.inf)
     for it in range(IPF_MAX_ITER + 1):
-        for s in range(n_scen):
-            for i in range(n):
-                weight[s, i] = b[s, i] * population[i]
+        _weighted(weight, b, population)
         _pair_sums(rows, rows.neighbour, f_out, ends_out, weight, active, sums)
         for s in range(n_scen):
             if not active[s]:
@@ -86,9 +92,7 @@ def furness_group(rows, cols, places, terms, group, ends_out, ends_in):
             rounds[s] += 1
         if not active.any():
             break
-        for s in range(n_scen):
-            for i in range(n):
-                weight[s, i] = a[s, i] * population[i]
+        _weighted(weight, a, population)
         _pair_sums(cols, cols.neighbour, f_in, ends_in, weight, active, into)
         for s in range(n_scen):
             if not active[s]:
