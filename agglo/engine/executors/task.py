@@ -32,7 +32,7 @@ def run_batch(network: Network | NetworkFiles, job: Job, batch: int) -> tuple[in
     """Compute batch ``batch`` and write it to the store; return (batch, scenarios, None),
     or (batch, 0, why) when the run lost the store's writer lease: the executor stops the
     run with ``why`` (returned, not raised, so that a Dask worker logs no failed task).
-    ``network`` may be the handle of a spilled one (:func:`agglo.engine.network.build.spill`)."""
+    ``network`` may be the handle of a spilled one (:func:`agglo.engine.network.files.spill`)."""
     network = mapped(network)
     if job.threads is not None:
         numba.set_num_threads(min(job.threads, numba.config.NUMBA_NUM_THREADS))

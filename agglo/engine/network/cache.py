@@ -4,7 +4,7 @@ A national sweep spends seconds building its neighbourhood and tables
 (:func:`agglo.engine.network.build.prepare`; docs/performance.md), every run again. :func:`opened` keeps the built network under the user's
 cache folder (``networks/`` in ``$AGGLO_CACHE_DIR``, else ``$XDG_CACHE_HOME/agglo``, else
 ``~/.cache/agglo``; or ``$AGGLO_NETWORK_CACHE_DIR``), in the ``.npy`` layout of
-:func:`agglo.engine.network.build.spill`, so that a later run with the same inputs maps it
+:func:`agglo.engine.network.files.spill`, so that a later run with the same inputs maps it
 instead, and the engine's local Dask workers map the same files (no spill per run).
 
 Never a second source of truth:
