@@ -73,9 +73,9 @@ def kernels(n_scen: int) -> None:
     network = prepare(towns, forced_cores(towns, []), reach_radii(params), float(cfg.cores.min_population))
     pairs = sum(network.rows[m].neighbour.shape[0] for m in ("commute", "freight"))
     print(f"Mexico: {len(towns)} towns, {n_scen} scenarios of mixed caps and betas, {pairs / 1e6:.1f} M row pairs")
-    compute_batch(network, params.take(np.arange(2)), once=False)  # compile
+    compute_batch(network, params.take(np.arange(2)), share_repeats=False)  # compile
     t = time.perf_counter()
-    cpu = compute_batch(network, params, once=False)
+    cpu = compute_batch(network, params, share_repeats=False)
     cpu_s = time.perf_counter() - t
     import numba
 
@@ -103,7 +103,7 @@ def kernels(n_scen: int) -> None:
     )
     print(f"  ratio: kernels {cpu_s / k:.1f}x the CPU, with transfers {cpu_s / gpu_s:.1f}x")
     before = list(NEAR_TIES)
-    gpu = compute_batch(network, params, once=False, device="cuda")
+    gpu = compute_batch(network, params, share_repeats=False, device="cuda")
     differ = int((gpu["core"] != cpu["core"]).sum())
     print(
         f"  contract: {differ} of {gpu['core'].size} assignments differ from the CPU's; "
