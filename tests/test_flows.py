@@ -43,33 +43,59 @@ def test_flow_table_equals_the_reference(tmp_path, run_cli):
     assert all(is_core[index[d]] for d in to_cores["destination"])
 
 
-@pytest.mark.parametrize("model", ["attraction", "doubly", "radiation"])
-def test_flow_table_of_the_other_models(tmp_path, run_cli, model):
-    from tests.naive import scenario_dense
+def _against_the_twin(table: pd.DataFrame, overrides: list, minutes=None) -> None:
+    """Each mode's inflow (the flows summed by destination) and each non-core town's largest
+    share to a core against the dense twin of docs/model.md (``minutes``: the freight table)."""
+    from tests.naive import scenario, scenario_dense
 
-    overrides = [*ONE, f"commute.model={model}", f"freight.model={model}"]
-    out = tmp_path / "flows.csv"
-    code, _, err = run_cli("flows", *overrides, "--out", str(out))
-    assert code == 0, err
-    table = pd.read_csv(out)
     cfg, _ = resolve(overrides)
     towns = load_towns(cfg)
     index = {t: i for i, t in enumerate(towns.town_id)}
     is_core = towns.population >= cfg.cores.min_population
     for mode in ("commute", "freight"):
-        ref = scenario_dense(
-            towns.lat, towns.lon, towns.population, towns.region_code, is_core, vars(cfg.mode(mode)), False
-        )
+        mc = vars(cfg.mode(mode))
+        twin = scenario if mc["model"] == "gravity" else scenario_dense
+        table_min = minutes if mode == "freight" else None
+        ref = twin(towns.lat, towns.lon, towns.population, towns.region_code, is_core, mc, False, minutes=table_min)
         part = table[table["mode"] == mode]
         assert len(part) == int(ref["n_reachable"].sum())
         i = part["origin"].map(index).to_numpy()
         j = part["destination"].map(index).to_numpy()
         inflow = np.bincount(j, weights=part["flow"].to_numpy(), minlength=len(towns))
-        np.testing.assert_allclose(inflow, ref["inflow"], rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(inflow, ref["inflow"], rtol=1e-5, atol=1e-9, err_msg=mode)
         best = np.full(len(towns), -1.0)
         np.maximum.at(best, i, np.where(is_core[j], part["share"].to_numpy(), -1.0))
         has = (best >= 0) & ~is_core
-        np.testing.assert_allclose(best[has], ref["share"][has], rtol=1e-5)
+        np.testing.assert_allclose(best[has], ref["share"][has], rtol=1e-5, err_msg=mode)
+
+
+@pytest.mark.parametrize("model", ["attraction", "doubly", "radiation"])
+def test_flow_table_of_the_other_models(tmp_path, run_cli, model):
+    overrides = [*ONE, f"commute.model={model}", f"freight.model={model}"]
+    out = tmp_path / "flows.csv"
+    code, _, err = run_cli("flows", *overrides, "--out", str(out))
+    assert code == 0, err
+    _against_the_twin(pd.read_csv(out), overrides)
+
+
+@pytest.mark.parametrize("model", ["gravity", "attraction", "doubly", "radiation"])
+def test_flow_table_on_an_asymmetric_table(tmp_path, run_cli, model):
+    """Freight on a table whose way north is 30 % slower: A_j of the attraction model sums
+    j's incoming pairs, the doubly model balances by Furness (A != B)."""
+    from tests.naive import haversine_rows
+    from tests.test_traveltimes import write
+
+    cfg, _ = resolve(ONE)
+    towns = load_towns(cfg)
+    minutes = 60 * haversine_rows(towns.lat, towns.lon, np.arange(len(towns))) / 50.0
+    minutes = np.where(towns.lat[None, :] > towns.lat[:, None], 1.3 * minutes, minutes)
+    np.fill_diagonal(minutes, np.inf)
+    path = write(tmp_path / "t.parquet", towns, minutes)
+    overrides = [*ONE, f"commute.model={model}", f"freight.model={model}", f"freight.travel_times={path}"]
+    out = tmp_path / "flows.parquet"
+    code, _, err = run_cli("flows", *overrides, "--out", str(out))
+    assert code == 0, err
+    _against_the_twin(pd.read_parquet(out), overrides, minutes)
 
 
 def test_flows_refuses_sweeps_existing_files_and_unknown_types(tmp_path, run_cli):

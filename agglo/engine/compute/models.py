@@ -18,10 +18,11 @@ from agglo.engine.compute.keys import doubly_groups, radiation_groups, radiation
 from agglo.engine.network.build import Network
 from agglo.engine.planning.scenarios import MODEL_CODES, ScenarioBatch, core_mask
 from agglo.kernels import ModeParams, Rows, inflow_pass, origin_pass
-from agglo.kernels.doubly import balance_group, doubly_ipf, log_factors
+from agglo.kernels.doubly import balance_group, log_factors
 from agglo.kernels.furness import furness_group
 from agglo.kernels.gravity.cores import best_core_by_destination
-from agglo.kernels.gravity.terms import log_deterrence_pairs, mode_terms
+from agglo.kernels.gravity.terms import mode_terms
+from agglo.kernels.pairs import factor_pair_shares
 from agglo.kernels.radiation import batch_inflow, radiation_batch
 from agglo.kernels.reach import reach_ends
 from agglo.kernels.records import take
@@ -95,41 +96,38 @@ def reach_of(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarray,
     return origin_pass(rows, network.places, mode, mode.gamma, closed, is_core)
 
 
-def _doubly(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -> dict:
+def doubly_factors(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarray, is_core: np.ndarray):
+    """The doubly model's balance per scenario: (origins, terms, log A, log B, inflow,
+    rounds, error). A symmetric table balances in the symmetric form (A = B = x,
+    :func:`~agglo.kernels.doubly.balance_group`), an asymmetric one by
+    :func:`~agglo.kernels.furness.furness_group`; each per group of scenarios that share f."""
     origins = reach_of(network, rows, mode, closed, is_core)
     terms = mode_terms(mode, mode.gamma, closed)
-    n_scen, n = origins.reach.shape
-    log_x = np.empty((n_scen, n))
-    inflow = np.empty((n_scen, n))
-    iterations = np.zeros(n_scen, dtype=np.int32)
-    error = np.zeros(n_scen)
-    cols = incoming(network, rows)
-    if cols is not rows:  # an asymmetric travel-time table: the plain balance
-        return _doubly_asymmetric(network, rows, cols, mode, closed, is_core, origins, terms)
-    for group in doubly_groups(mode, closed):
-        ends = np.ascontiguousarray(origins.reach[group], dtype=np.int64)
-        x, inflow[group], rounds, error[group], _, _ = balance_group(rows, network.places, terms, group, ends)
-        iterations[group] = rounds
-        log_x[group] = log_factors(x)
-    best_core, best_share = best_core_by_destination(rows, network.places, origins.reach, is_core, terms, log_x, log_x)
-    return _by_destination(origins, best_core, best_share, inflow, ipf_iterations=iterations, ipf_error=error)
-
-
-def _doubly_asymmetric(network, rows, cols, mode, closed, is_core, origins, terms) -> dict:
-    """The doubly model on an asymmetric table: :func:`~agglo.kernels.furness.furness_group`
-    per group of scenarios that share f; s_ij = A_i B_j D_j f_ij."""
     n_scen, n = origins.reach.shape
     log_a, log_b, inflow = np.empty((n_scen, n)), np.empty((n_scen, n)), np.empty((n_scen, n))
     iterations = np.zeros(n_scen, dtype=np.int32)
     error = np.zeros(n_scen)
-    ends_in = reach_ends(cols, network.places, mode)
+    cols = incoming(network, rows)
+    ends_in = None if cols is rows else reach_ends(cols, network.places, mode)
     for group in doubly_groups(mode, closed):
-        ends_out = np.ascontiguousarray(origins.reach[group], dtype=np.int64)
-        ends_into = np.ascontiguousarray(ends_in[group], dtype=np.int64)
-        a, b, inflow[group], iterations[group], error[group] = furness_group(
-            rows, cols, network.places, terms, group, ends_out, ends_into
-        )
-        log_a[group], log_b[group] = log_factors(a), log_factors(b)
+        ends = np.ascontiguousarray(origins.reach[group], dtype=np.int64)
+        if ends_in is None:
+            x, inflow[group], iterations[group], error[group], _, _ = balance_group(
+                rows, network.places, terms, group, ends
+            )
+            log_a[group] = log_b[group] = log_factors(x)
+        else:
+            into = np.ascontiguousarray(ends_in[group], dtype=np.int64)
+            a, b, inflow[group], iterations[group], error[group] = furness_group(
+                rows, cols, network.places, terms, group, ends, into
+            )
+            log_a[group], log_b[group] = log_factors(a), log_factors(b)
+    return origins, terms, log_a, log_b, inflow, iterations, error
+
+
+def _doubly(network: Network, rows: Rows, mode: ModeParams, closed: np.ndarray, is_core: np.ndarray) -> dict:
+    """s_ij = A_i B_j D_j f_ij: the best core by destination term log B_j, origin term log A_i."""
+    origins, terms, log_a, log_b, inflow, iterations, error = doubly_factors(network, rows, mode, closed, is_core)
     best_core, best_share = best_core_by_destination(rows, network.places, origins.reach, is_core, terms, log_b, log_a)
     return _by_destination(origins, best_core, best_share, inflow, ipf_iterations=iterations, ipf_error=error)
 
@@ -177,35 +175,32 @@ def _gravity_cuda(network: Network, rows: Rows, mode: ModeParams, closed: np.nda
     return gravity_passes(rows, network.places, mode, closed, is_core, block=block)
 
 
-def _pair_inputs(network: Network, one: ScenarioBatch, mode_name: str, travel):
+def _pair_inputs(network: Network, one: ScenarioBatch, mode_name: str):
     mode = one.mode(mode_name)
-    is_core = core_mask(network.population, network.forced_core, one.core_min_population)
-    with np.errstate(divide="ignore", over="ignore"):
-        log_f = log_deterrence_pairs(travel, int(mode.decay[0]), float(mode.beta[0]), float(mode.min_time_min[0]))
-    return mode, is_core, network.rows[mode_name], log_f
+    return mode, core_mask(network.population, network.forced_core, one.core_min_population), network.rows[mode_name]
 
 
-def _attraction_pairs(network: Network, one: ScenarioBatch, mode_name: str, origin, travel, reachable):
-    """s_ij = population_j^... per pair: population_j f(t_ij) population_i^(alpha-1) / A_j."""
-    mode, is_core, rows, log_f = _pair_inputs(network, one, mode_name, travel)
-    _, log_a = attraction_log_a(network, rows, mode, one.closed, is_core)
-    lp, dest, alpha = network.places.log_pop, rows.neighbour.astype(np.int64), float(mode.alpha[0])
-    share = np.where(reachable, np.exp(lp[dest] + (alpha - 1.0) * lp[origin] + log_f - log_a[0][dest]), 0.0)
-    return share, np.zeros(network.n_towns)
+def _attraction_pairs(network: Network, one: ScenarioBatch, mode_name: str):
+    """s_ij = population_j f(t_ij) population_i^(alpha-1) / A_j, A_j from j's incoming row."""
+    mode, is_core, rows = _pair_inputs(network, one, mode_name)
+    _, log_a = attraction_log_a(network, incoming(network, rows), mode, one.closed, is_core)
+    no_row = np.zeros(network.n_towns)
+    alpha = float(mode.alpha[0])
+    return factor_pair_shares(
+        rows, network.places, mode, 0, bool(one.closed[0]), no_row, -log_a[0], alpha - 1.0, -np.inf
+    )
 
 
-def _doubly_pairs(network: Network, one: ScenarioBatch, mode_name: str, origin, travel, reachable):
-    """s_ij = a_i b_j population_j f(t_ij), the home share a_i b_i population_i f_self."""
-    mode, is_core, rows, log_f = _pair_inputs(network, one, mode_name, travel)
-    ends = reach_of(network, rows, mode, one.closed, is_core).reach[0].astype(np.int64)
-    balance = doubly_ipf(rows, network.places, mode_terms(mode, mode.gamma, one.closed), 0, ends)
-    a, b, dest = balance.a, balance.b, rows.neighbour.astype(np.int64)
-    share = np.where(reachable, a[origin] * b[dest] * network.population[dest] * np.exp(log_f), 0.0)
-    return share, a * b * network.population * balance.self_f
+def _doubly_pairs(network: Network, one: ScenarioBatch, mode_name: str):
+    """s_ij = A_i B_j population_j f(t_ij), the home share A_i B_i population_i f_self."""
+    mode, is_core, rows = _pair_inputs(network, one, mode_name)
+    _, terms, log_a, log_b, _, _, _ = doubly_factors(network, rows, mode, one.closed, is_core)
+    self_log_f = float(terms.self_log_f[0]) if terms.has_self[0] else -np.inf
+    return factor_pair_shares(rows, network.places, mode, 0, bool(one.closed[0]), log_a[0], log_b[0], 0.0, self_log_f)
 
 
-def _radiation_pairs(network: Network, one: ScenarioBatch, mode_name: str, origin, travel, reachable):
-    mode, is_core, rows, _ = _pair_inputs(network, one, mode_name, travel)
+def _radiation_pairs(network: Network, one: ScenarioBatch, mode_name: str):
+    mode, is_core, rows = _pair_inputs(network, one, mode_name)
     ends = reach_of(network, rows, mode, one.closed, is_core).reach[0].astype(np.int64)
     return radiate(network, rows, mode, 0, bool(one.closed[0]), ends, is_core[0]), np.zeros(network.n_towns)
 
@@ -214,7 +209,7 @@ def _radiation_pairs(network: Network, one: ScenarioBatch, mode_name: str, origi
 class Model:
     name: str
     passes: Callable  # (network, rows, mode, closed, is_core) -> the batched results
-    pairs: Callable | None  # (network, one scenario, mode name, origin, travel, reachable) -> (s_ij, home share)
+    pairs: Callable | None  # (network, one scenario, mode name) -> (s_ij per pair, home share per town)
 
 
 MODELS = {

@@ -24,7 +24,7 @@ def scenario_pairs(network: Network, batch: ScenarioBatch, mode_name: str, scena
         reachable &= network.places.region[origin] == network.places.region[rows.neighbour]
     model = MODELS[int(mode.model[0])]
     if model.pairs is not None:  # gravity's are the kernel's own
-        share, home = model.pairs(network, one, mode_name, origin, travel, reachable)
+        share, home = model.pairs(network, one, mode_name)
     return {
         "origin": origin,
         "destination": rows.neighbour.astype(np.int64),

@@ -239,12 +239,3 @@ def nearest_bound(log_km, decay, power2, expo2, log_per_km, log_floor):
     if decay == POWER:
         return np.float64(power2 * log2_minutes(log_km, log_per_km, log_floor))
     return np.float64(expo2 * exp32(log_km))
-
-
-@strict
-def log_deterrence_pairs(travel_min, decay, beta, min_time_min):
-    """:func:`log_deterrence` of every travel time of an array (float64)."""
-    out = np.empty(travel_min.shape[0], dtype=np.float64)
-    for q in range(travel_min.shape[0]):
-        out[q] = log_deterrence(travel_min[q], decay, beta, min_time_min)
-    return out
