@@ -8,7 +8,8 @@ notebook or a script. The command line (``agglo.cli``) calls the same functions.
 
 Settings are configuration keys (``agglo config`` prints them all), dotted or nested; a
 list for a key that can be swept sweeps it (``"commute.cap_min": [30, 60]``), one value
-sets it (and replaces the experiment's sweep of that key). Errors are
+sets it (and replaces the experiment's sweep of that key). Every command of ``agglo`` is
+a function here (``agglo calibrate``: :func:`agglo.analysis.calibrate.calibrate_command`). Errors are
 :class:`agglo.UserError` with the same one-line message the command line prints.
 """
 
@@ -72,12 +73,44 @@ def overrides_of(settings: dict | None) -> list[str]:
     return out
 
 
-def configure(settings: dict | None = None, overrides: list[str] | tuple = (), experiment: str | None = None):
-    """The checked configuration (``AggloConfig``, OmegaConf form) of these settings."""
+def configure(
+    settings: dict | None = None,
+    overrides: list[str] | tuple = (),
+    experiment: str | None = None,
+    params: list[str] | tuple = (),
+):
+    """The checked configuration (``AggloConfig``, OmegaConf form) of these settings;
+    ``params``: override files (YAML, e.g. from :func:`calibrate`), which the settings and
+    overrides override."""
     from agglo.engine.config.compose import resolve
+    from agglo.engine.config.params import with_params
 
     head = [f"experiment={experiment}"] if experiment else []
-    return resolve([*head, *overrides_of(settings), *overrides])
+    return resolve(with_params(list(params), [*head, *overrides_of(settings), *overrides]))
+
+
+def config_text(settings: dict | None = None, overrides=(), experiment: str | None = None, params=()) -> str:
+    """The resolved configuration as YAML (what ``agglo config`` prints)."""
+    from agglo.engine.config.text import to_yaml
+
+    return to_yaml(configure(settings, overrides, experiment, params)[1])
+
+
+def run_store(
+    settings: dict | None = None,
+    overrides: list[str] | tuple = (),
+    *,
+    experiment: str | None = None,
+    params: list[str] | tuple = (),
+    quiet: bool = True,
+) -> str:
+    """Run a study (or finish a stopped one), as :func:`run`; returns the cube's path."""
+    from agglo.engine.executors.interrupts import deferred
+    from agglo.engine.run import execute
+
+    with deferred():  # Ctrl-C acts between steps and batches (see engine/executors/interrupts.py)
+        cfg, _ = configure(settings, overrides, experiment, params)
+        return execute(cfg, quiet=quiet).path
 
 
 def run(
@@ -85,34 +118,48 @@ def run(
     overrides: list[str] | tuple = (),
     *,
     experiment: str | None = None,
+    params: list[str] | tuple = (),
     quiet: bool = True,
 ) -> xr.Dataset:
     """Run a study (or finish a stopped one) and return its cube as a lazy xarray Dataset.
 
     ``settings``: configuration keys and values (see the module's docstring); ``overrides``:
     override strings as on the command line (``"commute.cap_min=30,60"``); ``experiment``: a
-    packaged study (``oaxaca``, ``ural``, ``mexico``, ...). Any executor works
-    (``{"executor.kind": "local"}``); the default runs in this process and starts a local
-    cluster only for a long sweep. Safe to call from a script without an
+    packaged study (``oaxaca``, ``ural``, ``mexico``, ...); ``params``: override files. Any
+    executor works (``{"executor.kind": "local"}``); the default runs in this process and
+    starts a local cluster only for a long sweep. Safe to call from a script without an
     ``if __name__ == "__main__":`` guard: the cluster's workers never run the script.
     """
-    from agglo.engine.executors.interrupts import deferred
-    from agglo.engine.run import execute
     from agglo.engine.store.reading import open_results as _open
 
-    cfg, _ = configure(settings, overrides, experiment)
-    with deferred():
-        outcome = execute(cfg, quiet=quiet)
-    return _open(outcome.path, check="presence")  # the run has just checked or written it all
+    path = run_store(settings, overrides, experiment=experiment, params=params, quiet=quiet)
+    return _open(path, check="presence")  # the run has just checked or written it all
 
 
-def open_results(path: str, check: str = "auto") -> xr.Dataset:
+def open_results(path: str, check: str = "auto", dask: bool = True) -> xr.Dataset:
     """A result cube as a lazy xarray Dataset; a damaged cube is refused (``check``: auto,
-    checksums, presence or none; see :func:`agglo.engine.store.reading.open_results`)."""
+    checksums, presence or none; see :func:`agglo.engine.store.reading.open_results`);
+    ``dask=False``: each variable read whole when first used, without Dask."""
     from agglo.engine.store.cube import cube_path
     from agglo.engine.store.reading import open_results as _open
 
-    return _open(cube_path(path), check=check)
+    return _open(cube_path(path), dask=dask, check=check)
+
+
+def describe(path: str) -> str:
+    """The cube's engine and input, dimensions, what is written, its writer lease and its
+    summary table (what ``agglo info`` prints)."""
+    from agglo.views.summary import describe_cube
+
+    return describe_cube(path)
+
+
+def verify(path: str) -> tuple[bool, str]:
+    """(whether the cube is whole, the report): every array as written, every written
+    batch's chunks there and matching their checksums (what ``agglo verify`` prints)."""
+    from agglo.engine.store.reading import verify as _verify
+
+    return _verify(path)
 
 
 def open_analysis(path: str, name: str) -> xr.Dataset:
@@ -157,6 +204,8 @@ def analyze(
     :func:`open_analysis`). Returns the report that ``agglo analyze`` prints."""
     from agglo.analysis.report import analyze_store
 
+    if discover is not None and not 0 <= discover <= 1:
+        raise UserError(f"--discover {discover}: a coverage gap; allowed: a number from 0 to 1")
     return analyze_store(path, towns, region, ari, discover)
 
 
@@ -175,8 +224,68 @@ def regions(country: str, min_population: float = 500.0):
     return _regions(country, min_population)
 
 
-def plot(path: str, out: str, select: dict | None = None) -> list[str]:
-    """Write the cube's figures (maps, heat map, curves) into the folder ``out``."""
+def plot(path: str, out: str, select: dict | None = None, x: str | None = None, y: str | None = None) -> list[str]:
+    """Write the cube's figures (maps, heat map, curves) into the folder ``out``; ``x``, ``y``:
+    the swept keys on the heat map's axes."""
     from agglo.analysis.report import plot_store
 
-    return plot_store(path, {k: str(v) for k, v in (select or {}).items()}, out)
+    return plot_store(path, {k: str(v) for k, v in (select or {}).items()}, out, x, y)
+
+
+def flows(settings: dict | None = None, overrides=(), *, out: str, to_cores: bool = False, experiment=None):
+    """Write one scenario's origin-destination table (``out``: .parquet or .csv, never an
+    existing file): origin, destination, mode, travel_min, share, flow. Returns (out, rows)."""
+    from agglo.engine.compute.flows import export
+
+    head = [f"experiment={experiment}"] if experiment else []
+    return export([*head, *overrides_of(settings), *overrides], out, to_cores)
+
+
+def times(
+    settings: dict | None = None, overrides=(), *, out: str, mode: str = "freight", cap_min=None, experiment=None
+):
+    """Write the built-in travel times of ``mode`` as a travel-time table (docs/traveltimes.md),
+    the pairs within ``cap_min`` (default: the mode's cap). Returns (out, pairs, cap)."""
+    from agglo.engine.data.times import export
+
+    head = [f"experiment={experiment}"] if experiment else []
+    return export([*head, *overrides_of(settings), *overrides], mode, out, cap_min)
+
+
+def calibrate(
+    flows: str,
+    towns: str,
+    *,
+    model: str = "production",
+    decay: str = "power",
+    cost: str = "minutes",
+    mode: str = "commute",
+    pairs: str = "all",
+    overrides=(),
+    out: str | None = None,
+    overwrite: bool = False,
+):
+    """Fit the gravity parameters of ``mode`` to observed flows (``flows``: origin,
+    destination, flow by town_id; ``towns``: their table) by Poisson regression; ``out``: also
+    write the fitted values as an override file for ``run(params=[out])`` (an existing file
+    only with ``overwrite``). Returns (the fit, the report ``agglo calibrate`` prints)."""
+    import os
+
+    from agglo.analysis import calibrate as fitting
+    from agglo.analysis.observed import calibrate_files
+    from agglo.engine.data.towns import load_table
+    from agglo.engine.store.outputs import check_new_file, writing
+
+    if out and not (overwrite and os.path.isfile(out)):
+        check_new_file("--out", out)
+    cfg, _ = configure(overrides=overrides)
+    settings = cfg.mode(mode)
+    fit, seen = calibrate_files(
+        flows, load_table(towns), model, decay, cost, settings.speed_kmh, settings.circuity, pairs
+    )
+    lines = [seen, fitting.report(fit, mode)]
+    if out:
+        with writing(f"--out {out!r}"), open(out, "w" if overwrite else "x", encoding="utf-8") as fh:
+            fh.write(fitting.to_yaml(fit, mode, cost, flows))
+        lines.append(f"-> {out} (use: agglo run --params {out} ...)")
+    return fit, "\n".join(lines)

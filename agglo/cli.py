@@ -1,4 +1,5 @@
-"""The command line: ``agglo run | config | info | verify | analyze | plot | explore | flows | times | calibrate``.
+"""The command line: ``agglo run | config | info | verify | analyze | plot | explore | flows | times | calibrate``,
+each a call of the Python API (:mod:`agglo.api`) and a print.
 
 Overrides use Hydra's grammar (``key=value``, ``key=a,b,c``, ``key=range(1,3,0.5)``,
 ``key=choice(a,b)``); every key of docs/model.md can be set or swept.
@@ -7,7 +8,6 @@ Overrides use Hydra's grammar (``key=value``, ``key=a,b,c``, ``key=range(1,3,0.5
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from agglo.engine.errors import UserError
@@ -177,48 +177,39 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
-    from agglo.engine.config.compose import resolve
-    from agglo.engine.config.params import with_params
-    from agglo.engine.run import execute
-    from agglo.engine.store.reading import open_results
+    from agglo import api
     from agglo.views.summary import header, table
 
-    cfg, _ = resolve(with_params(args.params, args.overrides))
-    outcome = execute(cfg, quiet=args.quiet)
-    ds = open_results(outcome.path, dask=False, check="presence")  # the run has just checked or written it all
+    path = api.run_store(overrides=args.overrides, params=args.params, quiet=args.quiet)
+    ds = api.open_results(path, check="presence", dask=False)  # the run has just checked or written it all
     print(header(ds))
     print(table(ds))
-    print(f"cube: {outcome.path}")
+    print(f"cube: {path}")
     if args.figures:
-        from agglo.api import explore, plot
-
-        print("figures: " + ", ".join(plot(outcome.path, args.figures)))
-        print("explore: " + explore(outcome.path, f"{args.figures.rstrip('/')}/explore.html"))
+        print("figures: " + ", ".join(api.plot(path, args.figures)))
+        print("explore: " + api.explore(path, f"{args.figures.rstrip('/')}/explore.html"))
     return 0
 
 
 def cmd_config(args) -> int:
-    from agglo.engine.config.compose import resolve
-    from agglo.engine.config.params import with_params
-    from agglo.engine.config.text import to_yaml
+    from agglo.api import config_text
 
-    _, composed = resolve(with_params(args.params, args.overrides))
-    print(to_yaml(composed), end="")
+    print(config_text(overrides=args.overrides, params=args.params), end="")
     return 0
 
 
 def cmd_flows(args) -> int:
-    from agglo.engine.compute.flows import export
+    from agglo.api import flows
 
-    path, rows = export(args.overrides, args.out, args.to_cores)
+    path, rows = flows(overrides=args.overrides, out=args.out, to_cores=args.to_cores)
     print(f"{path}: {rows} origin-destination pairs (origin, destination, mode, travel_min, share, flow)")
     return 0
 
 
 def cmd_times(args) -> int:
-    from agglo.engine.data.times import export
+    from agglo.api import times
 
-    path, n, cap = export(args.overrides, args.mode, args.out, args.cap_min)
+    path, n, cap = times(overrides=args.overrides, mode=args.mode, out=args.out, cap_min=args.cap_min)
     print(
         f"{path}: {n} {args.mode} pairs within {cap:g} min (origin, destination, minutes); use it with {args.mode}.travel_times={path}"
     )
@@ -226,32 +217,20 @@ def cmd_times(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from agglo.analysis import calibrate
-    from agglo.analysis.observed import calibrate_files
-    from agglo.engine.config.compose import resolve
-    from agglo.engine.data.towns import load_table
-    from agglo.engine.store.outputs import check_new_file, writing
+    from agglo.api import calibrate
 
-    if args.out and not (args.overwrite and os.path.isfile(args.out)):
-        check_new_file("--out", args.out)
-    mode = resolve(args.overrides)[0].mode(args.mode)
-    towns = load_table(args.towns)
-    fit, seen = calibrate_files(
-        args.flows, towns, args.model, args.decay, args.cost, mode.speed_kmh, mode.circuity, args.pairs
-    )
-    print(seen)
-    print(calibrate.report(fit, args.mode))
-    if args.out:
-        with writing(f"--out {args.out!r}"), open(args.out, "w" if args.overwrite else "x", encoding="utf-8") as fh:
-            fh.write(calibrate.to_yaml(fit, args.mode, args.cost, args.flows))
-        print(f"-> {args.out} (use: agglo run --params {args.out} ...)")
+    _, text = calibrate(
+        args.flows, args.towns, model=args.model, decay=args.decay, cost=args.cost, mode=args.mode,
+        pairs=args.pairs, overrides=args.overrides, out=args.out, overwrite=args.overwrite,
+    )  # fmt: skip
+    print(text)
     return 0
 
 
 def cmd_info(args) -> int:
-    from agglo.views.summary import describe_cube
+    from agglo.api import describe
 
-    print(describe_cube(args.store))
+    print(describe(args.store))
     return 0
 
 
@@ -265,7 +244,7 @@ def cmd_regions(args) -> int:
 def cmd_verify(args) -> int:
     """0: the cube is whole (every array as written, every written batch's chunks there and
     matching their checksums); 1: it is not (listed); 2: not a cube."""
-    from agglo.engine.store.reading import verify
+    from agglo.api import verify
 
     whole, text = verify(args.store)
     print(text)
@@ -273,11 +252,9 @@ def cmd_verify(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    from agglo.analysis.report import analyze_store
+    from agglo.api import analyze
 
-    if args.discover is not None and not 0 <= args.discover <= 1:
-        raise UserError(f"--discover {args.discover}: a coverage gap; allowed: a number from 0 to 1")
-    print(analyze_store(args.store, args.towns, args.region, tuple(args.ari) if args.ari else None, args.discover))
+    print(analyze(args.store, args.towns, args.region, tuple(args.ari) if args.ari else None, args.discover))
     return 0
 
 
@@ -292,17 +269,17 @@ def _select(items: list[str]) -> dict:
 
 
 def cmd_plot(args) -> int:
-    from agglo.analysis.report import plot_store
+    from agglo.api import plot
 
-    for path in plot_store(args.store, _select(args.select), args.out, args.x, args.y):
+    for path in plot(args.store, args.out, _select(args.select), args.x, args.y):
         print(path)
     return 0
 
 
 def cmd_explore(args) -> int:
-    from agglo.views.explore import explore_store
+    from agglo.api import explore
 
-    print(explore_store(args.store, args.out, _select(args.select), args.max_mb))
+    print(explore(args.store, args.out, _select(args.select), args.max_mb))
     return 0
 
 
@@ -323,11 +300,6 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        if args.command == "run":
-            from agglo.engine.executors.interrupts import deferred
-
-            with deferred():  # Ctrl-C acts between steps and batches (see engine/executors/interrupts.py)
-                return COMMANDS[args.command](args)
         return COMMANDS[args.command](args)
     except UserError as err:
         print(f"agglo: error: {err}", file=sys.stderr)

@@ -58,3 +58,20 @@ def test_no_function_over_60_lines():
     _, functions = _sizes()
     long = {name: n for name, n in functions.items() if n > FUNCTION_LINES}
     assert not long, f"functions over {FUNCTION_LINES} lines: {long}"
+
+
+# The command line is one module over the Python API: what it may import from agglo.
+CLI_IMPORTS = ("agglo.api", "agglo.views.summary", "agglo.engine.errors", "agglo.engine.executors.interrupts")
+
+
+def test_the_command_line_calls_the_python_api():
+    """Every command is an API call and a print, so a notebook gets what the shell gets."""
+    tree = ast.parse((PACKAGE / "cli.py").read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("agglo"):
+            found.add(node.module if node.module != "agglo" else f"agglo.{node.names[0].name}")
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("agglo"))
+    assert found, "cli.py imports nothing from agglo"
+    assert found <= set(CLI_IMPORTS), f"cli.py reaches past the API: {sorted(found - set(CLI_IMPORTS))}"
