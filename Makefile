@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all bench lint clean studies study-oaxaca study-ural study-national study-cbsa study-calibration study-roads
+.PHONY: run test test-all bench lint clean studies study-oaxaca study-ural study-national study-cbsa study-calibration study-roads study-parts
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11" >&2; exit 2; }
@@ -33,7 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_explore.py
 
 # The studies of experiments/ (each also runs alone: make study-ural, ...).
-studies: study-oaxaca study-ural study-national study-cbsa study-calibration study-roads
+studies: study-oaxaca study-ural study-national study-cbsa study-calibration study-roads study-parts
 
 study-oaxaca: $(STAMP)
 	$(BIN)/python experiments/oaxaca/run.py
@@ -55,6 +55,9 @@ clean:
 
 study-calibration: $(STAMP)
 	$(BIN)/python experiments/calibration/run.py
+
+study-parts: $(STAMP)
+	$(BIN)/python experiments/parts/run.py
 
 study-roads: $(STAMP)
 	$(BIN)/python experiments/roads/run.py

@@ -150,13 +150,13 @@ class _Inputs:
 
 def _read_inputs(cfg: AggloConfig, quiet: bool) -> _Inputs:
     """Towns, plan and reach, every check that can refuse the run (before anything is written)."""
-    towns = load_towns(cfg)
+    notes: list[str] = []  # said once every input check has passed (an error stays one line)
+    towns = load_towns(cfg, report=notes.append)
     check_interrupt()
     cfg = _present_cores(cfg, towns, quiet)
-    if not quiet:
-        far = region_outliers(towns)
-        if far:
-            print(describe_region_outliers(towns, far), file=sys.stderr)
+    far = [] if quiet else region_outliers(towns)
+    if far:
+        notes.append(describe_region_outliers(towns, far))
     forced = forced_cores(towns, list(cfg.cores.ids))
     table = table_values(cfg) if cfg.sweep.table is not None else None
     plan = make_plan(cfg, cfg.executor.batch_size, table)
@@ -176,6 +176,8 @@ def _read_inputs(cfg: AggloConfig, quiet: bool) -> _Inputs:
 
         check_address(cfg.executor)
     tables = {mode: r.sha256 for mode, r in radii.items() if hasattr(r, "sha256")}
+    for line in notes if not quiet else ():
+        print(line, file=sys.stderr)
     return _Inputs(cfg, towns, forced, table, plan, radii, floor, towns.sha256(), tables)
 
 

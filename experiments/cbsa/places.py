@@ -69,11 +69,16 @@ def delineation(root) -> pd.DataFrame:
     )
 
 
-def build_places(counties: pd.DataFrame, areas: pd.DataFrame) -> pd.DataFrame:
-    """The engine's town table (docs/model.md's columns) plus ``county``: places and remainders."""
+def build_places(counties: pd.DataFrame, areas: pd.DataFrame, parts: tuple | None = (3000.0, 2.0)) -> pd.DataFrame:
+    """The engine's town table (docs/model.md's columns) plus ``county``: places and remainders.
+    ``parts``: (density, ratio) of the rule that leaves out the places that are parts of a
+    larger place (agglo/engine/data/parts.py, before the remainders are counted), None: keep them."""
+    from agglo.engine.data.parts import part_of, without_parts
     from agglo.engine.data.towns import load_geonames
 
     towns = load_geonames("US", None, 500)
+    if parts is not None:
+        towns = without_parts(towns, part_of(towns, *parts))
     county = county_of_places(towns.lat, towns.lon, towns.region, counties)
     places = pd.DataFrame(
         {

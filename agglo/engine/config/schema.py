@@ -32,6 +32,9 @@ class DataConfig:
     path: str | None = None
     n: int = 1000
     seed: int = 0
+    parts: str = "auto"  # places that are parts of a larger place: auto (GeoNames only), on, off
+    parts_density: float = 3000.0  # people per km² that give a place its own radius
+    parts_ratio: float = 2.0  # a part's place is at least this many times as populous
 
     def check(self) -> None:
         need(
@@ -47,6 +50,14 @@ class DataConfig:
         if self.source == "table":
             need(bool(self.path), "data.path", self.path, "a CSV or Parquet file when data.source=table")
         need(self.n >= 1, "data.n", self.n, "an integer >= 1")
+        need(self.parts in ("auto", "on", "off"), "data.parts", self.parts, "auto, on, off")
+        need(
+            finite(self.parts_density) and self.parts_density > 0,
+            "data.parts_density",
+            self.parts_density,
+            "a finite number > 0 (people per km²)",
+        )
+        need(finite(self.parts_ratio) and self.parts_ratio >= 1, "data.parts_ratio", self.parts_ratio, "a number >= 1")
         need(
             isinstance(self.country, str) and (len(self.country) == 2 or self.country.lower() == "world"),
             "data.country",

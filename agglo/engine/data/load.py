@@ -3,12 +3,36 @@ with ``data.min_population`` applied."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from agglo.engine.config.schema import AggloConfig
 from agglo.engine.data.towns import Towns, from_frame, load_geonames, load_table, synthetic
 from agglo.engine.errors import UserError
 
 
-def load_towns(cfg: AggloConfig) -> Towns:
+def load_towns(cfg: AggloConfig, report=None) -> Towns:
+    """The towns a run works on; ``report``: called with one line when places are left out
+    as parts of a larger place (agglo/engine/data/parts.py)."""
+    d = cfg.data
+    towns = _read(cfg)
+    if d.parts == "on" or (d.parts == "auto" and d.source == "geonames"):
+        from agglo.engine.data.parts import describe_parts, part_of, without_parts
+
+        forced = forced_ids(towns, list(cfg.cores.ids))
+        parent = part_of(towns, d.parts_density, d.parts_ratio, keep=forced)
+        if report is not None and (parent >= 0).any():
+            report(describe_parts(towns, parent))
+        towns = without_parts(towns, parent)
+    return towns
+
+
+def forced_ids(towns: Towns, ids: list) -> np.ndarray:
+    """Towns forced to be cores (the table's ``core`` column, ``cores.ids`` found in it)."""
+    wanted = {str(t) for t in ids}
+    return towns.core | np.array([str(t) in wanted for t in towns.town_id], dtype=bool)
+
+
+def _read(cfg: AggloConfig) -> Towns:
     d = cfg.data
     if d.source == "geonames":
         return load_geonames(d.country, None if d.admin1 is None else list(d.admin1), d.min_population)
