@@ -31,7 +31,7 @@ def run(country: str) -> str:
     store = ROOT / f"results/national_{country}.zarr"
     figures = ROOT / f"results/national_{country}_figures"
     agglo_run("experiment=mexico", f"data.country={country}", "data.admin1=null", "sweep.grid={}",
-              f"sweep.table={HERE / 'scenarios.csv'}", f"store.path={store}", "--figures", str(figures))  # fmt: skip
+              f"sweep.table={HERE / 'scenarios.csv'}", f"store.path={store}", figures=str(figures))  # fmt: skip
     (HERE / "figures").mkdir(exist_ok=True)
     for name in ("map.png", "membership.png"):
         shutil.copyfile(figures / name, HERE / "figures" / f"{country}_{name}")
