@@ -271,6 +271,25 @@ def test_ombs_rule_on_a_toy_system():
     assert delineate(flows, area_of_central).tolist() == [-1, 0, 1, -1, -1]
 
 
+def test_the_threshold_on_model_shares_that_reproduces_the_observed_rule():
+    """Model shares to the central county half the observed ones: the observed 25 % rule (only
+    county 1, 30 %) is reproduced by a model threshold in (0.10, 0.15], the observed 15 % rule
+    (counties 1 and 2) by one in (0.05, 0.10]; the first such value of the grid is chosen."""
+    from experiments.calibration.run import TAUS, threshold_from_flows
+
+    def table(shares):
+        flows = np.diag([1000.0, 0, 0, 0])
+        for i, x in enumerate(shares, start=1):
+            flows[i, 0], flows[i, i] = 100 * x, 100 * (1 - x)
+        return flows
+
+    observed, model = table([0.30, 0.20, 0.10]), table([0.15, 0.10, 0.05])
+    area_of_central = np.array([0, -1, -1, -1])
+    rows = np.arange(4)
+    assert threshold_from_flows(model, observed, area_of_central, rows) == TAUS[TAUS > 0.10][0]
+    assert threshold_from_flows(model, observed, area_of_central, rows, 0.15) == TAUS[TAUS > 0.05][0]
+
+
 @pytest.mark.slow
 def test_ombs_rule_on_the_observed_flows_reproduces_ombs_delineation():
     """The ceiling the issue measured (F1 0.916 against OMB 2023 metropolitan outlying counties)."""

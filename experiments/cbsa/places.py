@@ -153,7 +153,7 @@ def score_places(ds, table: pd.DataFrame, areas: pd.DataFrame, states: set | Non
         dims = [d for d in agg["target"].dims if d != "unit"]
         joined = agg["target"].transpose(*dims, "unit").values.reshape(-1, len(units))
         share = agg["target_share"].transpose(*dims, "unit").values.reshape(-1, len(units))
-        index = agg["target"].stack(scenario=dims)["scenario"].values
+        index = agg["target"].stack(_key=dims)["_key"].values
         for k, key in enumerate(index):
             for tau, member in _predicted(joined[k], share[k], keep, metro_areas, TAUS):
                 hit = member & (joined[k] == true)
