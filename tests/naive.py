@@ -107,10 +107,12 @@ def scenario(
     keep_pairs: bool = False,
     minutes=None,
     origins: int | None = None,
+    mass=None,
 ):
     """One mode of one scenario. ``mode`` holds docs/model.md's keys (speed_kmh, cap_min, ...).
     ``origins``: only the first that many origin rows (the benchmarks time a national case
-    on a sample of rows; the other towns' results stay unset).
+    on a sample of rows; the other towns' results stay unset). ``mass``: the destination
+    mass (a town table's ``mass`` column); None: the population.
 
     Returns docs/model.md's per-town results plus, for checks, ``s_home``, the runner-up core
     share ``second`` and the smallest ``|t_ij - cap|`` per origin ``cap_gap``.
@@ -124,6 +126,7 @@ def scenario(
     s_home = np.full(n, np.nan)
     cap_gap = np.full(n, np.inf)
     pairs = []
+    dest = population if mass is None else mass
     last = n if origins is None else min(origins, n)
     for start in range(0, last, block):
         rows = np.arange(start, min(start + block, last))
@@ -137,13 +140,13 @@ def scenario(
         cap_gap[rows] = gap.min(axis=1)
         w = np.where(
             reach,
-            population[None, :] ** mode["gamma"] * deterrence(t, mode["decay"], mode["beta"], mode["min_time_min"]),
+            dest[None, :] ** mode["gamma"] * deterrence(t, mode["decay"], mode["beta"], mode["min_time_min"]),
             0.0,
         )
         if mode["self_time_min"] is None:
             w_self = np.zeros(len(rows))
         else:
-            w_self = population[rows] ** mode["gamma"] * deterrence(
+            w_self = dest[rows] ** mode["gamma"] * deterrence(
                 mode["self_time_min"], mode["decay"], mode["beta"], mode["min_time_min"]
             )
         denom = w_self + w.sum(axis=1)

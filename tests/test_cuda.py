@@ -46,6 +46,23 @@ def test_cuda_passes_equal_the_twin(towns, commute, freight, closed, core_min):
         compare(got, reference_one(towns, cfg, mode), m, cfg.mode(mode))
 
 
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    towns=town_tables(max_towns=10),
+    masses=st.lists(st.floats(0.5, 5e6), min_size=10, max_size=10),
+    commute=modes(),
+    freight=modes(),
+)
+def test_cuda_passes_with_a_destination_mass_equal_the_twin(towns, masses, commute, freight):
+    import dataclasses
+
+    towns = dataclasses.replace(towns, mass=np.array(masses[: len(towns)]))
+    cfg = make_config(commute, freight, "open", 1000.0)
+    got = cuda_one(towns, cfg)
+    for m, mode in enumerate(("commute", "freight")):
+        compare(got, reference_one(towns, cfg, mode, mass=towns.mass), m, cfg.mode(mode))
+
+
 @pytest.fixture(scope="module")
 def oaxaca_network():
     towns = oaxaca_geonames()

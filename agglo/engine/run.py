@@ -12,7 +12,7 @@ from agglo.engine.compute.batch import NEAR_TIES
 from agglo.engine.config.names import MODES
 from agglo.engine.config.schema import AggloConfig
 from agglo.engine.config.text import result_keys, to_yaml
-from agglo.engine.data.load import load_towns
+from agglo.engine.data.load import check_mass, load_towns
 from agglo.engine.data.towns import Towns, describe_region_outliers, region_outliers
 from agglo.engine.data.traveltimes import forget_read_ahead, read_ahead, with_tables
 from agglo.engine.errors import UserError
@@ -23,7 +23,7 @@ from agglo.engine.network import cache as netcache
 from agglo.engine.network.build import check_size, forced_cores
 from agglo.engine.planning.plan import Plan, describe_sample, make_plan
 from agglo.engine.planning.scenario_file import table_values
-from agglo.engine.planning.scenarios import batch_parameters, reach_radii
+from agglo.engine.planning.scenarios import MODEL_CODES, batch_parameters, reach_radii
 from agglo.engine.store import cube as store
 from agglo.engine.store import lease, reading
 from agglo.engine.store import state as store_state
@@ -166,6 +166,8 @@ def _read_inputs(cfg: AggloConfig, quiet: bool) -> _Inputs:
             f"borders = 'closed' needs a 'region' column, and {towns.source} has none; allowed: borders=open, or a table with regions"
         )
     _check_device(cfg, params_all)
+    names = {code: name for name, code in MODEL_CODES.items()}
+    check_mass(towns, {m: [names[int(c)] for c in np.unique(params_all.mode(m).model)] for m in MODES})
     radii = with_tables(cfg, reach_radii(params_all))
     check_size(towns, radii)  # before anything is written: one line, never a MemoryError
     floor = float(np.min(params_all.core_min_population))

@@ -12,8 +12,8 @@ reduction in shared memory: no warp shuffles or votes, so Numba's CUDA simulator
 Everything is float64 and written from the model as it reads: the travel time from the
 haversine distance with the operations of :mod:`agglo.kernels.reach` (so the reach is
 the CPU's, pair for pair, but where the GPU's fused multiply-adds move ``t_ij`` across
-the cap by an ulp), the weights ``w_ij = population_j^gamma f(t_ij)`` relative to the
-row's largest log population (``lp_max``, so that they neither overflow nor
+the cap by an ulp), the weights ``w_ij = mass_j^gamma f(t_ij)`` (mass: the destination mass) relative to the
+row's largest log mass (``lp_max``, so that they neither overflow nor
 underflow), the self term, and the best core (largest weight, ties: lower index).
 
 The contract with the CPU passes (which sum float32 terms in base 2): the same
@@ -87,7 +87,7 @@ def _reduce_block(t_id, width, sums, counts, best_w, best_j, second_w):
 
 @cuda.jit
 def origin_kernel(
-    offsets, neighbour, lat, lon, log_pop, lp_max, region, params, closed, is_core, n_reachable, denominator,
+    offsets, neighbour, lat, lon, log_mass, lp_max, region, params, closed, is_core, n_reachable, denominator,
     best_core, best_weight, near,
 ):  # fmt: skip
     """Block (s, i) = (blockIdx.y, blockIdx.x). ``params`` (S, 8): circuity, speed_kmh,
@@ -116,7 +116,7 @@ def origin_kernel(
         t = _minutes(lat, lon, i, j, circuity, speed)
         if not t <= cap:
             continue
-        w = math.exp(gamma * (log_pop[j] - top) + _log_f(t, decay, beta, min_time))
+        w = math.exp(gamma * (log_mass[j] - top) + _log_f(t, decay, beta, min_time))
         total += w
         count += 1
         if is_core[s, j]:
@@ -137,7 +137,7 @@ def origin_kernel(
         total = sums[0]
         self_time = params[s, 6]
         if not math.isnan(self_time):
-            total += math.exp(gamma * (log_pop[i] - top) + _log_f(self_time, decay, beta, min_time))
+            total += math.exp(gamma * (log_mass[i] - top) + _log_f(self_time, decay, beta, min_time))
         n_reachable[s, i] = counts[0]
         denominator[s, i] = total
         best_core[s, i] = best_j[0]
@@ -147,7 +147,7 @@ def origin_kernel(
 
 @cuda.jit
 def inflow_kernel(
-    offsets, neighbour, lat, lon, log_pop, lp_max, population, region, params, closed, denominator, inflow
+    offsets, neighbour, lat, lon, log_mass, lp_max, population, region, params, closed, denominator, inflow
 ):
     """Block (s, j): inflow_j = Σ_{i that reach j} population_i · w_ij / denominator_i,
     over j's own row (reach is symmetric: the same distance both ways, one region test)."""
@@ -165,7 +165,7 @@ def inflow_kernel(
         t = _minutes(lat, lon, i, j, circuity, speed)
         if not t <= cap:
             continue
-        w = math.exp(gamma * (log_pop[j] - lp_max[i]) + _log_f(t, decay, beta, min_time))
+        w = math.exp(gamma * (log_mass[j] - lp_max[i]) + _log_f(t, decay, beta, min_time))
         total += population[i] * w / denominator[s, i]
     sums[t_id] = total
     cuda.syncthreads()
@@ -202,7 +202,7 @@ def _to_device(rows, places, mode, closed, is_core) -> dict:
     """What the kernels read, copied to the device."""
     host = {
         "offsets": rows.offsets, "neighbour": rows.neighbour, "lat": places.lat, "lon": places.lon,
-        "log_pop": places.log_pop, "lp_max": places.lp_max, "population": places.population,
+        "log_mass": places.log_mass, "lp_max": places.lp_max, "population": places.population,
         "region": places.region, "params": mode_table(mode), "closed": np.asarray(closed, dtype=np.bool_),
         "is_core": np.asarray(is_core, dtype=np.bool_),
     }  # fmt: skip
@@ -241,11 +241,11 @@ def gravity_passes(rows, places, mode, closed, is_core, block: int = BLOCK, timi
     lap("to_device_s")
     if n and n_scen:
         origin_kernel[shape, block](
-            d["offsets"], d["neighbour"], d["lat"], d["lon"], d["log_pop"], d["lp_max"], d["region"], d["params"],
+            d["offsets"], d["neighbour"], d["lat"], d["lon"], d["log_mass"], d["lp_max"], d["region"], d["params"],
             d["closed"], d["is_core"], n_reachable, denominator, best_core, best_weight, near,
         )  # fmt: skip
         inflow_kernel[shape, block](
-            d["offsets"], d["neighbour"], d["lat"], d["lon"], d["log_pop"], d["lp_max"], d["population"],
+            d["offsets"], d["neighbour"], d["lat"], d["lon"], d["log_mass"], d["lp_max"], d["population"],
             d["region"], d["params"], d["closed"], denominator, inflow,
         )  # fmt: skip
     lap("kernels_s")

@@ -3,7 +3,8 @@ written plainly in float64 from docs/model.md, looping over the rows as the fast
 
 It serves the flow export (``agglo flows``) and the tests, which compare every fast pass
 with it scenario by scenario. No log-space tricks beyond one shift by the row's largest
-log-weight (so that ``population ^ gamma`` cannot overflow), no float32, exact travel times.
+log-weight (so that ``mass ^ gamma`` cannot overflow; mass: the destination mass), no float32,
+exact travel times.
 """
 
 import numpy as np
@@ -26,7 +27,7 @@ def pair_shares(rows, places, mode, s, closed):
     circuity, speed_kmh, cap_min = mode.circuity[s], mode.speed_kmh[s], mode.cap_min[s]
     self_time, min_time = mode.self_time_min[s], mode.min_time_min[s]
     has_self = not np.isnan(self_time)
-    log_pop, region = places.log_pop, places.region
+    log_mass, region = places.log_mass, places.region
     chunks = rows.chunks
     for c in prange(chunks.shape[0] - 1):
         for i in range(chunks[c], chunks[c + 1]):
@@ -35,14 +36,14 @@ def pair_shares(rows, places, mode, s, closed):
             top = -np.inf
             self_lw = -np.inf
             if has_self:
-                self_lw = gamma * log_pop[i] + log_deterrence(self_time, decay, beta, min_time)
+                self_lw = gamma * log_mass[i] + log_deterrence(self_time, decay, beta, min_time)
                 top = self_lw
             for q in range(start, stop):
                 j = rows.neighbour[q]
                 t = pair_minutes(rows, places, i, q, circuity, speed_kmh)
                 travel[q] = t
                 if t <= cap_min and (not closed or region[j] == region[i]):
-                    lw = gamma * log_pop[j] + log_deterrence(t, decay, beta, min_time)
+                    lw = gamma * log_mass[j] + log_deterrence(t, decay, beta, min_time)
                     share[q] = lw
                     top = max(top, lw)
                 else:

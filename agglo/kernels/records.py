@@ -25,14 +25,15 @@ class Places(NamedTuple):
     lat: np.ndarray  # (N,) float64, degrees
     lon: np.ndarray  # (N,) float64, degrees
     region: np.ndarray  # (N,) int, first-level region code
-    lp_max: np.ndarray  # (N,) float64, largest log population of the town and its neighbours
+    lp_max: np.ndarray  # (N,) float64, largest log destination mass of the town and its neighbours
+    log_mass: np.ndarray  # (N,) float64, log destination mass: the table's mass column, else log_pop
 
 
 class Rows(NamedTuple):
     offsets: np.ndarray  # (N+1,) int64: the neighbours of i are positions offsets[i]:offsets[i+1]
     neighbour: np.ndarray  # (P,) int32, town index
     log_dist: np.ndarray  # (P,) float32, log km (-inf for a repeated place)
-    lp_rel: np.ndarray  # (P,) float32, log population of the neighbour minus the row's lp_max
+    lp_rel: np.ndarray  # (P,) float32, log destination mass of the neighbour minus the row's lp_max
     radius_km: float  # every pair within this distance is a row entry
     longest: int  # the largest row length (scratch size)
     bucket: np.ndarray  # (N, 33) int32: first row position beyond radius_km * sqrt(k / 32)

@@ -24,6 +24,9 @@ from agglo.engine.store.outputs import check_new_file, writing
 
 
 def flow_table(cfg, towns, to_cores: bool = False) -> pd.DataFrame:
+    from agglo.engine.data.load import check_mass
+
+    check_mass(towns, {mode: [cfg.mode(mode).model] for mode in MODES})
     params = batch_parameters(cfg, {}, 1)
     forced = forced_cores(towns, list(cfg.cores.ids))
     radii = with_tables(cfg, reach_radii(params))

@@ -26,6 +26,20 @@ def load_towns(cfg: AggloConfig, report=None) -> Towns:
     return towns
 
 
+def check_mass(towns: Towns, models: dict) -> None:
+    """A ``mass`` column (the destination mass) is read by the gravity model only;
+    ``models``: mode -> the model names its scenarios use."""
+    if towns.mass is None:
+        return
+    for mode, names in models.items():
+        other = sorted(set(names) - {"gravity"})
+        if other:
+            raise UserError(
+                f"{towns.source}: column 'mass' is read by the gravity model only, and {mode}.model = {other[0]}; "
+                "allowed: model=gravity with a mass column, or a table without one (the population is the mass)"
+            )
+
+
 def forced_ids(towns: Towns, ids: list) -> np.ndarray:
     """Towns forced to be cores (the table's ``core`` column, ``cores.ids`` found in it)."""
     wanted = {str(t) for t in ids}

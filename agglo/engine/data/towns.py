@@ -30,6 +30,7 @@ class Towns:
     region: np.ndarray | None  # str (object) or None
     core: np.ndarray  # bool, forced cores from the table
     source: str
+    mass: np.ndarray | None = None  # float64, destination mass (e.g. jobs); None: the population
 
     def __len__(self) -> int:
         return int(self.population.shape[0])
@@ -52,6 +53,8 @@ class Towns:
             "region": self.region if self.region is not None else np.full(len(self), "", dtype=object),
             "core": self.core,
         }
+        if self.mass is not None:  # only then: a table without it keeps its hash
+            columns["mass"] = self.mass
         return pd.DataFrame(columns)
 
     def sha256(self) -> str:
@@ -148,7 +151,12 @@ def from_frame(frame: pd.DataFrame, where: str) -> Towns:
             k = int(np.flatnonzero(bad.to_numpy())[0])
             raise _fail(_row(where, k), "core", frame["core"].iloc[k], "true/false, 1/0 or empty")
         core = truthy.to_numpy()
-    return Towns(town_id, name, lat, lon, population, region, core, where)
+    mass = None
+    if "mass" in frame.columns:
+        mass = _numeric(
+            frame, where, "mass", 0.0, np.inf, "a finite number > 0 (the destination mass, e.g. jobs)", low_open=True
+        )
+    return Towns(town_id, name, lat, lon, population, region, core, where, mass)
 
 
 def load_table(path: str) -> Towns:

@@ -256,7 +256,7 @@ class TableRows:
     """A table's rows for the kernels: outgoing (row i: the pairs i -> j) and incoming (row j:
     the pairs i -> j), the same arrays when the table is symmetric; each as (offsets,
     neighbour, log_min, minutes) within the run's limit, and each set's full-table row maxima
-    of log population (so that lp_max does not depend on the caps of the run)."""
+    of log destination mass (so that lp_max does not depend on the caps of the run)."""
 
     out: tuple
     into: tuple
@@ -294,20 +294,20 @@ def read_ahead(towns, radii: dict) -> None:
     (a bad table is refused with nothing written); the network's build then takes the rows
     read here instead of reading the table again. (The driver has just hashed the file:
     :func:`time_table`.)"""
-    from agglo.engine.network.build import available_bytes
+    from agglo.engine.network.build import available_bytes, destination_log_mass
 
-    log_pop = np.log(towns.population.astype(np.float64))
+    log_mass = destination_log_mass(towns, np.log(towns.population.astype(np.float64)))
     for table in radii.values():
         if isinstance(table, TimeTable):
             check_fits(table, available_bytes())
-            _READ[(id(towns), table)] = table_network_rows(towns, table, log_pop, sha_checked=False)
+            _READ[(id(towns), table)] = table_network_rows(towns, table, log_mass, sha_checked=False)
 
 
 def forget_read_ahead() -> None:
     _READ.clear()
 
 
-def table_network_rows(towns, table: TimeTable, log_pop: np.ndarray, sha_checked: bool = True) -> TableRows:
+def table_network_rows(towns, table: TimeTable, log_mass: np.ndarray, sha_checked: bool = True) -> TableRows:
     """Read ``table`` (its bytes checked against its sha256 unless ``sha_checked`` is False)
     and build its rows; a pair listed twice is refused naming both rows. Rows read ahead
     (:func:`read_ahead`) for these towns are taken instead."""
@@ -331,9 +331,9 @@ def table_network_rows(towns, table: TimeTable, log_pop: np.ndarray, sha_checked
     into = table_rows(n, pairs.dest, pairs.origin, pairs.minutes)
     del pairs
     symmetric = all(np.array_equal(a, b) for a, b in zip(out[:4], into[:4]))
-    lp_max = row_lp(out[0], out[1], log_pop)[1]
+    lp_max = row_lp(out[0], out[1], log_mass)[1]
     if not symmetric:
-        lp_max = np.maximum(lp_max, row_lp(into[0], into[1], log_pop)[1])
+        lp_max = np.maximum(lp_max, row_lp(into[0], into[1], log_mass)[1])
     sets = []
     for offsets, neighbour, log_min, minutes, _ in (out,) if symmetric else (out, into):
         offsets, (minutes, neighbour, log_min) = rows_within(offsets, [minutes, neighbour, log_min], table.limit_min)

@@ -214,12 +214,18 @@ def prepare(towns: Towns, forced: np.ndarray, radius_km, core_floor: float | Non
         raise _too_large(towns, *_estimate(towns, radius_km), available_bytes() or 0) from None
 
 
-def _table_rows(arrays, log_pop, lp_max, limit_min, candidate, lat, lon) -> Rows:
+def _table_rows(arrays, log_mass, lp_max, limit_min, candidate, lat, lon) -> Rows:
     """The :class:`Rows` of a travel-time table's (offsets, neighbour, log minutes, minutes)."""
     offsets, neighbour, log_min, minutes = arrays
-    lp_rel = row_lp(offsets, neighbour, log_pop, floor=lp_max)[0]
+    lp_rel = row_lp(offsets, neighbour, log_mass, floor=lp_max)[0]
     # Rows hold the pairs within limit_min; a row's buckets split that range.
     return _rows(offsets, neighbour, log_min, lp_rel, max(limit_min, 1e-300), candidate, lat, lon, minutes)
+
+
+def destination_log_mass(towns: Towns, log_pop: np.ndarray) -> np.ndarray:
+    """log of the destination mass (docs/model.md, "Shares"): the table's ``mass`` column, else
+    the population (the very array ``log_pop``, so that a run without the column is unchanged)."""
+    return log_pop if towns.mass is None else np.log(towns.mass.astype(np.float64))
 
 
 def build(towns: Towns, forced: np.ndarray, radius_km, core_floor: float | None = None) -> Network:
@@ -238,6 +244,7 @@ def build(towns: Towns, forced: np.ndarray, radius_km, core_floor: float | None 
     km = {mode: float(r) for mode, r in radii.items() if mode not in tables}
     population = towns.population.astype(np.float64)
     log_pop = np.log(population)
+    log_mass = destination_log_mass(towns, log_pop)
     candidate = forced.copy() if core_floor is not None else np.ones(len(population), dtype=bool)
     if core_floor is not None:
         candidate |= population >= core_floor
@@ -245,15 +252,15 @@ def build(towns: Towns, forced: np.ndarray, radius_km, core_floor: float | None 
     # (netcache, the local cluster's workers), and a read-only array is another type.
     lat = np.array(towns.lat, dtype=np.float64)
     lon = np.array(towns.lon, dtype=np.float64)
-    read = {mode: table_network_rows(towns, table, log_pop) for mode, table in tables.items()}
-    floor = log_pop  # lp_max bounds the log population of every row of every mode
+    read = {mode: table_network_rows(towns, table, log_mass) for mode, table in tables.items()}
+    floor = log_mass  # lp_max bounds the log destination mass of every row of every mode
     for got in read.values():
         floor = np.maximum(floor, got.lp_max)
     rows, cols = {}, {}
     if km:
         widest = max(km.values())
         offsets, neighbour, log_dist = build_neighbourhood(towns.lat, towns.lon, widest, log_float32=True)
-        lp_rel, lp_max = row_lp(offsets, neighbour, log_pop, floor=floor)
+        lp_rel, lp_max = row_lp(offsets, neighbour, log_mass, floor=floor)
         full = _rows(offsets, neighbour, log_dist, lp_rel, widest, candidate, lat, lon)
         for mode, radius in km.items():
             if radius >= SHARE_ROWS * widest:
@@ -265,12 +272,15 @@ def build(towns: Towns, forced: np.ndarray, radius_km, core_floor: float | None 
         lp_max = floor
     for mode, got in read.items():
         limit = tables[mode].limit_min
-        rows[mode] = _table_rows(got.out, log_pop, lp_max, limit, candidate, lat, lon)
+        rows[mode] = _table_rows(got.out, log_mass, lp_max, limit, candidate, lat, lon)
         if not got.symmetric:
-            cols[mode] = _table_rows(got.into, log_pop, lp_max, limit, candidate, lat, lon)
+            cols[mode] = _table_rows(got.into, log_mass, lp_max, limit, candidate, lat, lon)
     rows = {mode: rows[mode] for mode in MODES}
     cols = {mode: cols.get(mode, rows[mode]) for mode in MODES}
-    places = Places(population=population, log_pop=log_pop, lat=lat, lon=lon, region=towns.region_code, lp_max=lp_max)
+    places = Places(
+        population=population, log_pop=log_pop, lat=lat, lon=lon, region=towns.region_code, lp_max=lp_max,
+        log_mass=log_mass,
+    )  # fmt: skip
     return Network(
         places=places, rows=rows, forced_core=forced, cols=cols, tables=tuple(m for m in MODES if m in tables)
     )

@@ -76,6 +76,7 @@ def entry_key(towns, forced: np.ndarray, radii: dict, core_floor: float | None) 
         ("population", towns.population),
         ("region", towns.region_code),
         ("forced", forced),
+        *((("mass", towns.mass),) if towns.mass is not None else ()),
     ):
         array = np.ascontiguousarray(array)
         digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())

@@ -2,8 +2,9 @@
 
 ``j* = argmax_{j in R(i), j a core} s_ij`` (exact ties: the lower town index). The share's
 denominator is the same for every j of a row, so the argmax is taken on the float64
-log-weight ``gamma · log population_j + log f(t_ij)`` (plus a destination term for the
-attraction and doubly models), among the row's candidate cores only (``Rows.cand_*``:
+log-weight ``gamma · log mass_j + log f(t_ij)`` (mass: the destination mass, the population
+unless the town table gives one; for the attraction and doubly models the population plus a
+destination term), among the row's candidate cores only (``Rows.cand_*``:
 the neighbours that are cores in some scenario of the run), from their stored float64
 distances. The bodies are branch-free: which candidate wins is data, not a branch.
 """
@@ -44,7 +45,7 @@ def best_core(rows, places, i, s, end, is_core, terms):
     home = places.region[i]
     opened = terms.opened[s]
     gamma = terms.gamma[s]
-    cand_pos, cand_town, log_pop, region = rows.cand_pos, rows.cand_town, places.log_pop, places.region
+    cand_pos, cand_town, log_mass, region = rows.cand_pos, rows.cand_town, places.log_mass, places.region
     cand_logd, cand_d = rows.cand_logd, rows.cand_d
     decay, beta = terms.decay[s], terms.beta[s]
     min_per_km, log_min_per_km, log_min_time = terms.min_per_km[s], terms.log_min_per_km[s], terms.log_min_time[s]
@@ -53,7 +54,7 @@ def best_core(rows, places, i, s, end, is_core, terms):
             break
         j = cand_town[c]
         log_f = log_deterrence_km(cand_logd[c], cand_d[c], decay, beta, min_per_km, log_min_per_km, log_min_time)
-        lw = gamma * log_pop[j] + log_f
+        lw = gamma * log_mass[j] + log_f
         take = _takes(is_core[s, j] & (opened | (region[j] == home)), lw, j, best_lw, best)
         best = j if take else best
         best_lw = lw if take else best_lw
@@ -87,7 +88,7 @@ def best_cores_all(rows, places, i, ends, core_t, terms, best, best_lw):
         while ends[n_active - 1] <= q:  # trailing scenarios whose reach has ended (see batch_sums)
             n_active -= 1
         j = rows.cand_town[c]
-        lp = places.log_pop[j]
+        lp = places.log_mass[j]
         ld = rows.cand_logd[c]
         d = rows.cand_d[c]
         same = places.region[j] == home

@@ -4,8 +4,9 @@ Notes
 -----
 With the origin term ``o_i = log population_i - shift_i - log denominator_i`` of the
 origin pass (-inf for a town with nothing), ``population_i · s_ij = exp(o_i + log f(t_ij)
-+ gamma · log population_j)``: the same term expression as the origin pass, with the
-origin term as mass and ``gamma · log population_j`` as the (negated) reference.
++ gamma · log mass_j)`` (mass: the destination mass, the population unless the table gives
+one): the same term expression as the origin pass, with the origin term as mass and
+``gamma · log mass_j`` as the (negated) reference.
 Reachability is symmetric (t_ij = t_ji, same region), so town j gathers from the
 reachable prefix of its own row instead of every origin scattering into it: no write is
 shared by threads, and each sum is the same whatever the order the towns are taken in.
@@ -105,7 +106,7 @@ def _inflow_chunk(rows, places, mode, terms, tables, reach, inflow, scratch, fir
         home = places.region[j]
         for s in range(n_scen):
             ends[s] = reach[s, j]
-            nref[s] = np.float32(mode.gamma[s] * LOG2E * places.log_pop[j])
+            nref[s] = np.float32(mode.gamma[s] * LOG2E * places.log_mass[j])
         if inner:
             row = _inflow_row(rows, j, gathered, rows.neighbour_rank, tables.region)
             batch_lane_sums(row, tables.by_position, ends, home, terms, nref, batch)

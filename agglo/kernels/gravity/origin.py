@@ -47,7 +47,7 @@ def _reach_and_reference(rows, places, mode, terms, i, row, state, out):
         terms.log_min_per_km32,
         terms.log_min_time32,
     )
-    lp_home = places.log_pop[i] - places.lp_max[i]
+    lp_home = places.log_mass[i] - places.lp_max[i]
     nearest = row.log_dist[0] if row.log_dist.shape[0] > 0 else np.float32(0.0)
     for s in range(ends.shape[0]):
         if same[s]:

@@ -6,7 +6,7 @@ Notes
 
     power:        f(t) = max(t, min_time_min) ^ -beta
     exponential:  f(t) = exp(-beta t)
-    w_ij = population_j ^ gamma · f(t_ij),   s_ij = w_ij / (w_ii + Σ_k w_ik)
+    w_ij = mass_j ^ gamma · f(t_ij),   s_ij = w_ij / (w_ii + Σ_k w_ik)
 
 The float64 forms (:func:`log_deterrence` from a time, :func:`log_deterrence_km` from a
 distance) serve the best-core choice, the self term and the other flow models.
