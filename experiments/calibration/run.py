@@ -124,7 +124,7 @@ def main() -> int:
     ]
     lines += ["", *omb_rule(counties, flows, t, mass, (a, b), fits)]
     halves_states = (set(counties.loc[a, "State"]), set(counties.loc[b, "State"]))
-    lines += ["", *place_level(fits, halves_states)]
+    lines += ["", *place_level(fits, halves_states, counties, flows)]
     lines += ["", f"Run time {time.perf_counter() - started:.0f} s."]
     print(write_results(HERE / "README.md", lines))
     return 0
@@ -285,12 +285,14 @@ def equivalent_thresholds(observed, t, mass, area_of_central, rows_of, fits, def
 PLACE_CAPS, PLACE_THRESHOLDS = (60, 90), (0.02, 0.15)
 
 
-def place_level(fits, halves_states) -> list[str]:
+def place_level(fits, halves_states, counties, flows) -> list[str]:
     """The fitted values where the engine runs, at the place level: experiments/cbsa's places
-    (every GeoNames place of the US, cores in OMB's central counties, read back by county), once
-    with the engine's defaults and once with the values fitted on each half, scored on the other
-    half (metropolitan outlying counties; weight population, tau 0.15 and 0.25)."""
-    import agglo
+    (every GeoNames place of the US, cores in OMB's central counties, read back by county), with
+    the engine's defaults and with the values fitted on each half, scored on the other half
+    (metropolitan outlying counties; weight population, tau 0.15 and 0.25); each once with the
+    population as the destination mass and once with jobs (a town table's ``mass`` column: a
+    place's population times its county's jobs per employed resident, from the flow table's
+    workplace and residence totals)."""
     from experiments.cbsa import places as P
 
     areas = delineation(ROOT)
@@ -312,36 +314,52 @@ def place_level(fits, halves_states) -> list[str]:
         for cap in PLACE_CAPS
         for thr in PLACE_THRESHOLDS
     ]
-    scenarios = ROOT / "results" / "calibration_place_scenarios.csv"
-    scenarios.parent.mkdir(exist_ok=True)
-    pd.DataFrame(rows).to_csv(scenarios, index=False)
-    ds = agglo.run(
-        {"sweep.grid": {}, "sweep.table": str(scenarios), "store.path": str(ROOT / "results/calibration_places.zarr"),
-         "store.mode": "overwrite"},
-        experiment="cbsa_places",
-    )  # fmt: skip
+    workers = flows.sum(axis=1)
+    ratio = dict(zip(counties["GEOID"], np.where(workers > 0, flows.sum(axis=0) / np.maximum(workers, 1.0), 1.0)))
+    jobs = table["population"].to_numpy() * table["county"].map(ratio).fillna(1.0).to_numpy()
+    cubes = {
+        "population": _place_cube(table, rows, "population"),
+        "jobs": _place_cube(table.assign(mass=jobs), rows, "jobs"),
+    }
     out = [
-        "The fitted values at the place level (experiments/cbsa's towns: every GeoNames place of the US, cores in "
-        "OMB's central counties, read back by county with weight population), F1 of metropolitan outlying "
-        "counties on the held-out half:",
+        "The fitted values and jobs as the destination mass at the place level (experiments/cbsa's towns: every "
+        "GeoNames place of the US, cores in OMB's central counties, read back by county with weight population), "
+        "F1 of metropolitan outlying counties on the held-out half:",
         "",
-        "| parameters (gamma, beta, self time) | scored on | cap (min) | threshold | F1, tau 0.15 | F1, tau 0.25 |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| parameters (gamma, beta, self time) | destination mass | scored on | cap (min) | threshold | F1, tau 0.15 | "
+        "F1, tau 0.25 |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for half, other in (("A", "B"), ("B", "A")):
-        sc = P.score_places(ds, table, areas, halves_states[0 if half == "A" else 1])
-        sc = sc[sc["weight"] == "population"]
-        for label in ("defaults", f"fitted on {other}"):
-            g, be, st = sets[label]
-            for k, row in enumerate(rows):
-                if (row["commute.gamma"], row["commute.beta"], row["commute.self_time_min"]) != (g, be, st):
-                    continue
-                f = {tau: sc[(sc["scenario"] == k) & (sc["tau"] == tau)]["f1"].iloc[0] for tau in (0.15, 0.25)}
-                out.append(
-                    f"| {label} ({g:g}, {be:g}, {st:g}) | {half} | {row['commute.cap_min']} | "
-                    f"{row['commute.threshold']:g} | {f[0.15]:.3f} | {f[0.25]:.3f} |"
-                )
+        for mass, ds in cubes.items():
+            sc = P.score_places(ds, table, areas, halves_states[0 if half == "A" else 1])
+            sc = sc[sc["weight"] == "population"]
+            for label in ("defaults", f"fitted on {other}"):
+                g, be, st = sets[label]
+                for k, row in enumerate(rows):
+                    if (row["commute.gamma"], row["commute.beta"], row["commute.self_time_min"]) != (g, be, st):
+                        continue
+                    f = {tau: sc[(sc["scenario"] == k) & (sc["tau"] == tau)]["f1"].iloc[0] for tau in (0.15, 0.25)}
+                    out.append(
+                        f"| {label} ({g:g}, {be:g}, {st:g}) | {mass} | {half} | {row['commute.cap_min']} | "
+                        f"{row['commute.threshold']:g} | {f[0.15]:.3f} | {f[0.25]:.3f} |"
+                    )
     return out
+
+
+def _place_cube(table: pd.DataFrame, rows: list[dict], name: str):
+    import agglo
+
+    folder = ROOT / "results"
+    folder.mkdir(exist_ok=True)
+    scenarios, towns = folder / "calibration_place_scenarios.csv", folder / f"calibration_places_{name}.csv"
+    pd.DataFrame(rows).to_csv(scenarios, index=False)
+    table.drop(columns="county").to_csv(towns, index=False)
+    return agglo.run(
+        {"data.path": str(towns), "sweep.grid": {}, "sweep.table": str(scenarios),
+         "store.path": str(folder / f"calibration_places_{name}.zarr"), "store.mode": "overwrite"},
+        experiment="cbsa_places",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
