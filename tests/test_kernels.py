@@ -289,10 +289,16 @@ def _gravity_sums(network, params, mode):
 
 def test_mixed_sweep_equals_reference():
     """The branches of the batched kernels against the NumPy twin, scenario by scenario."""
-    from agglo.engine.compute.batch import compute_batch
     from agglo.engine.data.towns import synthetic
 
-    towns = synthetic(300, 5)
+    check_mixed_sweep(synthetic(300, 5))
+
+
+def check_mixed_sweep(towns) -> None:
+    """A mixed batch of 12 scenarios (:func:`_mixed_sweep`) on ``towns`` (with their ``mass``,
+    if any) against the twin, scenario by scenario."""
+    from agglo.engine.compute.batch import compute_batch
+
     base = dict(DEFAULT_COMMUTE)
     cfg = make_config(base, dict(base, cap_min=240.0, beta=1.0), core_min=20000.0)
     n = 12
@@ -307,7 +313,8 @@ def test_mixed_sweep_equals_reference():
         freight["min_time_min"] = float(swept["freight.min_time_min"][s])
         one = make_config(commute, freight, str(swept["borders"][s]), core_min=20000.0)
         for m, mode in enumerate(("commute", "freight")):
-            compare({k: v[s] for k, v in out.items()}, reference_one(towns, one, mode), m, one.mode(mode))
+            ref = reference_one(towns, one, mode, mass=towns.mass)
+            compare({k: v[s] for k, v in out.items()}, ref, m, one.mode(mode))
 
 
 def test_row_redone_when_every_term_underflows():

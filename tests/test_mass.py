@@ -123,26 +123,9 @@ def test_a_mass_with_another_model_is_refused(tmp_path):
 
 def test_a_mixed_batch_with_a_destination_mass_equals_the_twin():
     """The batched branches (every scenario of a batch at once) with a mass column."""
-    from agglo.engine.compute.batch import compute_batch
     from agglo.engine.data.towns import synthetic
-    from tests.strategies import DEFAULT_COMMUTE
-    from tests.test_kernels import _mixed_sweep
+    from tests.test_kernels import check_mixed_sweep
 
     towns = synthetic(300, 5)
     jobs = towns.population * np.random.default_rng(3).uniform(0.1, 3.0, len(towns))
-    towns = dataclasses.replace(towns, mass=jobs)
-    base = dict(DEFAULT_COMMUTE)
-    cfg = make_config(base, dict(base, cap_min=240.0, beta=1.0), core_min=20000.0)
-    n = 12
-    swept = _mixed_sweep(n)
-    params = batch_parameters(cfg, swept, n)
-    network = prepare(towns, towns.core, reach_radii(params), core_floor=20000.0)
-    out = compute_batch(network, params)
-    for s in range(n):
-        commute = dict(base, cap_min=float(swept["commute.cap_min"][s]), gamma=float(swept["commute.gamma"][s]))
-        commute["circuity"] = float(swept["commute.circuity"][s])
-        freight = dict(base, cap_min=240.0, decay=str(swept["freight.decay"][s]), beta=float(swept["freight.beta"][s]))
-        freight["min_time_min"] = float(swept["freight.min_time_min"][s])
-        one = make_config(commute, freight, str(swept["borders"][s]), core_min=20000.0)
-        for m, mode in enumerate(("commute", "freight")):
-            compare({k: v[s] for k, v in out.items()}, reference_one(towns, one, mode, mass=jobs), m, one.mode(mode))
+    check_mixed_sweep(dataclasses.replace(towns, mass=jobs))
