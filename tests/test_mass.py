@@ -17,7 +17,7 @@ from agglo.engine.network.build import prepare
 from agglo.engine.planning.scenarios import batch_parameters, reach_radii
 from tests.strategies import compare, kernels_one, make_config, modes, reference_one, town_tables
 
-SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MASSES = st.one_of(st.sampled_from([1.0, 300.0, 5000.0]), st.floats(0.5, 5e6))
 
 
