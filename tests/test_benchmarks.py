@@ -22,6 +22,7 @@ def test_sweep_benchmark_smoke(capsys):
     assert "scenarios/s" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # keeps the default run under 10 minutes on 2 cores from a cold cache
 def test_scale_benchmark_smoke(capsys):
     from benchmarks.bench_scale import main as scale_main
 
@@ -32,6 +33,7 @@ def test_scale_benchmark_smoke(capsys):
 
 
 @pytest.mark.distributed
+@pytest.mark.slow  # keeps the default run under 10 minutes on 2 cores from a cold cache
 def test_executors_benchmark_smoke(capsys):
     from benchmarks.bench_executors import main as executors_main
 
@@ -42,6 +44,7 @@ def test_executors_benchmark_smoke(capsys):
 
 
 @pytest.mark.browser
+@pytest.mark.slow  # keeps the default run under 10 minutes on 2 cores from a cold cache
 def test_explore_benchmark_smoke(capsys, tmp_path):
     from benchmarks import headless
     from benchmarks.bench_explore import main as explore_main
