@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agglo.analysis import calibrate, observed
+from agglo.analysis import calibrate, doubly, observed
 from agglo.engine.data.towns import load_table
 
 DATA = Path(__file__).parent / "data"
@@ -249,6 +249,40 @@ def test_the_profiled_fit_with_a_self_term_recovers_known_parameters():
     assert (prof.gamma, prof.beta, prof.self_cost) == pytest.approx((0.8, 1.7, 6.0), rel=1e-5)
     scored = calibrate.scores(flows[half], prof.probabilities(c[half], mass, origins=half), True, origins=half)
     assert scored["cpc"] == pytest.approx(1.0) and scored["dominant_right"] == 1.0
+
+
+@pytest.mark.parametrize("decay", ["power", "exponential"])
+def test_the_balanced_doubly_fit_equals_the_regression(ny_pairs, decay):
+    """The national-scale doubly-constrained fit (Furness balance, deterrence searched) finds
+    the Poisson regression's beta with its 2N indicators, and the same flows."""
+    o, d, y, cost, om, dm = ny_pairs
+    fit = calibrate.fit("doubly", decay, y, o, d, cost, om, dm)
+    places, flows = _dense(o, d, y)
+    _, c = _dense(o, d, cost, fill=1.0)
+    got = doubly.fit_doubly(flows, c, flows.sum(axis=1), flows.sum(axis=0), decay)
+    assert got.beta == pytest.approx(calibrate.engine_values(fit)["beta"], rel=1e-5)
+    _, mu = _dense(o, d, fit.mu)
+    assert got.flows(c, flows.sum(axis=1), flows.sum(axis=0)) == pytest.approx(mu, rel=1e-4, abs=1e-6)
+
+
+def test_the_doubly_fit_with_a_self_term_recovers_known_parameters():
+    """Flows made by the doubly-constrained model itself, the self term included: fitted on the
+    rows of half the origins, beta and the self cost come back, and so do the other half's flows."""
+    rng = np.random.default_rng(5)
+    n = 40
+    xy = rng.uniform(0, 200, (n, 2))
+    c = np.sqrt(((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1)) + np.eye(n)
+    workers, jobs = rng.uniform(1e3, 1e5, n), rng.uniform(1e3, 1e5, n)
+    jobs *= workers.sum() / jobs.sum()
+    truth = doubly.DoublyFit("power", 1.8, 7.0, 0.0, 0)
+    flows = truth.flows(c, workers, jobs)
+    assert flows.sum(axis=1) == pytest.approx(workers, rel=1e-9)
+    assert flows.sum(axis=0) == pytest.approx(jobs, rel=1e-9)
+    half = np.arange(0, n, 2)
+    got = doubly.fit_doubly(flows[half], c, workers, jobs, "power", self_term=True, origins=half)
+    assert (got.beta, got.self_cost) == pytest.approx((1.8, 7.0), rel=1e-4)
+    other = np.arange(1, n, 2)
+    assert got.flows(c, workers, jobs)[other] == pytest.approx(flows[other], rel=1e-3)
 
 
 def test_ombs_rule_on_a_toy_system():
