@@ -23,7 +23,7 @@ from agglo.engine.network import cache as netcache
 from agglo.engine.network.build import check_size, forced_cores
 from agglo.engine.planning.plan import Plan, describe_sample, make_plan
 from agglo.engine.planning.scenario_file import table_values
-from agglo.engine.planning.scenarios import MODEL_CODES, batch_parameters, reach_radii
+from agglo.engine.planning.scenarios import batch_parameters, models_used, reach_radii
 from agglo.engine.store import cube as store
 from agglo.engine.store import lease, reading
 from agglo.engine.store import state as store_state
@@ -91,16 +91,14 @@ def _check_device(cfg: AggloConfig, params) -> None:
     """``executor.device=cuda`` needs a GPU (or Numba's simulator) and the gravity model."""
     if cfg.executor.device != "cuda":
         return
-    from agglo.engine.planning.scenarios import MODEL_CODES
-
-    names = {code: name for name, code in MODEL_CODES.items()}
+    used = models_used(params)
     for mode in MODES:
         if cfg.mode(mode).travel_times is not None:
             raise UserError(
                 f"executor.device = 'cuda': {mode}.travel_times is set, and the GPU passes compute straight-line "
                 "times only; allowed: executor.device=cpu with a travel-time table"
             )
-        other = [names[int(c)] for c in np.unique(params.mode(mode).model) if c != MODEL_CODES["gravity"]]
+        other = [name for name in used[mode] if name != "gravity"]
         if other:
             raise UserError(
                 f"executor.device = 'cuda': {mode}.model = {other[0]} runs on the CPU only; "
@@ -166,8 +164,7 @@ def _read_inputs(cfg: AggloConfig, quiet: bool) -> _Inputs:
             f"borders = 'closed' needs a 'region' column, and {towns.source} has none; allowed: borders=open, or a table with regions"
         )
     _check_device(cfg, params_all)
-    names = {code: name for name, code in MODEL_CODES.items()}
-    check_mass(towns, {m: [names[int(c)] for c in np.unique(params_all.mode(m).model)] for m in MODES})
+    check_mass(towns, models_used(params_all))
     radii = with_tables(cfg, reach_radii(params_all))
     check_size(towns, radii)  # before anything is written: one line, never a MemoryError
     floor = float(np.min(params_all.core_min_population))

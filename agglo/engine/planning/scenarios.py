@@ -21,6 +21,12 @@ MODEL_CODES = {"gravity": 0, "attraction": 1, "doubly": 2, "radiation": 3}
 CODES = {"decay": DECAY_CODES, "model": MODEL_CODES}
 
 
+def models_used(params) -> dict:
+    """mode -> the names of the models its scenarios use (in code order)."""
+    names = {code: name for name, code in MODEL_CODES.items()}
+    return {mode: [names[int(c)] for c in np.unique(params.mode(mode).model)] for mode in MODES}
+
+
 @dataclass(frozen=True)
 class ScenarioBatch:
     commute: ModeParams
