@@ -60,7 +60,7 @@ def poisson_irls(y: np.ndarray, x: np.ndarray, tol: float = 1e-12, max_iter: int
         beta = np.linalg.solve(xtw @ x, xtw @ z)
         eta = x @ beta
         mu = np.exp(eta)
-        dev = _deviance(y, mu)
+        dev = poisson_deviance(y, mu)
         if abs(old - dev) <= tol * (abs(dev) + 1e-300):
             return beta, mu, it
         old = dev
@@ -73,7 +73,8 @@ def cpc(y, mu, axis=None):
     return float(out) if axis is None else out
 
 
-def _deviance(y, mu):
+def poisson_deviance(y, mu):
+    """The Poisson deviance, 2 Σ [y log(y / mu) - (y - mu)] (a zero y contributes mu)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         term = np.where(y > 0, y * np.log(y / mu), 0.0)
     return float(2.0 * np.sum(term - (y - mu)))
@@ -128,8 +129,8 @@ def fit(model: str, decay: str, flows, origin, destination, cost, o_mass=None, d
         params=beta,
         se=np.sqrt(np.diag(cov)),
         mu=mu,
-        deviance=_deviance(y, mu),
-        null_deviance=_deviance(y, mu_null),
+        deviance=poisson_deviance(y, mu),
+        null_deviance=poisson_deviance(y, mu_null),
         llf=_llf(y, mu),
         llnull=_llf(y, mu_null),
         iterations=iterations,
@@ -163,7 +164,7 @@ class ProfileFit:
     def probabilities(self, cost: np.ndarray, mass: np.ndarray, origins: np.ndarray | None = None) -> np.ndarray:
         """p_ij for the origin rows of ``cost`` (see :func:`fit_production`)."""
         origins = _origins(cost, origins)
-        h = _cost_h(cost, self.decay)
+        h = log_f_per_beta(cost, self.decay)
         return np.exp(_profile_logp(self.params(), h, np.log(mass), self.decay, self.self_cost is not None, origins))
 
 
@@ -171,18 +172,18 @@ def _origins(cost, origins):
     return np.arange(cost.shape[0]) if origins is None else np.asarray(origins)
 
 
-def _cost_h(cost, decay: str):
+def log_f_per_beta(cost, decay: str):
     """log f(c) / beta: -log c (power) or -c (exponential); the one column beta multiplies."""
     return -np.log(cost) if decay == "power" else -cost
 
 
 def _self_h(theta, decay):
-    return _cost_h(np.exp(theta[2]), decay)
+    return log_f_per_beta(np.exp(theta[2]), decay)
 
 
 def _profile_logp(theta, h, log_mass, decay, with_self, origins):
     """log p_ij, p_ij = w_ij / Σ_k w_ik, log w_ij = gamma log mass_j + beta h_ij with ``h``
-    :func:`_cost_h` of the costs, for the origins' rows; an origin's own column is the self
+    :func:`log_f_per_beta` of the costs, for the origins' rows; an origin's own column is the self
     term at cost exp(theta[2]) (with_self), else p = 0."""
     gamma, beta = theta[0], theta[1]
     lw = gamma * log_mass[None, :] + beta * h
@@ -218,7 +219,7 @@ def fit_production(
         flows[own] = 0.0
     safe = np.where(cost > 0, cost, 1.0)
     log_mass = np.log(np.asarray(mass, dtype=np.float64))
-    h = _cost_h(safe, decay)  # once: every round of the fit reads it
+    h = log_f_per_beta(safe, decay)  # once: every round of the fit reads it
     total = flows.sum()
     out_tot = flows.sum(axis=1)
 

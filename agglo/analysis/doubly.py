@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agglo.analysis.calibrate import log_f_per_beta, poisson_deviance
+
 
 @dataclass
 class DoublyFit:
@@ -37,7 +39,7 @@ def deterrence(cost: np.ndarray, decay: str, beta: float, self_cost: float | Non
     term at ``self_cost``, or 0 without one."""
     c = np.array(cost, dtype=np.float64)
     np.fill_diagonal(c, 1.0 if self_cost is None else self_cost)
-    f = np.exp(-beta * np.log(c)) if decay == "power" else np.exp(-beta * c)
+    f = np.exp(beta * log_f_per_beta(c, decay))
     if self_cost is None:
         np.fill_diagonal(f, 0.0)
     return f
@@ -84,10 +86,7 @@ def fit_doubly(
     def deviance(theta):
         self_cost = float(np.exp(theta[1])) if self_term else None
         mu, warm[0] = balanced_flows(deterrence(cost, decay, theta[0], self_cost), workers, jobs, warm[0], tol)
-        mu = mu[rows]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            term = np.where(y > 0, y * np.log(y / mu), 0.0)
-        return float(2.0 * np.sum(term - (y - mu))) / total
+        return poisson_deviance(y, mu[rows]) / total
 
     start = [2.0 if decay == "power" else 0.03] + ([np.log(10.0)] if self_term else [])
     res = minimize(deviance, np.array(start), method="Nelder-Mead", options={"xatol": xatol, "fatol": 1e-12})
