@@ -200,11 +200,13 @@ def omb_rule(counties, observed, t, mass, split, fits) -> list[str]:
     area_of_central = np.array([codes[cbsa_of[g]] if g in central_set else -1 for g in geoid])
     truth = np.array([codes[cbsa_of[g]] if g in cbsa_of and g not in central_set else -1 for g in geoid])
 
-    def f1(predicted, rows):
-        pred, true = predicted[rows], truth[rows]
-        return precision_recall_f1(
+    def row(label, predicted, half):
+        """The table row of a delineation scored on one half's counties."""
+        pred, true = predicted[rows_of[half]], truth[rows_of[half]]
+        got = precision_recall_f1(
             int(((pred >= 0) & (pred == true)).sum()), int((pred >= 0).sum()), int((true >= 0).sum())
         )
+        return f"| {label} | {half} | {got['precision']:.3f} | {got['recall']:.3f} | {got['f1']:.3f} |"
 
     pop = mass[:, None]
     rows_of = {"A": split[0], "B": split[1]}
@@ -218,55 +220,42 @@ def omb_rule(counties, observed, t, mass, split, fits) -> list[str]:
         "| --- | --- | --- | --- | --- |",
     ]
     for half in ("A", "B"):
-        got = f1(delineate(observed, area_of_central), rows_of[half])
-        out.append(
-            f"| observed (the ceiling) | {half} | {got['precision']:.3f} | {got['recall']:.3f} | {got['f1']:.3f} |"
-        )
+        out.append(row("observed (the ceiling)", delineate(observed, area_of_central), half))
     for label, key in (("power, self term", ("power", True)), ("power, no self term", ("power", False))):
         for half, other in (("A", "B"), ("B", "A")):
             prof = fits[(key[0], key[1], other)]
             model = pop * prof.probabilities(t, mass)
-            got = f1(delineate(model, area_of_central), rows_of[half])
-            out.append(
-                f"| model, {label}, fitted on {other} | {half} | {got['precision']:.3f} | {got['recall']:.3f} | "
-                f"{got['f1']:.3f} |"
-            )
+            out.append(row(f"model, {label}, fitted on {other}", delineate(model, area_of_central), half))
     for half, other in (("A", "B"), ("B", "A")):
         prof = fits[("power", True, other)]
         model = pop * prof.probabilities(t, mass)
         tau = threshold_from_flows(model, observed, area_of_central, rows_of[other])
-        got = f1(delineate(model, area_of_central, tau), rows_of[half])
-        out.append(
-            f"| model, power, self term, fitted on {other}, threshold {tau:.3f} from {other}'s observed flows | {half} | "
-            f"{got['precision']:.3f} | {got['recall']:.3f} | {got['f1']:.3f} |"
-        )
+        label = f"model, power, self term, fitted on {other}, threshold {tau:.3f} from {other}'s observed flows"
+        out.append(row(label, delineate(model, area_of_central, tau), half))
     jobs, workers = np.maximum(observed.sum(axis=0), 1.0), observed.sum(axis=1)
     for half, other in (("A", "B"), ("B", "A")):
         rows = np.flatnonzero(rows_of[other])
         prof = calibrate.fit_production(observed[rows], t[rows], jobs, "power", True, origins=rows)
         model = workers[:, None] * prof.probabilities(t, jobs)
         tau = threshold_from_flows(model, observed, area_of_central, rows_of[other])
-        got = f1(delineate(model, area_of_central, tau), rows_of[half])
-        out.append(
-            f"| model, power, self term, jobs as the destination mass (gamma {prof.gamma:.3f}, beta {prof.beta:.3f}, "
-            f"self {prof.self_cost:.1f} min), fitted on {other}, threshold {tau:.3f} from {other}'s observed flows | "
-            f"{half} | {got['precision']:.3f} | {got['recall']:.3f} | {got['f1']:.3f} |"
+        label = (
+            f"model, power, self term, jobs as the destination mass (gamma {prof.gamma:.3f}, beta {prof.beta:.3f}, "
+            f"self {prof.self_cost:.1f} min), fitted on {other}, threshold {tau:.3f} from {other}'s observed flows"
         )
-    out += doubly_rows(observed, t, observed.sum(axis=0), workers, rows_of, area_of_central, f1)
+        out.append(row(label, delineate(model, area_of_central, tau), half))
+    # the balance takes the exact totals (the floor of 1 above would make the margins unequal)
+    out += doubly_rows(observed, t, observed.sum(axis=0), workers, rows_of, area_of_central, row)
     defaults = AggloConfig().commute
     model = pop * calibrate.ProfileFit(
         "power", defaults.gamma, defaults.beta, defaults.self_time_min, 0, 0
     ).probabilities(t, mass)
     for half in ("A", "B"):
-        got = f1(delineate(model, area_of_central), rows_of[half])
-        out.append(
-            f"| model, the engine's defaults | {half} | {got['precision']:.3f} | {got['recall']:.3f} | {got['f1']:.3f} |"
-        )
+        out.append(row("model, the engine's defaults", delineate(model, area_of_central), half))
     out += ["", *equivalent_thresholds(observed, t, mass, area_of_central, rows_of, fits, model)]
     return out
 
 
-def doubly_rows(observed, t, jobs, workers, rows_of, area_of_central, f1) -> list[str]:
+def doubly_rows(observed, t, jobs, workers, rows_of, area_of_central, row) -> list[str]:
     """The doubly-constrained model (every county's workers and jobs kept, the margins a census
     publishes), power deterrence with the self term fitted on one half's observed rows, scored
     on the other half: OMB's rule at 25 % and at the threshold from the fitted half's observed
@@ -285,8 +274,7 @@ def doubly_rows(observed, t, jobs, workers, rows_of, area_of_central, f1) -> lis
             f"{fit.self_cost:.1f} min; held-out CPC {common:.3f}), fitted on {other}"
         )
         for text, threshold in (("", THRESHOLD), (f", threshold {tau:.3f} from {other}'s observed flows", tau)):
-            got = f1(delineate(model, area_of_central, threshold), held)
-            out.append(f"| {label}{text} | {half} | {got['precision']:.3f} | {got['recall']:.3f} | {got['f1']:.3f} |")
+            out.append(row(f"{label}{text}", delineate(model, area_of_central, threshold), half))
             print(out[-1], flush=True)
     return out
 
