@@ -342,3 +342,102 @@ def test_ombs_rule_on_the_observed_flows_reproduces_ombs_delineation():
     hits = int(((got >= 0) & (got == truth)).sum())
     f1 = 2 * hits / ((got >= 0).sum() + (truth >= 0).sum())
     assert 0.90 <= f1 <= 0.93, f1
+
+
+def _place_system(rng, n_units, places_per_unit):
+    """Units on a 3 x 3 degree patch, each with 1..places_per_unit places around its point."""
+    ulat, ulon = rng.uniform(40, 43, n_units), rng.uniform(-90, -87, n_units)
+    counts = rng.integers(1, places_per_unit + 1, n_units)
+    unit = np.repeat(np.arange(n_units), counts)
+    lat = ulat[unit] + rng.normal(0, 0.15, unit.size)
+    lon = ulon[unit] + rng.normal(0, 0.15, unit.size)
+    people = rng.uniform(500, 50_000, unit.size)
+    return {"lat": ulat, "lon": ulon}, {"unit": unit, "lat": lat, "lon": lon, "people": people}
+
+
+def _place_deterrence_by_loops(units, places, decay, beta, self_cost, near_km):
+    """PlaceDeterrence's definition, pair by pair (its docstring's formula)."""
+    from agglo.engine.config.schema import AggloConfig
+
+    m = AggloConfig().commute
+
+    def f(t):
+        return t**-beta if decay == "power" else np.exp(-beta * t)
+
+    def minutes(la1, lo1, la2, lo2, circuity=m.circuity, speed=m.speed_kmh, floor=m.min_time_min):
+        p1, p2 = np.radians(la1), np.radians(la2)
+        a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(lo2 - lo1) / 2) ** 2
+        return max(60 * circuity * 2 * 6371.0088 * np.arcsin(np.sqrt(min(a, 1.0))) / speed, floor)
+
+    n = len(units["lat"])
+    total = np.bincount(places["unit"], places["people"], minlength=n)
+    out = np.zeros((n, n))
+    for i in range(n):
+        for j in range(n):
+            if minutes(units["lat"][i], units["lon"][i], units["lat"][j], units["lon"][j], 1.0, 60.0, 0.0) > near_km:
+                out[i, j] = f(minutes(units["lat"][i], units["lon"][i], units["lat"][j], units["lon"][j]))
+                continue
+            for p in np.flatnonzero(places["unit"] == i):
+                for q in np.flatnonzero(places["unit"] == j):
+                    t = (
+                        self_cost
+                        if p == q
+                        else minutes(places["lat"][p], places["lon"][p], places["lat"][q], places["lon"][q])
+                    )
+                    out[i, j] += places["people"][p] / total[i] * places["people"][q] / total[j] * f(t)
+    return out
+
+
+@pytest.mark.parametrize("decay,beta", [("power", 2.3), ("exponential", 0.04)])
+@pytest.mark.parametrize("near_km", [1e9, 120.0])
+def test_the_place_deterrence_is_its_definition(decay, beta, near_km):
+    """Place-weighted deterrence between units against a loop over every pair of places, with
+    every unit pair near (1e9 km) and with the far ones at their internal points (120 km)."""
+    from agglo.engine.config.schema import AggloConfig
+
+    m = AggloConfig().commute
+    units, places = _place_system(np.random.default_rng(11), 12, 4)
+    got = doubly.PlaceDeterrence(units, places, decay, m.circuity, m.speed_kmh, m.min_time_min, near_km)(beta, 9.0)
+    want = _place_deterrence_by_loops(units, places, decay, beta, 9.0, near_km)
+    assert got == pytest.approx(want, rel=1e-12, abs=0)
+
+
+def test_one_place_per_unit_is_the_deterrence_between_points():
+    """With one place per unit at its internal point, the place deterrence is the plain one."""
+    from agglo.engine.config.schema import AggloConfig
+
+    m = AggloConfig().commute
+    rng = np.random.default_rng(3)
+    units, _ = _place_system(rng, 15, 1)
+    places = {"unit": np.arange(15), "lat": units["lat"], "lon": units["lon"], "people": rng.uniform(1, 9, 15)}
+    got = doubly.PlaceDeterrence(units, places, "power", m.circuity, m.speed_kmh, m.min_time_min)(2.0, 10.0)
+    la, lo = units["lat"], units["lon"]
+    c = doubly.minutes_between(
+        la[:, None], lo[:, None], la[None, :], lo[None, :], m.circuity, m.speed_kmh, m.min_time_min
+    )
+    assert got == pytest.approx(doubly.deterrence(c, "power", 2.0, 10.0), rel=1e-12)
+
+
+def test_the_place_weighted_fit_recovers_a_towns_parameters():
+    """Unit flows made by the doubly-constrained model between places (beta 2.2, a trip within a
+    place 9 min), fitted through PlaceDeterrence on half the origins: the town's beta and self
+    time come back; fitted between internal points instead, they do not."""
+    from agglo.engine.config.schema import AggloConfig
+
+    m = AggloConfig().commute
+    rng = np.random.default_rng(8)
+    units, places = _place_system(rng, 36, 5)
+    det = doubly.PlaceDeterrence(units, places, "power", m.circuity, m.speed_kmh, m.min_time_min)
+    workers = np.bincount(places["unit"], places["people"]) * 0.45
+    jobs = workers * rng.uniform(0.5, 2.0, workers.size)
+    jobs *= workers.sum() / jobs.sum()
+    flows = doubly.balanced_flows(det(2.2, 9.0), workers, jobs)[0]
+    half = np.arange(0, 36, 2)
+    got = doubly.fit_doubly(flows[half], None, workers, jobs, "power", True, half, deterrence_of=det)
+    assert (got.beta, got.self_cost) == pytest.approx((2.2, 9.0), rel=1e-4)
+    la, lo = units["lat"], units["lon"]
+    c = doubly.minutes_between(
+        la[:, None], lo[:, None], la[None, :], lo[None, :], m.circuity, m.speed_kmh, m.min_time_min
+    )
+    plain = doubly.fit_doubly(flows[half], c, workers, jobs, "power", True, half)
+    assert abs(plain.beta - 2.2) > 0.1 and plain.deviance > 1e6 * max(got.deviance, 1e-9)

@@ -245,6 +245,7 @@ def omb_rule(counties, observed, t, mass, split, fits) -> list[str]:
         out.append(row(label, delineate(model, area_of_central, tau), half))
     # the balance takes the exact totals (the floor of 1 above would make the margins unequal)
     out += doubly_rows(observed, t, observed.sum(axis=0), workers, rows_of, area_of_central, row)
+    out += place_weighted_rows(counties, observed, rows_of, area_of_central, row, fits)
     defaults = AggloConfig().commute
     model = pop * calibrate.ProfileFit(
         "power", defaults.gamma, defaults.beta, defaults.self_time_min, 0, 0
@@ -276,6 +277,75 @@ def doubly_rows(observed, t, jobs, workers, rows_of, area_of_central, row) -> li
         for text, threshold in (("", THRESHOLD), (f", threshold {tau:.3f} from {other}'s observed flows", tau)):
             out.append(row(f"{label}{text}", delineate(model, area_of_central, threshold), half))
             print(out[-1], flush=True)
+    return out
+
+
+NEAR_KM = 150.0  # unit pairs nearer than this take every pair of their places (PlaceDeterrence)
+
+
+def place_deterrence(counties: pd.DataFrame, near_km: float = NEAR_KM) -> doubly.PlaceDeterrence:
+    """The counties' deterrence from their places (experiments/cbsa's towns: every GeoNames
+    place of the US with its county, and each county's people outside them at its internal
+    point), docs/model.md's commuting time at the default speed and circuity."""
+    from experiments.cbsa import places as P
+
+    table = P.build_places(counties, delineation(ROOT))
+    at = {g: k for k, g in enumerate(counties["GEOID"])}
+    table = table[table["county"].isin(at)]
+    mode = AggloConfig().commute
+    return doubly.PlaceDeterrence(
+        {"lat": counties["Latitude"].to_numpy(), "lon": counties["Longitude"].to_numpy()},
+        {"unit": table["county"].map(at).to_numpy(), "lat": table["lat"].to_numpy(),
+         "lon": table["lon"].to_numpy(), "people": table["population"].to_numpy()},
+        "power", mode.circuity, mode.speed_kmh, mode.min_time_min, near_km,
+    )  # fmt: skip
+
+
+def place_weighted_rows(counties, observed, rows_of, area_of_central, row, fits) -> list[str]:
+    """The doubly-constrained model between the counties' places (PlaceDeterrence): beta and the
+    time of a trip within a place fitted on one half's rows, so a town's values; scored on the
+    other half as doubly_rows does, and once more with unit pairs up to twice as far taking
+    every pair of their places (what the 150 km cut changes). The fits go into ``fits`` for
+    place_level."""
+    jobs, workers = observed.sum(axis=0), observed.sum(axis=1)
+    det = place_deterrence(counties)
+    out = []
+    for half, other in (("A", "B"), ("B", "A")):
+        rows = np.flatnonzero(rows_of[other])
+        fit = doubly.fit_doubly(
+            observed[rows],
+            None,
+            workers,
+            jobs,
+            "power",
+            True,
+            rows,
+            xatol=1e-3,
+            tol=1e-6,
+            deterrence_of=det,
+            fatol=1e-8,
+        )
+        fits[("place-weighted", other)] = fit
+        model = doubly.balanced_flows(det(fit.beta, fit.self_cost), workers, jobs, tol=1e-6)[0]
+        common = calibrate.cpc(observed[rows_of[half]], model[rows_of[half]])
+        tau = threshold_from_flows(model, observed, area_of_central, rows_of[other])
+        label = (
+            f"model, doubly-constrained between the counties' places, power, self term (beta {fit.beta:.3f}, a trip "
+            f"within a place {fit.self_cost:.1f} min; held-out CPC {common:.3f}), fitted on {other}"
+        )
+        for text, threshold in (("", THRESHOLD), (f", threshold {tau:.3f} from {other}'s observed flows", tau)):
+            out.append(row(f"{label}{text}", delineate(model, area_of_central, threshold), half))
+            print(out[-1], flush=True)
+        far = doubly.balanced_flows(
+            place_deterrence(counties, 2 * NEAR_KM)(fit.beta, fit.self_cost), workers, jobs, tol=1e-6
+        )[0]
+        out.append(
+            row(
+                f"the same, places of county pairs up to {2 * NEAR_KM:g} km apart",
+                delineate(far, area_of_central, tau),
+                half,
+            )
+        )
     return out
 
 
@@ -317,6 +387,8 @@ def place_level(fits, halves_states, counties, flows) -> list[str]:
     for name in ("A", "B"):
         f = fits[("power", True, name)]
         sets[f"fitted on {name}"] = (round(f.gamma, 3), round(f.beta, 3), round(f.self_cost, 2))
+        f = fits[("place-weighted", name)]
+        sets[f"fitted between places on {name}"] = (d.gamma, round(f.beta, 3), round(f.self_cost, 2))
     rows = [
         {
             "commute.gamma": g,
@@ -349,7 +421,7 @@ def place_level(fits, halves_states, counties, flows) -> list[str]:
         for mass, ds in cubes.items():
             sc = P.score_places(ds, table, areas, halves_states[0 if half == "A" else 1])
             sc = sc[sc["weight"] == "population"]
-            for label in ("defaults", f"fitted on {other}"):
+            for label in ("defaults", f"fitted on {other}", f"fitted between places on {other}"):
                 g, be, st = sets[label]
                 for k, row in enumerate(rows):
                     if (row["commute.gamma"], row["commute.beta"], row["commute.self_time_min"]) != (g, be, st):
