@@ -39,7 +39,6 @@ from experiments.cbsa.places import delineation  # noqa: E402
 from experiments.common import precision_recall_f1, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-R_KM = 6371.0088
 
 
 def load() -> tuple[pd.DataFrame, np.ndarray, dict]:
@@ -62,11 +61,10 @@ def load() -> tuple[pd.DataFrame, np.ndarray, dict]:
 def minutes(counties: pd.DataFrame) -> np.ndarray:
     """docs/model.md's commuting travel time between the counties' internal points, defaults."""
     mode = AggloConfig().commute
-    phi, lam = np.radians(counties["Latitude"].to_numpy()), np.radians(counties["Longitude"].to_numpy())
-    h = np.sin((phi[None, :] - phi[:, None]) / 2) ** 2
-    h += np.cos(phi)[:, None] * np.cos(phi)[None, :] * np.sin((lam[None, :] - lam[:, None]) / 2) ** 2
-    km = 2 * R_KM * np.arcsin(np.sqrt(np.clip(h, 0, 1)))
-    t = 60 * mode.circuity * km / mode.speed_kmh
+    lat, lon = counties["Latitude"].to_numpy(), counties["Longitude"].to_numpy()
+    t = doubly.minutes_between(
+        lat[:, None], lon[:, None], lat[None, :], lon[None, :], mode.circuity, mode.speed_kmh, 0.0
+    )
     np.fill_diagonal(t, 1.0)  # the diagonal is the self term's, set by the fit
     return np.maximum(t, mode.min_time_min)
 
