@@ -256,7 +256,7 @@ def calibrate(
     flows: str,
     towns: str,
     *,
-    model: str = "production",
+    model: str | None = None,
     decay: str = "power",
     cost: str = "minutes",
     mode: str = "commute",
@@ -264,11 +264,18 @@ def calibrate(
     overrides=(),
     out: str | None = None,
     overwrite: bool = False,
+    places: str | None = None,
+    near_km: float = 150.0,
 ):
     """Fit the gravity parameters of ``mode`` to observed flows (``flows``: origin,
     destination, flow by town_id; ``towns``: their table) by Poisson regression; ``out``: also
     write the fitted values as an override file for ``run(params=[out])`` (an existing file
-    only with ``overwrite``). Returns (the fit, the report ``agglo calibrate`` prints)."""
+    only with ``overwrite``). ``model``: production unless given. ``places``: ``towns`` are
+    zones (counties, municipalities) and this town table, with a ``zone`` column, lists the
+    towns in them: the doubly-constrained model is fitted between the zones' towns
+    (:func:`agglo.analysis.observed.place_weighted_files`), so beta and the self time are a
+    town's (docs/flows.md, "Calibration"). Returns (the fit, the report ``agglo calibrate``
+    prints)."""
     import os
 
     from agglo.analysis import calibrate as fitting
@@ -280,12 +287,35 @@ def calibrate(
         check_new_file("--out", out)
     cfg, _ = configure(overrides=overrides)
     settings = cfg.mode(mode)
-    fit, seen = calibrate_files(
-        flows, load_table(towns), model, decay, cost, settings.speed_kmh, settings.circuity, pairs
-    )
-    lines = [seen, fitting.report(fit, mode)]
+    if places is not None:
+        fit, text, yaml = _calibrate_places(flows, towns, places, model, decay, cost, pairs, mode, settings, near_km)
+        lines = text
+    else:
+        fit, seen = calibrate_files(
+            flows, load_table(towns), model or "production", decay, cost, settings.speed_kmh, settings.circuity, pairs
+        )
+        lines, yaml = [seen, fitting.report(fit, mode)], fitting.to_yaml(fit, mode, cost, flows)
     if out:
         with writing(f"--out {out!r}"), open(out, "w" if overwrite else "x", encoding="utf-8") as fh:
-            fh.write(fitting.to_yaml(fit, mode, cost, flows))
+            fh.write(yaml)
         lines.append(f"-> {out} (use: agglo run --params {out} ...)")
     return fit, "\n".join(lines)
+
+
+def _calibrate_places(flows, towns, places, model, decay, cost, pairs, mode, settings, near_km):
+    """``calibrate(places=...)``: the fit, the report's lines and the override file's text."""
+    from agglo.analysis.observed import place_report, place_weighted_files, place_yaml
+    from agglo.engine.data.towns import load_table
+    from agglo.engine.errors import UserError
+
+    for key, value, allowed in (("--model", model, (None, "doubly")), ("--cost", cost, ("minutes",)),
+                                ("--pairs", pairs, ("all",))):  # fmt: skip
+        if value not in allowed:
+            raise UserError(
+                f"{key} = {value!r} with --places; allowed: {' or '.join(str(a) for a in allowed if a)} "
+                "(the fit between the zones' towns is the doubly-constrained model on minutes, every pair)"
+            )
+    if not (near_km > 0):
+        raise UserError(f"--near-km = {near_km!r}; allowed: a number of km > 0")
+    fit, common, seen = place_weighted_files(flows, load_table(towns), places, decay, settings, near_km)
+    return fit, [seen, place_report(fit, common, mode)], place_yaml(fit, common, mode, flows)

@@ -65,7 +65,9 @@ def _add_cal(sub) -> None:
     cal = sub.add_parser("calibrate", help="fit gravity parameters to observed flows (Poisson regression)")
     cal.add_argument("--flows", required=True, help="CSV with origin, destination, flow (town_ids)")
     cal.add_argument("--towns", required=True, help="towns table (CSV or Parquet with docs/model.md's columns)")
-    cal.add_argument("--model", default="production", choices=["gravity", "production", "attraction", "doubly"])
+    cal.add_argument(
+        "--model", default=None, choices=["gravity", "production", "attraction", "doubly"], help="default: production"
+    )
     cal.add_argument("--decay", default="power", choices=["power", "exponential"])
     cal.add_argument(
         "--cost", default="minutes", choices=["minutes", "km"], help="travel time (docs/model.md) or distance"
@@ -77,6 +79,16 @@ def _add_cal(sub) -> None:
         choices=["all", "observed"],
         help="all: every pair of the flows' places, unlisted ones as 0 (default); observed: the listed pairs only "
         "(scikit-mobility's convention)",
+    )
+    cal.add_argument(
+        "--places",
+        metavar="TOWNS",
+        help="--towns are zones (counties, municipalities) and this towns table, with a 'zone' column (the zone's "
+        "town_id), lists the towns in them: fit the doubly-constrained model between the zones' towns, so beta and "
+        "the self time are a town's",
+    )
+    cal.add_argument(
+        "--near-km", type=float, default=150.0, help="with --places: zone pairs nearer than this use their towns"
     )
     cal.add_argument(
         "--out", metavar="FILE.yaml", help="write the fitted values as an override file for 'agglo run --params'"
@@ -222,6 +234,7 @@ def cmd_calibrate(args) -> int:
     _, text = calibrate(
         args.flows, args.towns, model=args.model, decay=args.decay, cost=args.cost, mode=args.mode,
         pairs=args.pairs, overrides=args.overrides, out=args.out, overwrite=args.overwrite,
+        places=args.places, near_km=args.near_km,
     )  # fmt: skip
     print(text)
     return 0

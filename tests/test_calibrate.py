@@ -441,3 +441,94 @@ def test_the_place_weighted_fit_recovers_a_towns_parameters():
     )
     plain = doubly.fit_doubly(flows[half], c, workers, jobs, "power", True, half)
     assert abs(plain.beta - 2.2) > 0.1 and plain.deviance > 1e6 * max(got.deviance, 1e-9)
+
+
+def _zones_and_towns(tmp_path, rng):
+    """16 zones with 1-4 towns each, some of a zone's people outside its towns; flows made by the
+    doubly-constrained model between the towns (beta 2.2, a trip within a town 9 min)."""
+    from agglo.engine.config.schema import AggloConfig
+
+    m = AggloConfig().commute
+    units, places = _place_system(rng, 16, 4)
+    zone_people = np.bincount(places["unit"], places["people"]) * rng.choice([1.0, 1.5], 16)
+    rest = zone_people - np.bincount(places["unit"], places["people"])
+    extra = np.flatnonzero(rest > 0)
+    every = {
+        "unit": np.concatenate([places["unit"], extra]),
+        "lat": np.concatenate([places["lat"], units["lat"][extra]]),
+        "lon": np.concatenate([places["lon"], units["lon"][extra]]),
+        "people": np.concatenate([places["people"], rest[extra]]),
+    }
+    det = doubly.PlaceDeterrence(units, every, "power", m.circuity, m.speed_kmh, m.min_time_min)
+    workers = zone_people * 0.45
+    jobs = workers * rng.uniform(0.5, 2.0, 16)
+    jobs *= workers.sum() / jobs.sum()
+    flows = doubly.balanced_flows(det(2.2, 9.0), workers, jobs)[0]
+    zones = pd.DataFrame(
+        {"town_id": 100 + np.arange(16), "name": [f"zone {k}" for k in range(16)], "lat": units["lat"],
+         "lon": units["lon"], "population": zone_people}
+    )  # fmt: skip
+    towns = pd.DataFrame(
+        {"town_id": 1000 + np.arange(places["unit"].size), "name": "town", "lat": places["lat"],
+         "lon": places["lon"], "population": places["people"], "zone": 100 + places["unit"]}
+    )  # fmt: skip
+    o, d = np.nonzero(flows >= 0)
+    pairs = pd.DataFrame({"origin": 100 + o, "destination": 100 + d, "flow": flows[o, d]})
+    paths = {name: tmp_path / f"{name}.csv" for name in ("zones", "towns", "flows")}
+    for name, frame in (("zones", zones), ("towns", towns), ("flows", pairs)):
+        frame.to_csv(paths[name], index=False)
+    return paths, flows
+
+
+def test_calibrate_places_finds_a_towns_beta_and_self_time(tmp_path, run_cli):
+    """``agglo calibrate --places``: zone flows made between the zones' towns give back the
+    towns' beta and self time, written as an override file that ``agglo run`` reads."""
+    paths, _ = _zones_and_towns(tmp_path, np.random.default_rng(21))
+    out = tmp_path / "town.yaml"
+    args = [
+        "calibrate",
+        "--flows",
+        str(paths["flows"]),
+        "--towns",
+        str(paths["zones"]),
+        "--places",
+        str(paths["towns"]),
+    ]
+    code, text, err = run_cli(*args, "--out", str(out))
+    assert code == 0, err
+    assert "CPC 1.0000" in text and "zones' people outside them" in text
+    import yaml
+
+    values = yaml.safe_load(out.read_text())["commute"]
+    assert values["beta"] == pytest.approx(2.2, abs=2e-3) and values["self_time_min"] == pytest.approx(9.0, rel=5e-3)
+    code, text, err = run_cli("config", "--params", str(out))
+    assert code == 0, err
+    assert f"beta: {values['beta']!r}" in text.split("commute:")[1].split("freight:")[0]
+
+
+def test_calibrate_places_refuses_bad_input_in_one_line(tmp_path, run_cli):
+    paths, flows = _zones_and_towns(tmp_path, np.random.default_rng(4))
+    towns = pd.read_csv(paths["towns"])
+    bad = {
+        "no_zone.csv": towns.drop(columns="zone"),
+        "unknown_zone.csv": towns.assign(zone=towns["zone"].where(towns.index != 3, 999)),
+    }
+    for name, frame in bad.items():
+        frame.to_csv(tmp_path / name, index=False)
+    no_self = pd.read_csv(paths["flows"])
+    no_self[no_self["origin"] != no_self["destination"]].to_csv(tmp_path / "no_self.csv", index=False)
+    base = ["calibrate", "--towns", str(paths["zones"])]
+    cases = [
+        (["--flows", str(paths["flows"]), "--places", str(tmp_path / "no_zone.csv")], ["missing column 'zone'"]),
+        (["--flows", str(paths["flows"]), "--places", str(tmp_path / "unknown_zone.csv")], ["row 5", "zone = '999'"]),
+        (["--flows", str(tmp_path / "no_self.csv"), "--places", str(paths["towns"])], ["no flow within a zone"]),
+        (["--flows", str(paths["flows"]), "--places", str(paths["towns"]), "--model", "production"], ["--model"]),
+        (["--flows", str(paths["flows"]), "--places", str(paths["towns"]), "--cost", "km"], ["--cost"]),
+        (["--flows", str(paths["flows"]), "--places", str(paths["towns"]), "--near-km", "-1"], ["--near-km = -1"]),
+    ]
+    for args, words in cases:
+        code, _, err = run_cli(*base, *args)
+        assert code == 2, (args, err)
+        lines = [line for line in err.strip().splitlines() if line]
+        assert len(lines) == 1 and "allowed" in lines[0] and "Traceback" not in err, err
+        assert all(w in lines[0] for w in words), lines[0]

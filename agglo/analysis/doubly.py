@@ -90,7 +90,7 @@ def fit_doubly(
     the change of the deviance per observed trip that stops the search (with ``xatol``)."""
     from scipy.optimize import minimize
 
-    rows = np.arange(cost.shape[0]) if origins is None else np.asarray(origins)
+    rows = np.arange(len(workers)) if origins is None else np.asarray(origins)
     y = np.array(flows, dtype=np.float64)
     if not self_term:
         y[np.arange(rows.size), rows] = 0.0

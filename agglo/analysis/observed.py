@@ -1,5 +1,6 @@
 """Observed flows in: the flows file checked like a town table, the pairs a fit sees
-(with their costs and masses), and the whole ``agglo calibrate`` step from files to a fit."""
+(with their costs and masses), and the whole ``agglo calibrate`` step from files to a fit
+(between the towns of the flows, or between zones through the towns they hold: ``--places``)."""
 
 from __future__ import annotations
 
@@ -126,3 +127,100 @@ def calibrate_files(
         f"cost in {cost}"
     )
     return fit, seen
+
+
+def read_places(path: str, zones) -> tuple:
+    """The towns of ``--places`` (docs/model.md's columns) and, for each, the index of its zone
+    in ``zones``: its ``zone`` column holds the town_id of the zone (a row of ``--towns``) it
+    lies in. One line naming the file, row and value when a zone is missing or unknown."""
+    import pandas as pd
+
+    from agglo.engine.data.towns import load_table
+    from agglo.engine.errors import UserError
+
+    places = load_table(path)
+    read = pd.read_parquet if path.lower().endswith(".parquet") else pd.read_csv
+    frame = read(path, **({} if path.lower().endswith(".parquet") else {"dtype": {"zone": str}}))
+    if "zone" not in frame.columns:
+        raise UserError(
+            f"{path}: missing column 'zone'; allowed: the town_id (of --towns) of the zone each town lies in"
+        )
+    index = {str(t): i for i, t in enumerate(zones.town_id)}
+    zone = frame["zone"].astype(str).to_numpy()
+    unknown = [k for k, z in enumerate(zone) if z not in index]
+    if unknown:
+        k = unknown[0]
+        raise UserError(
+            f"{path}: row {k + 2}: zone = {frame['zone'].iloc[k]!r} is not a town_id of {zones.source}; "
+            "allowed: the town_id of the zone (a row of --towns) the town lies in"
+        )
+    return places, np.array([index[z] for z in zone], dtype=np.int64)
+
+
+def place_weighted_files(flows_path: str, zones, places_path: str, decay: str, mode, near_km: float):
+    """:func:`agglo.analysis.doubly.fit_doubly` through the zones' places
+    (:class:`agglo.analysis.doubly.PlaceDeterrence`): every zone's workers and jobs (the flows'
+    row and column sums, within-zone flows included) kept, beta and the time of a trip within a
+    place fitted to every flow; a zone's people not in ``--places`` (its population less its
+    places') stand at its own point. Returns the fit, its CPC, and a line saying what it saw."""
+    from agglo.analysis import doubly
+    from agglo.engine.errors import UserError
+
+    flows = read_flows(flows_path, zones)
+    index = {str(t): i for i, t in enumerate(zones.town_id)}
+    n = len(zones)
+    table = np.zeros((n, n))
+    np.add.at(table, (flows["origin"].map(index).to_numpy(), flows["destination"].map(index).to_numpy()), flows["flow"])
+    if not np.trace(table) > 0:
+        raise UserError(
+            f"{flows_path}: no flow within a zone (origin = destination); the trip within a place is fitted from "
+            "them; allowed: the flows of every zone, its own included"
+        )
+    places, unit = read_places(places_path, zones)
+    rest = zones.population - np.bincount(unit, places.population, minlength=n)
+    extra = np.flatnonzero(rest > 0)
+    empty = np.flatnonzero((rest <= 0) & (np.bincount(unit, minlength=n) == 0))
+    if empty.size:
+        raise UserError(
+            f"{places_path}: zone {str(zones.town_id[empty[0]])!r} has no town here and no people in --towns; "
+            "allowed: a population > 0 for every zone, in its towns or in --towns"
+        )
+    det = doubly.PlaceDeterrence(
+        {"lat": zones.lat, "lon": zones.lon},
+        {"unit": np.concatenate([unit, extra]), "lat": np.concatenate([places.lat, zones.lat[extra]]),
+         "lon": np.concatenate([places.lon, zones.lon[extra]]),
+         "people": np.concatenate([places.population, rest[extra]])},
+        decay, mode.circuity, mode.speed_kmh, mode.min_time_min, near_km,
+    )  # fmt: skip
+    workers, jobs = table.sum(axis=1), table.sum(axis=0)
+    start = (2.0 if decay == "power" else 0.05, 10.0)
+    fit = doubly.fit_doubly(
+        table, None, workers, jobs, decay, True, xatol=1e-3, tol=1e-6, deterrence_of=det, start=start, fatol=1e-8
+    )
+    common = calibrate.cpc(table, doubly.balanced_flows(det(fit.beta, fit.self_cost), workers, jobs, tol=1e-6)[0])
+    seen = (
+        f"{flows_path}: {int((table > 0).sum())} zone pairs with a flow, {n} zones; {places_path}: {len(places)} towns, "
+        f"{extra.size} zones' people outside them at the zone's point; {det.pair.size} pairs of places within "
+        f"{near_km:g} km"
+    )
+    return fit, common, seen
+
+
+def place_report(fit, common: float, mode: str) -> str:
+    """What ``agglo calibrate --places`` prints: the fit and the docs/model.md keys it gives."""
+    return (
+        f"doubly-constrained gravity between the zones' towns, {fit.decay} deterrence, self term\n"
+        f"beta {fit.beta:.6g}, a trip within a town {fit.self_cost:.6g} min; deviance {fit.deviance:.6g}, "
+        f"CPC {common:.4f}, {fit.evaluations} balances\n"
+        f"docs/model.md keys: {mode}.decay = {fit.decay}, {mode}.beta = {fit.beta:.6g}, "
+        f"{mode}.self_time_min = {fit.self_cost:.6g}"
+    )
+
+
+def place_yaml(fit, common: float, mode: str, source: str) -> str:
+    """An override file for ``agglo run --params`` from a ``--places`` fit."""
+    return (
+        f"# agglo calibrate --places: doubly-constrained gravity between the zones' towns, {fit.decay} deterrence on "
+        f"minutes, fitted to {source}\n# deviance {fit.deviance:.6g}, CPC {common:.4f}\n"
+        f"{mode}:\n  decay: {fit.decay}\n  beta: {float(fit.beta)!r}\n  self_time_min: {float(fit.self_cost)!r}\n"
+    )
