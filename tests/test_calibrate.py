@@ -532,3 +532,54 @@ def test_calibrate_places_refuses_bad_input_in_one_line(tmp_path, run_cli):
         lines = [line for line in err.strip().splitlines() if line]
         assert len(lines) == 1 and "allowed" in lines[0] and "Traceback" not in err, err
         assert all(w in lines[0] for w in words), lines[0]
+
+
+def _free_system(rng, n):
+    xy = rng.uniform(0, 120, (n, 2))
+    c = np.sqrt(((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1)) + np.eye(n)
+    workers, jobs = rng.uniform(1e3, 1e5, n), rng.uniform(1e3, 1e5, n)
+    return c, workers, jobs * workers.sum() / jobs.sum()
+
+
+FREE_EDGES = [0.0, 20.0, 45.0, 80.0, np.inf]
+
+
+def test_the_free_deterrence_is_the_regression_with_bin_indicators():
+    """On noisy flows, every origin fitted: the free deterrence is the Poisson regression's
+    with an indicator per origin, per destination and per cost bin (the self term's bin the
+    reference), fitted by an independent NumPy Newton solver."""
+    rng = np.random.default_rng(11)
+    n = 24
+    c, workers, jobs = _free_system(rng, n)
+    mean = doubly.DoublyFit("power", 1.6, 6.0, 0.0, 0).flows(c, workers, jobs) / 50.0
+    flows = rng.poisson(mean).astype(float)
+    got = doubly.fit_free(flows, c, flows.sum(axis=1), flows.sum(axis=0), FREE_EDGES, tol=1e-10)
+    bins = doubly.free_bins(c, FREE_EDGES).ravel()
+    n_bins = len(FREE_EDGES)
+    i, j = np.divmod(np.arange(n * n), n)
+    x = np.hstack([np.eye(n)[i], np.eye(n)[j][:, 1:], np.eye(n_bins)[bins][:, :-1]])
+    coef = _numpy_poisson(flows.ravel(), x)
+    assert got.log_f[:-1] == pytest.approx(coef[-(n_bins - 1) :], abs=1e-7)
+    assert got.log_f[-1] == 0.0 and got.error <= 1e-10
+
+
+def test_the_free_fit_recovers_a_step_deterrence_from_half_the_origins():
+    """Flows made by a known step deterrence (three bins and the self term): fitted on the
+    rows of half the origins, with every place's margins, its steps and the other half's
+    flows come back."""
+    rng = np.random.default_rng(12)
+    n = 40
+    c, workers, jobs = _free_system(rng, n)
+    truth = doubly.FreeFit(np.array(FREE_EDGES), np.array([-0.7, -2.0, -3.1, -5.5, 0.0]), 0, 0.0)
+    flows = truth.flows(c, workers, jobs)
+    half = np.arange(0, n, 2)
+    got = doubly.fit_free(flows[half], c, workers, jobs, FREE_EDGES, origins=half, tol=1e-10)
+    assert got.log_f == pytest.approx(truth.log_f, abs=1e-6)
+    other = np.arange(1, n, 2)
+    assert got.flows(c, workers, jobs)[other] == pytest.approx(flows[other], rel=1e-6)
+    empty = doubly.fit_free(flows[half], c * 0.1, workers, jobs, FREE_EDGES, origins=half)
+    assert np.isneginf(empty.log_f[2:4]).all()  # no pair in those bins: no value, no trips
+    with pytest.raises(ValueError, match="no trip within a place"):
+        no_self = flows[half].copy()
+        no_self[np.arange(half.size), half] = 0.0
+        doubly.fit_free(no_self, c, workers, jobs, FREE_EDGES, origins=half)

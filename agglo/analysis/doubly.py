@@ -118,6 +118,77 @@ def fit_doubly(
     )
 
 
+@dataclass
+class FreeFit:
+    """A free deterrence: one value per cost bin between ``edges`` and one for the self term
+    (a trip within a place), ``log_f`` relative to the self term's (its last entry, 0)."""
+
+    edges: np.ndarray  # (B + 1,) bin k: the off-diagonal costs in [edges[k], edges[k + 1])
+    log_f: np.ndarray  # (B + 1,) per bin, then the self term; -inf: a bin without observed trips
+    rounds: int
+    error: float  # at the end: the largest relative gap of a bin's trips or of a margin
+
+    def deterrence(self, cost: np.ndarray) -> np.ndarray:
+        return np.exp(self.log_f)[free_bins(cost, self.edges)]
+
+    def flows(self, cost: np.ndarray, workers: np.ndarray, jobs: np.ndarray) -> np.ndarray:
+        return balanced_flows(self.deterrence(cost), workers, jobs)[0]
+
+
+def _gap(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.max(np.abs(got - want) / np.maximum(np.abs(want), 1e-300)))
+
+
+def free_bins(cost: np.ndarray, edges) -> np.ndarray:
+    """Each pair's bin: k for an off-diagonal cost in [edges[k], edges[k + 1]) (costs beyond
+    the ends count in the end bins), B = len(edges) - 1 for the diagonal."""
+    edges = np.asarray(edges, dtype=np.float64)
+    bins = np.clip(np.searchsorted(edges, cost, side="right") - 1, 0, edges.size - 2)
+    np.fill_diagonal(bins, edges.size - 1)
+    return bins
+
+
+def fit_free(
+    flows: np.ndarray,
+    cost: np.ndarray,
+    workers: np.ndarray,
+    jobs: np.ndarray,
+    edges,
+    origins: np.ndarray | None = None,
+    tol: float = 1e-7,
+    max_rounds: int = 20_000,
+) -> FreeFit:
+    """The doubly-constrained model with a free deterrence: ``f`` constant on each bin of
+    ``cost`` between ``edges``, the diagonal (a trip within a place) a value of its own.
+    Tri-proportional rounds (Evans 1971): Furness steps towards every place's ``workers`` and
+    ``jobs`` (totals equal), then each bin's value scaled so that the model trips of the fitted
+    ``origins`` in it equal their observed trips (the Poisson likelihood's equation for a bin's
+    effect), until every bin and every margin is within ``tol`` (relative).
+    ``flows`` (K, N): the observed rows of ``origins`` (default all N), the diagonal included.
+    The measured shape of the deterrence, where a power or an exponential law is a guess."""
+    rows = np.arange(len(workers)) if origins is None else np.asarray(origins)
+    jobs = np.asarray(jobs, dtype=np.float64)
+    bins = free_bins(cost, edges)
+    n_bins = len(edges)
+    observed = np.bincount(bins[rows].ravel(), np.asarray(flows, dtype=np.float64).ravel(), minlength=n_bins)
+    if observed[-1] <= 0:
+        raise ValueError("no trip within a place among the fitted rows: the self term's value has no scale")
+    f = np.where(observed > 0, 1.0, 0.0)
+    b, error = None, np.inf
+    for rounds in range(1, max_rounds + 1):
+        model, b = balanced_flows(f[bins], workers, jobs, b, tol=0.0, max_rounds=5)
+        margins = max(_gap(model.sum(axis=1), workers), _gap(model.sum(axis=0), jobs))
+        got = np.bincount(bins[rows].ravel(), model[rows].ravel(), minlength=n_bins)
+        ratio = np.divide(observed, got, out=np.ones(n_bins), where=observed > 0)
+        error = float(max(np.max(np.abs(ratio - 1.0)), margins))
+        if error <= tol:
+            break
+        f = f * ratio
+        f = f / f[-1]
+    with np.errstate(divide="ignore"):
+        return FreeFit(np.asarray(edges, dtype=np.float64), np.log(f), rounds, error)
+
+
 def minutes_between(lat_i, lon_i, lat_j, lon_j, circuity: float, speed_kmh: float, min_time_min: float):
     """docs/model.md's travel time between points (degrees, broadcast), at least ``min_time_min``."""
     phi_i, phi_j = np.radians(lat_i), np.radians(lat_j)

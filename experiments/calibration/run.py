@@ -165,6 +165,13 @@ def assign(shares: tuple[np.ndarray, ...], area_of_central: np.ndarray, threshol
     return np.where(area_of_central >= 0, -1, got)
 
 
+def agreement(pred: np.ndarray, true: np.ndarray) -> dict:
+    """Precision, recall and F1 of the counties given an area (>= 0), right when the same area."""
+    return precision_recall_f1(
+        int(((pred >= 0) & (pred == true)).sum()), int((pred >= 0).sum()), int((true >= 0).sum())
+    )
+
+
 TAUS = np.round(np.arange(0.02, 0.401, 0.005), 3)
 
 
@@ -179,10 +186,7 @@ def threshold_from_flows(
     shares = interchange_shares(model, area_of_central)
     best, best_f1 = TAUS[0], -1.0
     for tau in TAUS:
-        got = assign(shares, area_of_central, tau)[rows]
-        score = precision_recall_f1(
-            int(((got >= 0) & (got == want)).sum()), int((got >= 0).sum()), int((want >= 0).sum())
-        )
+        score = agreement(assign(shares, area_of_central, tau)[rows], want)
         if score["f1"] > best_f1:
             best, best_f1 = tau, score["f1"]
     return float(best)
@@ -200,10 +204,7 @@ def omb_rule(counties, observed, t, mass, split, fits) -> list[str]:
 
     def row(label, predicted, half):
         """The table row of a delineation scored on one half's counties."""
-        pred, true = predicted[rows_of[half]], truth[rows_of[half]]
-        got = precision_recall_f1(
-            int(((pred >= 0) & (pred == true)).sum()), int((pred >= 0).sum()), int((true >= 0).sum())
-        )
+        got = agreement(predicted[rows_of[half]], truth[rows_of[half]])
         return f"| {label} | {half} | {got['precision']:.3f} | {got['recall']:.3f} | {got['f1']:.3f} |"
 
     pop = mass[:, None]
@@ -242,8 +243,10 @@ def omb_rule(counties, observed, t, mass, split, fits) -> list[str]:
         )
         out.append(row(label, delineate(model, area_of_central, tau), half))
     # the balance takes the exact totals (the floor of 1 above would make the margins unequal)
-    out += doubly_rows(observed, t, observed.sum(axis=0), workers, rows_of, area_of_central, row)
+    out += doubly_rows(observed, t, observed.sum(axis=0), workers, rows_of, area_of_central, row, fits)
     out += place_weighted_rows(counties, observed, rows_of, area_of_central, row, fits)
+    free, curve = free_rows(observed, t, rows_of, area_of_central, row, truth, fits)
+    out += free
     defaults = AggloConfig().commute
     model = pop * calibrate.ProfileFit(
         "power", defaults.gamma, defaults.beta, defaults.self_time_min, 0, 0
@@ -251,10 +254,10 @@ def omb_rule(counties, observed, t, mass, split, fits) -> list[str]:
     for half in ("A", "B"):
         out.append(row("model, the engine's defaults", delineate(model, area_of_central), half))
     out += ["", *equivalent_thresholds(observed, t, mass, area_of_central, rows_of, fits, model)]
-    return out
+    return out + ["", *curve]
 
 
-def doubly_rows(observed, t, jobs, workers, rows_of, area_of_central, row) -> list[str]:
+def doubly_rows(observed, t, jobs, workers, rows_of, area_of_central, row, fits) -> list[str]:
     """The doubly-constrained model (every county's workers and jobs kept, the margins a census
     publishes), power deterrence with the self term fitted on one half's observed rows, scored
     on the other half: OMB's rule at 25 % and at the threshold from the fitted half's observed
@@ -264,6 +267,7 @@ def doubly_rows(observed, t, jobs, workers, rows_of, area_of_central, row) -> li
     for half, other in (("A", "B"), ("B", "A")):
         rows = np.flatnonzero(rows_of[other])
         fit = doubly.fit_doubly(observed[rows], t, workers, jobs, "power", True, rows, xatol=1e-3, tol=1e-6)
+        fits[("doubly", other)] = fit
         model = fit.flows(t, workers, jobs)
         held = rows_of[half]
         common = calibrate.cpc(observed[held], model[held])
@@ -279,6 +283,53 @@ def doubly_rows(observed, t, jobs, workers, rows_of, area_of_central, row) -> li
 
 
 NEAR_KM = 150.0  # unit pairs nearer than this take every pair of their places (PlaceDeterrence)
+
+
+# the free deterrence's bins of travel time (minutes); a trip within a county is a value of its own
+FREE_EDGES = (0, 10, 15, 20, 25, 30, 35, 40, 45, 50, 60, 70, 80, 90, 105, 120, 150, 180, 240, 300, 400, 600, np.inf)
+
+
+def free_rows(observed, t, rows_of, area_of_central, row, truth, fits) -> tuple[list[str], list[str]]:
+    """The doubly-constrained model with a free deterrence (``doubly.fit_free``: a value per
+    bin of travel time, the shape measured rather than assumed), fitted on one half's rows and
+    scored on the other as doubly_rows does; then the same flows under the threshold that is
+    best on the scored half itself, which no threshold rule can beat. Returns the table rows
+    and a table of the fitted curve beside the power law of doubly_rows' fits."""
+    jobs, workers = observed.sum(axis=0), observed.sum(axis=1)
+    out, log_f = [], {}
+    for half, other in (("A", "B"), ("B", "A")):
+        rows = np.flatnonzero(rows_of[other])
+        fit = doubly.fit_free(observed[rows], t, workers, jobs, FREE_EDGES, origins=rows, tol=1e-6)
+        log_f[other] = fit.log_f
+        model = fit.flows(t, workers, jobs)
+        common = calibrate.cpc(observed[rows_of[half]], model[rows_of[half]])
+        tau = threshold_from_flows(model, observed, area_of_central, rows_of[other])
+        label = (
+            f"model, doubly-constrained, free deterrence ({len(FREE_EDGES) - 1} bins of travel time and the self "
+            f"term, {fit.rounds} rounds; held-out CPC {common:.3f}), fitted on {other}"
+        )
+        shares, scored = interchange_shares(model, area_of_central), np.flatnonzero(rows_of[half])
+        best = max(TAUS, key=lambda x: agreement(assign(shares, area_of_central, x)[scored], truth[scored])["f1"])
+        for text, threshold in (
+            ("", THRESHOLD),
+            (f", threshold {tau:.3f} from {other}'s observed flows", tau),
+            (f", threshold {best:.3f} chosen on {half}'s OMB delineation itself (no threshold does better)", best),
+        ):
+            out.append(row(f"{label}{text}", assign(shares, area_of_central, threshold), half))
+            print(out[-1], flush=True)
+    curve = [
+        "The free deterrence (log f of a trip between counties against a trip within one, fitted on each half's "
+        "rows, every county's margins kept):",
+        "",
+        "| minutes | fitted on A | fitted on B | power law fitted on A, at the bin's middle | the same, on B |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for k in range(len(FREE_EDGES) - 1):
+        lo, hi = FREE_EDGES[k], FREE_EDGES[k + 1]
+        middle = (lo + hi) / 2 if np.isfinite(hi) else lo
+        power = [-fits[("doubly", h)].beta * np.log(middle / fits[("doubly", h)].self_cost) for h in ("A", "B")]
+        curve.append(f"| {lo:g}-{hi:g} | {log_f['A'][k]:.2f} | {log_f['B'][k]:.2f} | {power[0]:.2f} | {power[1]:.2f} |")
+    return out, curve
 
 
 def place_deterrence(counties: pd.DataFrame, near_km: float = NEAR_KM) -> doubly.PlaceDeterrence:
