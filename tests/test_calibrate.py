@@ -355,13 +355,21 @@ def _place_system(rng, n_units, places_per_unit):
     return {"lat": ulat, "lon": ulon}, {"unit": unit, "lat": lat, "lon": lon, "people": people}
 
 
-def _place_deterrence_by_loops(units, places, decay, beta, self_cost, near_km):
-    """PlaceDeterrence's definition, pair by pair (its docstring's formula)."""
+def _place_deterrence_by_loops(units, places, decay, beta, self_cost, near_km, step=None):
+    """PlaceDeterrence's definition, pair by pair (its docstring's formula); ``step``: (edges,
+    values) a free deterrence instead (a time in [edges[k], edges[k + 1]) deters values[k], the
+    end bins open, a trip within a place values[-1], whatever ``self_cost``)."""
     from agglo.engine.config.schema import AggloConfig
 
     m = AggloConfig().commute
 
     def f(t):
+        if step is not None:
+            edges, values = step
+            if t == "self":
+                return values[-1]
+            return values[min(max(int(np.searchsorted(edges, t, side="right")) - 1, 0), len(edges) - 2)]
+        t = self_cost if t == "self" else t
         return t**-beta if decay == "power" else np.exp(-beta * t)
 
     def minutes(la1, lo1, la2, lo2, circuity=m.circuity, speed=m.speed_kmh, floor=m.min_time_min):
@@ -380,7 +388,7 @@ def _place_deterrence_by_loops(units, places, decay, beta, self_cost, near_km):
             for p in np.flatnonzero(places["unit"] == i):
                 for q in np.flatnonzero(places["unit"] == j):
                     t = (
-                        self_cost
+                        "self"
                         if p == q
                         else minutes(places["lat"][p], places["lon"][p], places["lat"][q], places["lon"][q])
                     )
@@ -399,6 +407,22 @@ def test_the_place_deterrence_is_its_definition(decay, beta, near_km):
     units, places = _place_system(np.random.default_rng(11), 12, 4)
     got = doubly.PlaceDeterrence(units, places, decay, m.circuity, m.speed_kmh, m.min_time_min, near_km)(beta, 9.0)
     want = _place_deterrence_by_loops(units, places, decay, beta, 9.0, near_km)
+    assert got == pytest.approx(want, rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("near_km", [1e9, 120.0])
+def test_the_place_bin_weights_are_the_definition(near_km):
+    """A free deterrence between units through their places against the same loop over every
+    pair of places, near and far unit pairs."""
+    from agglo.engine.config.schema import AggloConfig
+
+    m = AggloConfig().commute
+    units, places = _place_system(np.random.default_rng(13), 12, 4)
+    edges = [0.0, 30.0, 60.0, 120.0, np.inf]
+    values = np.array([0.5, 0.2, 0.04, 0.003, 1.0])
+    det = doubly.PlaceDeterrence(units, places, "power", m.circuity, m.speed_kmh, m.min_time_min, near_km)
+    got = det.bin_weights(edges).table(values)
+    want = _place_deterrence_by_loops(units, places, "power", None, None, near_km, step=(edges, values))
     assert got == pytest.approx(want, rel=1e-12, abs=0)
 
 
@@ -553,8 +577,9 @@ def test_the_free_deterrence_is_the_regression_with_bin_indicators():
     c, workers, jobs = _free_system(rng, n)
     mean = doubly.DoublyFit("power", 1.6, 6.0, 0.0, 0).flows(c, workers, jobs) / 50.0
     flows = rng.poisson(mean).astype(float)
-    got = doubly.fit_free(flows, c, flows.sum(axis=1), flows.sum(axis=0), FREE_EDGES, tol=1e-10)
-    bins = doubly.free_bins(c, FREE_EDGES).ravel()
+    weights = doubly.BinWeights.points(c, FREE_EDGES)
+    got = doubly.fit_free(flows, weights, flows.sum(axis=1), flows.sum(axis=0), tol=1e-10)
+    bins = weights.bins.ravel()
     n_bins = len(FREE_EDGES)
     i, j = np.divmod(np.arange(n * n), n)
     x = np.hstack([np.eye(n)[i], np.eye(n)[j][:, 1:], np.eye(n_bins)[bins][:, :-1]])
@@ -571,15 +596,39 @@ def test_the_free_fit_recovers_a_step_deterrence_from_half_the_origins():
     n = 40
     c, workers, jobs = _free_system(rng, n)
     truth = doubly.FreeFit(np.array(FREE_EDGES), np.array([-0.7, -2.0, -3.1, -5.5, 0.0]), 0, 0.0)
-    flows = truth.flows(c, workers, jobs)
+    weights = doubly.BinWeights.points(c, FREE_EDGES)
+    flows = truth.flows(weights, workers, jobs)
     half = np.arange(0, n, 2)
-    got = doubly.fit_free(flows[half], c, workers, jobs, FREE_EDGES, origins=half, tol=1e-10)
+    got = doubly.fit_free(flows[half], weights, workers, jobs, origins=half, tol=1e-10)
     assert got.log_f == pytest.approx(truth.log_f, abs=1e-6)
     other = np.arange(1, n, 2)
-    assert got.flows(c, workers, jobs)[other] == pytest.approx(flows[other], rel=1e-6)
-    empty = doubly.fit_free(flows[half], c * 0.1, workers, jobs, FREE_EDGES, origins=half)
+    assert got.flows(weights, workers, jobs)[other] == pytest.approx(flows[other], rel=1e-6)
+    near = doubly.BinWeights.points(c * 0.1, FREE_EDGES)
+    empty = doubly.fit_free(flows[half], near, workers, jobs, origins=half)
     assert np.isneginf(empty.log_f[2:4]).all()  # no pair in those bins: no value, no trips
     with pytest.raises(ValueError, match="no trip within a place"):
         no_self = flows[half].copy()
         no_self[np.arange(half.size), half] = 0.0
-        doubly.fit_free(no_self, c, workers, jobs, FREE_EDGES, origins=half)
+        doubly.fit_free(no_self, weights, workers, jobs, origins=half)
+
+
+def test_the_free_fit_through_places_recovers_a_towns_steps():
+    """Unit flows made by a step deterrence between places (a town's curve), fitted on half
+    the origins through the places' bin weights: the steps come back (the EM form of the
+    fit, where a unit pair mixes bins)."""
+    from agglo.engine.config.schema import AggloConfig
+
+    m = AggloConfig().commute
+    rng = np.random.default_rng(14)
+    units, places = _place_system(rng, 30, 4)
+    weights = doubly.PlaceDeterrence(units, places, "power", m.circuity, m.speed_kmh, m.min_time_min).bin_weights(
+        [0.0, 30.0, 60.0, 120.0, np.inf]
+    )
+    truth = doubly.FreeFit(weights.edges, np.log([0.5, 0.2, 0.04, 0.003, 1.0]), 0, 0.0)
+    workers = np.bincount(places["unit"], places["people"]) * 0.45
+    jobs = workers * rng.uniform(0.5, 2.0, workers.size)
+    jobs *= workers.sum() / jobs.sum()
+    flows = truth.flows(weights, workers, jobs)
+    half = np.arange(0, 30, 2)
+    got = doubly.fit_free(flows[half], weights, workers, jobs, origins=half, tol=1e-11)
+    assert got.log_f == pytest.approx(truth.log_f, abs=1e-5)

@@ -120,73 +120,104 @@ def fit_doubly(
 
 @dataclass
 class FreeFit:
-    """A free deterrence: one value per cost bin between ``edges`` and one for the self term
-    (a trip within a place), ``log_f`` relative to the self term's (its last entry, 0)."""
+    """A free deterrence: one value per bin of travel time between ``edges`` and one for the
+    self term (a trip within a place), ``log_f`` relative to the self term's (its last entry, 0)."""
 
     edges: np.ndarray  # (B + 1,) bin k: the off-diagonal costs in [edges[k], edges[k + 1])
     log_f: np.ndarray  # (B + 1,) per bin, then the self term; -inf: a bin without observed trips
     rounds: int
     error: float  # at the end: the largest relative gap of a bin's trips or of a margin
 
-    def deterrence(self, cost: np.ndarray) -> np.ndarray:
-        return np.exp(self.log_f)[free_bins(cost, self.edges)]
+    def flows(self, weights: BinWeights, workers: np.ndarray, jobs: np.ndarray) -> np.ndarray:
+        return balanced_flows(weights.table(np.exp(self.log_f)), workers, jobs)[0]
 
-    def flows(self, cost: np.ndarray, workers: np.ndarray, jobs: np.ndarray) -> np.ndarray:
-        return balanced_flows(self.deterrence(cost), workers, jobs)[0]
+
+class BinWeights:
+    """Each pair's deterrence as a mix of bins, ``F_ij = Σ_k f_k W_ijk``: a pair of points
+    lies in one bin (``bins`` (N, N): k for an off-diagonal cost in [edges[k], edges[k + 1]),
+    costs beyond the ends in the end bins, B = len(edges) - 1 on the diagonal); the pairs
+    ``cell`` (flat indices) instead spread over the bins by ``weight`` (C, B + 1), as a pair of
+    counties spreads over the pairs of their places (:meth:`PlaceDeterrence.bin_weights`)."""
+
+    def __init__(self, edges, bins: np.ndarray, cell: np.ndarray | None = None, weight: np.ndarray | None = None):
+        self.edges = np.asarray(edges, dtype=np.float64)
+        self.n_bins = self.edges.size
+        self.bins = np.array(bins, dtype=np.int64)
+        self.cell = np.zeros(0, dtype=np.int64) if cell is None else np.asarray(cell, dtype=np.int64)
+        self.weight = np.zeros((0, self.n_bins)) if weight is None else np.asarray(weight, dtype=np.float64)
+        self.bins.ravel()[self.cell] = self.n_bins  # a slot of its own: no single bin
+
+    @classmethod
+    def points(cls, cost: np.ndarray, edges) -> BinWeights:
+        """Pairs of points: each in the bin of its cost, the diagonal in the self term's."""
+        bins = free_bin(cost, edges)
+        np.fill_diagonal(bins, len(edges) - 1)
+        return cls(edges, bins)
+
+    def table(self, f: np.ndarray) -> np.ndarray:
+        """F (N, N) for the bin values ``f`` (B + 1,)."""
+        out = np.append(f, 0.0)[self.bins]
+        out.ravel()[self.cell] = self.weight @ f
+        return out
+
+    def trips(self, ratio: np.ndarray, f: np.ndarray) -> np.ndarray:
+        """Per bin, Σ_ij ratio_ij f_k W_ijk: the trips of ``ratio`` = T / F in bin k."""
+        far = np.bincount(self.bins.ravel(), ratio.ravel(), minlength=self.n_bins + 1)[: self.n_bins]
+        return f * (far + ratio.ravel()[self.cell] @ self.weight)
+
+
+def free_bin(cost, edges) -> np.ndarray:
+    """k for a cost in [edges[k], edges[k + 1]), costs beyond the ends in the end bins."""
+    edges = np.asarray(edges, dtype=np.float64)
+    return np.clip(np.searchsorted(edges, cost, side="right") - 1, 0, edges.size - 2)
 
 
 def _gap(got: np.ndarray, want: np.ndarray) -> float:
     return float(np.max(np.abs(got - want) / np.maximum(np.abs(want), 1e-300)))
 
 
-def free_bins(cost: np.ndarray, edges) -> np.ndarray:
-    """Each pair's bin: k for an off-diagonal cost in [edges[k], edges[k + 1]) (costs beyond
-    the ends count in the end bins), B = len(edges) - 1 for the diagonal."""
-    edges = np.asarray(edges, dtype=np.float64)
-    bins = np.clip(np.searchsorted(edges, cost, side="right") - 1, 0, edges.size - 2)
-    np.fill_diagonal(bins, edges.size - 1)
-    return bins
-
-
 def fit_free(
     flows: np.ndarray,
-    cost: np.ndarray,
+    weights: BinWeights,
     workers: np.ndarray,
     jobs: np.ndarray,
-    edges,
     origins: np.ndarray | None = None,
     tol: float = 1e-7,
     max_rounds: int = 20_000,
 ) -> FreeFit:
     """The doubly-constrained model with a free deterrence: ``f`` constant on each bin of
-    ``cost`` between ``edges``, the diagonal (a trip within a place) a value of its own.
-    Tri-proportional rounds (Evans 1971): Furness steps towards every place's ``workers`` and
-    ``jobs`` (totals equal), then each bin's value scaled so that the model trips of the fitted
-    ``origins`` in it equal their observed trips (the Poisson likelihood's equation for a bin's
-    effect), until every bin and every margin is within ``tol`` (relative).
-    ``flows`` (K, N): the observed rows of ``origins`` (default all N), the diagonal included.
-    The measured shape of the deterrence, where a power or an exponential law is a guess."""
+    travel time between ``weights.edges``, the diagonal (a trip within a place) a value of its own;
+    ``weights`` says how each pair spreads over the bins (:class:`BinWeights`). Rounds of Furness
+    steps towards every place's ``workers`` and ``jobs`` (totals equal), then each bin's value
+    scaled by the ratio of the fitted ``origins``' observed to model trips in it (the Poisson
+    likelihood's equation for a bin's effect; with one bin per pair, Evans's tri-proportional
+    method), until every bin and every margin is within ``tol`` (relative). ``flows`` (K, N):
+    the observed rows of ``origins`` (default all N), the diagonal included. The measured shape
+    of the deterrence, where a power or an exponential law is a guess."""
     rows = np.arange(len(workers)) if origins is None else np.asarray(origins)
     jobs = np.asarray(jobs, dtype=np.float64)
-    bins = free_bins(cost, edges)
-    n_bins = len(edges)
-    observed = np.bincount(bins[rows].ravel(), np.asarray(flows, dtype=np.float64).ravel(), minlength=n_bins)
+    seen, in_rows = np.zeros(weights.bins.shape), np.zeros(len(workers), dtype=bool)
+    seen[rows], in_rows[rows] = flows, True
+    ones = np.ones(weights.n_bins)
+    observed = weights.trips(np.divide(seen, weights.table(ones), out=np.zeros_like(seen), where=seen > 0), ones)
     if observed[-1] <= 0:
         raise ValueError("no trip within a place among the fitted rows: the self term's value has no scale")
     f = np.where(observed > 0, 1.0, 0.0)
     b, error = None, np.inf
     for rounds in range(1, max_rounds + 1):
-        model, b = balanced_flows(f[bins], workers, jobs, b, tol=0.0, max_rounds=5)
+        table = weights.table(f)
+        model, b = balanced_flows(table, workers, jobs, b, tol=0.0, max_rounds=5)
         margins = max(_gap(model.sum(axis=1), workers), _gap(model.sum(axis=0), jobs))
-        got = np.bincount(bins[rows].ravel(), model[rows].ravel(), minlength=n_bins)
-        ratio = np.divide(observed, got, out=np.ones(n_bins), where=observed > 0)
+        inverse = np.divide(1.0, table, out=np.zeros_like(table), where=table > 0)
+        want, got = weights.trips(seen * inverse, f), weights.trips(model * inverse * in_rows[:, None], f)
+        ratio = np.divide(want, got, out=np.ones(f.size), where=want > 0)
         error = float(max(np.max(np.abs(ratio - 1.0)), margins))
         if error <= tol:
             break
         f = f * ratio
         f = f / f[-1]
     with np.errstate(divide="ignore"):
-        return FreeFit(np.asarray(edges, dtype=np.float64), np.log(f), rounds, error)
+        return FreeFit(weights.edges, np.log(f), rounds, error)
 
 
 def minutes_between(lat_i, lon_i, lat_j, lon_j, circuity: float, speed_kmh: float, min_time_min: float):
@@ -230,12 +261,10 @@ class PlaceDeterrence:
             raise ValueError(f"units without people in any place: {np.flatnonzero(total <= 0)[:5].tolist()}")
         self.decay, self.n = decay, n
         ulat, ulon = np.asarray(units["lat"], dtype=np.float64), np.asarray(units["lon"], dtype=np.float64)
-        self.h_units = log_f_per_beta(
-            minutes_between(
-                ulat[:, None], ulon[:, None], ulat[None, :], ulon[None, :], circuity, speed_kmh, min_time_min
-            ),
-            decay,
+        self.unit_minutes = minutes_between(
+            ulat[:, None], ulon[:, None], ulat[None, :], ulon[None, :], circuity, speed_kmh, min_time_min
         )
+        self.h_units = log_f_per_beta(self.unit_minutes, decay)
         km_units = minutes_between(ulat[:, None], ulon[:, None], ulat[None, :], ulon[None, :], 1.0, 60.0, 0.0)
         ui, uj = np.nonzero(km_units <= near_km)
         self.cell = ui * n + uj
@@ -251,9 +280,8 @@ class PlaceDeterrence:
         w = people / total[unit]
         self.weight = w[p] * w[q]
         self.same = p == q
-        self.h = log_f_per_beta(
-            minutes_between(lat[p], lon[p], lat[q], lon[q], circuity, speed_kmh, min_time_min), decay
-        )
+        self.minutes = minutes_between(lat[p], lon[p], lat[q], lon[q], circuity, speed_kmh, min_time_min)
+        self.h = log_f_per_beta(self.minutes, decay)
 
     def __call__(self, beta: float, self_cost: float | None) -> np.ndarray:
         """The (N, N) table; without a self cost the diagonal is 0 (no trip within a unit, as
@@ -264,3 +292,13 @@ class PlaceDeterrence:
         if self_cost is None:
             np.fill_diagonal(f, 0.0)
         return f
+
+    def bin_weights(self, edges) -> BinWeights:
+        """The same mean over pairs of places for a free deterrence (:func:`fit_free`): each
+        near unit pair spreads over the bins of its place pairs' times, weighted ``w_p w_q``, a
+        place's trip to itself in the self term's bin; a far pair lies in its points' bin."""
+        n_bins = len(edges)
+        bins = free_bin(self.unit_minutes, edges)
+        place_bin = np.where(self.same, n_bins - 1, free_bin(self.minutes, edges))
+        weight = np.bincount(self.pair * n_bins + place_bin, self.weight, minlength=self.cell.size * n_bins)
+        return BinWeights(edges, bins, self.cell, weight.reshape(self.cell.size, n_bins))

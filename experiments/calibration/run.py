@@ -245,7 +245,7 @@ def omb_rule(counties, observed, t, mass, split, fits) -> list[str]:
     # the balance takes the exact totals (the floor of 1 above would make the margins unequal)
     out += doubly_rows(observed, t, observed.sum(axis=0), workers, rows_of, area_of_central, row, fits)
     out += place_weighted_rows(counties, observed, rows_of, area_of_central, row, fits)
-    free, curve = free_rows(observed, t, rows_of, area_of_central, row, truth, fits)
+    free, curve = free_rows(counties, observed, t, rows_of, area_of_central, row, truth, fits)
     out += free
     defaults = AggloConfig().commute
     model = pop * calibrate.ProfileFit(
@@ -289,47 +289,66 @@ NEAR_KM = 150.0  # unit pairs nearer than this take every pair of their places (
 FREE_EDGES = (0, 10, 15, 20, 25, 30, 35, 40, 45, 50, 60, 70, 80, 90, 105, 120, 150, 180, 240, 300, 400, 600, np.inf)
 
 
-def free_rows(observed, t, rows_of, area_of_central, row, truth, fits) -> tuple[list[str], list[str]]:
+def free_rows(counties, observed, t, rows_of, area_of_central, row, truth, fits) -> tuple[list[str], list[str]]:
     """The doubly-constrained model with a free deterrence (``doubly.fit_free``: a value per
-    bin of travel time, the shape measured rather than assumed), fitted on one half's rows and
+    bin of travel time, the shape measured rather than assumed), between the counties'
+    internal points and between their places (a town's curve), fitted on one half's rows and
     scored on the other as doubly_rows does; then the same flows under the threshold that is
     best on the scored half itself, which no threshold rule can beat. Returns the table rows
-    and a table of the fitted curve beside the power law of doubly_rows' fits."""
+    and a table of the fitted curves beside the power laws of doubly_rows' and
+    place_weighted_rows' fits."""
     jobs, workers = observed.sum(axis=0), observed.sum(axis=1)
     out, log_f = [], {}
-    for half, other in (("A", "B"), ("B", "A")):
-        rows = np.flatnonzero(rows_of[other])
-        fit = doubly.fit_free(observed[rows], t, workers, jobs, FREE_EDGES, origins=rows, tol=1e-6)
-        log_f[other] = fit.log_f
-        model = fit.flows(t, workers, jobs)
-        common = calibrate.cpc(observed[rows_of[half]], model[rows_of[half]])
-        tau = threshold_from_flows(model, observed, area_of_central, rows_of[other])
-        label = (
-            f"model, doubly-constrained, free deterrence ({len(FREE_EDGES) - 1} bins of travel time and the self "
-            f"term, {fit.rounds} rounds; held-out CPC {common:.3f}), fitted on {other}"
-        )
-        shares, scored = interchange_shares(model, area_of_central), np.flatnonzero(rows_of[half])
-        best = max(TAUS, key=lambda x: agreement(assign(shares, area_of_central, x)[scored], truth[scored])["f1"])
-        for text, threshold in (
-            ("", THRESHOLD),
-            (f", threshold {tau:.3f} from {other}'s observed flows", tau),
-            (f", threshold {best:.3f} chosen on {half}'s OMB delineation itself (no threshold does better)", best),
-        ):
-            out.append(row(f"{label}{text}", assign(shares, area_of_central, threshold), half))
-            print(out[-1], flush=True)
-    curve = [
-        "The free deterrence (log f of a trip between counties against a trip within one, fitted on each half's "
-        "rows, every county's margins kept):",
+    for where, weights in (
+        ("internal points", doubly.BinWeights.points(t, FREE_EDGES)),
+        ("places", place_deterrence(counties).bin_weights(FREE_EDGES)),
+    ):
+        for half, other in (("A", "B"), ("B", "A")):
+            rows = np.flatnonzero(rows_of[other])
+            fit = doubly.fit_free(observed[rows], weights, workers, jobs, origins=rows, tol=1e-6)
+            log_f[(where, other)] = fit.log_f
+            model = fit.flows(weights, workers, jobs)
+            common = calibrate.cpc(observed[rows_of[half]], model[rows_of[half]])
+            tau = threshold_from_flows(model, observed, area_of_central, rows_of[other])
+            label = (
+                f"model, doubly-constrained between the counties' {where}, free deterrence ({len(FREE_EDGES) - 1} "
+                f"bins of travel time and the self term, {fit.rounds} rounds; held-out CPC {common:.3f}), fitted on "
+                f"{other}"
+            )
+            shares, scored = interchange_shares(model, area_of_central), np.flatnonzero(rows_of[half])
+            best = max(TAUS, key=lambda x: agreement(assign(shares, area_of_central, x)[scored], truth[scored])["f1"])
+            for text, threshold in (
+                ("", THRESHOLD),
+                (f", threshold {tau:.3f} from {other}'s observed flows", tau),
+                (f", threshold {best:.3f} chosen on {half}'s OMB delineation itself (no threshold does better)", best),
+            ):
+                out.append(row(f"{label}{text}", assign(shares, area_of_central, threshold), half))
+                print(out[-1], flush=True)
+    return out, free_curve(log_f, fits)
+
+
+def free_curve(log_f, fits) -> list[str]:
+    """The free deterrence per bin (log f against a trip within a place) beside the power laws
+    fitted on the same rows (``-beta log(t / self time)`` at the bin's middle)."""
+    columns = [(where, h) for where in ("internal points", "places") for h in ("A", "B")]
+    power = {("internal points", h): fits[("doubly", h)] for h in ("A", "B")}
+    power |= {("places", h): fits[("place-weighted", h)] for h in ("A", "B")}
+    out = [
+        "The free deterrence: log f of a trip between counties (between their internal points) or between towns "
+        "(between their places) against a trip within one, fitted on each half's rows with every county's margins "
+        "kept; in brackets the power law fitted on the same rows (beta, self time) at the bin's middle:",
         "",
-        "| minutes | fitted on A | fitted on B | power law fitted on A, at the bin's middle | the same, on B |",
-        "| --- | --- | --- | --- | --- |",
+        "| minutes | " + " | ".join(f"between {w}, fitted on {h}" for w, h in columns) + " |",
+        "| --- |" + " --- |" * len(columns),
     ]
     for k in range(len(FREE_EDGES) - 1):
         lo, hi = FREE_EDGES[k], FREE_EDGES[k + 1]
         middle = (lo + hi) / 2 if np.isfinite(hi) else lo
-        power = [-fits[("doubly", h)].beta * np.log(middle / fits[("doubly", h)].self_cost) for h in ("A", "B")]
-        curve.append(f"| {lo:g}-{hi:g} | {log_f['A'][k]:.2f} | {log_f['B'][k]:.2f} | {power[0]:.2f} | {power[1]:.2f} |")
-    return out, curve
+        cells = [
+            f"{log_f[c][k]:.2f} ({-power[c].beta * np.log(max(middle, 1.0) / power[c].self_cost):.2f})" for c in columns
+        ]
+        out.append(f"| {lo:g}-{hi:g} | " + " | ".join(cells) + " |")
+    return out
 
 
 def place_deterrence(counties: pd.DataFrame, near_km: float = NEAR_KM) -> doubly.PlaceDeterrence:
