@@ -266,6 +266,7 @@ def calibrate(
     overwrite: bool = False,
     places: str | None = None,
     near_km: float = 150.0,
+    curve: str | None = None,
 ):
     """Fit the gravity parameters of ``mode`` to observed flows (``flows``: origin,
     destination, flow by town_id; ``towns``: their table) by Poisson regression; ``out``: also
@@ -274,7 +275,9 @@ def calibrate(
     zones (counties, municipalities) and this town table, with a ``zone`` column, lists the
     towns in them: the doubly-constrained model is fitted between the zones' towns
     (:func:`agglo.analysis.observed.place_weighted_files`), so beta and the self time are a
-    town's (docs/flows.md, "Calibration"). Returns (the fit, the report ``agglo calibrate``
+    town's (docs/flows.md, "Calibration"); ``curve`` (with ``places``): bin edges in minutes,
+    "0,15,30,60", for the deterrence measured between the towns, a value per bin, beside the
+    power law (:func:`agglo.analysis.observed.place_curve`). Returns (the fit, the report ``agglo calibrate``
     prints)."""
     import os
 
@@ -283,13 +286,17 @@ def calibrate(
     from agglo.engine.data.towns import load_table
     from agglo.engine.store.outputs import check_new_file, writing
 
+    if curve is not None and places is None:
+        raise UserError(
+            f"--curve = {curve!r} without --places; allowed: --curve with --places (measured between towns)"
+        )
     if out and not (overwrite and os.path.isfile(out)):
         check_new_file("--out", out)
     cfg, _ = configure(overrides=overrides)
     settings = cfg.mode(mode)
     if places is not None:
-        fit, text, yaml = _calibrate_places(flows, towns, places, model, decay, cost, pairs, mode, settings, near_km)
-        lines = text
+        choices = (model, decay, cost, pairs, curve)
+        fit, lines, yaml = _calibrate_places(flows, towns, places, choices, mode, settings, near_km)
     else:
         fit, seen = calibrate_files(
             flows, load_table(towns), model or "production", decay, cost, settings.speed_kmh, settings.circuity, pairs
@@ -302,12 +309,13 @@ def calibrate(
     return fit, "\n".join(lines)
 
 
-def _calibrate_places(flows, towns, places, model, decay, cost, pairs, mode, settings, near_km):
+def _calibrate_places(flows, towns, places, choices, mode, settings, near_km):
     """``calibrate(places=...)``: the fit, the report's lines and the override file's text."""
-    from agglo.analysis.observed import place_report, place_weighted_files, place_yaml
+    from agglo.analysis.observed import parse_edges, place_curve, place_report, place_weighted_files, place_yaml
     from agglo.engine.data.towns import load_table
     from agglo.engine.errors import UserError
 
+    model, decay, cost, pairs, curve = choices
     for key, value, allowed in (("--model", model, (None, "doubly")), ("--cost", cost, ("minutes",)),
                                 ("--pairs", pairs, ("all",))):  # fmt: skip
         if value not in allowed:
@@ -317,5 +325,7 @@ def _calibrate_places(flows, towns, places, model, decay, cost, pairs, mode, set
             )
     if not (near_km > 0):
         raise UserError(f"--near-km = {near_km!r}; allowed: a number of km > 0")
-    fit, common, seen = place_weighted_files(flows, load_table(towns), places, decay, settings, near_km)
-    return fit, [seen, place_report(fit, common, mode)], place_yaml(fit, common, mode, flows)
+    edges = None if curve is None else parse_edges(curve)
+    fit, common, seen, zones = place_weighted_files(flows, load_table(towns), places, decay, settings, near_km)
+    lines = [seen, place_report(fit, common, mode)] + ([] if edges is None else [place_curve(fit, zones, edges)])
+    return fit, lines, place_yaml(fit, common, mode, flows)

@@ -91,6 +91,12 @@ def _add_cal(sub) -> None:
         "--near-km", type=float, default=150.0, help="with --places: zone pairs nearer than this use their towns"
     )
     cal.add_argument(
+        "--curve",
+        metavar="MINUTES",
+        help="with --places: also measure the deterrence, a value per bin between these minutes (e.g. "
+        "0,15,30,45,60,90,120; the last bin open), beside the power law",
+    )
+    cal.add_argument(
         "--out", metavar="FILE.yaml", help="write the fitted values as an override file for 'agglo run --params'"
     )
     cal.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
@@ -234,7 +240,7 @@ def cmd_calibrate(args) -> int:
     _, text = calibrate(
         args.flows, args.towns, model=args.model, decay=args.decay, cost=args.cost, mode=args.mode,
         pairs=args.pairs, overrides=args.overrides, out=args.out, overwrite=args.overwrite,
-        places=args.places, near_km=args.near_km,
+        places=args.places, near_km=args.near_km, curve=args.curve,
     )  # fmt: skip
     print(text)
     return 0

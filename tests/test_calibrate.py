@@ -2,6 +2,7 @@
 2011 county-to-county commuting; override files into 'agglo run'; bad flow files."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -467,9 +468,10 @@ def test_the_place_weighted_fit_recovers_a_towns_parameters():
     assert abs(plain.beta - 2.2) > 0.1 and plain.deviance > 1e6 * max(got.deviance, 1e-9)
 
 
-def _zones_and_towns(tmp_path, rng):
+def _zones_and_towns(tmp_path, rng, step=None):
     """16 zones with 1-4 towns each, some of a zone's people outside its towns; flows made by the
-    doubly-constrained model between the towns (beta 2.2, a trip within a town 9 min)."""
+    doubly-constrained model between the towns (beta 2.2, a trip within a town 9 min; or the
+    free deterrence ``step``: (edges, values))."""
     from agglo.engine.config.schema import AggloConfig
 
     m = AggloConfig().commute
@@ -487,7 +489,8 @@ def _zones_and_towns(tmp_path, rng):
     workers = zone_people * 0.45
     jobs = workers * rng.uniform(0.5, 2.0, 16)
     jobs *= workers.sum() / jobs.sum()
-    flows = doubly.balanced_flows(det(2.2, 9.0), workers, jobs)[0]
+    table = det(2.2, 9.0) if step is None else det.bin_weights(step[0]).table(step[1])
+    flows = doubly.balanced_flows(table, workers, jobs)[0]
     zones = pd.DataFrame(
         {"town_id": 100 + np.arange(16), "name": [f"zone {k}" for k in range(16)], "lat": units["lat"],
          "lon": units["lon"], "population": zone_people}
@@ -530,6 +533,23 @@ def test_calibrate_places_finds_a_towns_beta_and_self_time(tmp_path, run_cli):
     assert f"beta: {values['beta']!r}" in text.split("commute:")[1].split("freight:")[0]
 
 
+def test_calibrate_curve_measures_a_towns_steps(tmp_path, run_cli):
+    """``agglo calibrate --places --curve``: zone flows made between towns by a step deterrence
+    give its steps back, printed beside the power law fitted to the same flows."""
+    values = np.array([0.4, 0.1, 0.02, 0.002, 1.0])
+    paths, _ = _zones_and_towns(tmp_path, np.random.default_rng(22), step=([0.0, 20.0, 40.0, 80.0, np.inf], values))
+    args = ["--flows", str(paths["flows"]), "--towns", str(paths["zones"]), "--places", str(paths["towns"])]
+    code, text, err = run_cli("calibrate", *args, "--curve", "0,20,40,80")
+    assert code == 0, err
+    rows = [line.split() for line in text.splitlines()[-4:]]
+    assert [r[0] for r in rows] == ["0-20", "20-40", "40-80", "80-inf"]
+    assert [float(r[1]) for r in rows] == pytest.approx(np.log(values[:-1]), abs=2e-3)
+    beta, self_time = (float(x) for x in re.search(r"beta (\S+), a trip within a town (\S+) min", text).groups())
+    power = [-beta * np.log(m / self_time) for m in (10.0, 30.0, 60.0, 80.0)]
+    assert [float(r[2]) for r in rows] == pytest.approx(power, abs=2e-3)
+    assert "CPC 1.0000" in text.split("measured deterrence")[1]
+
+
 def test_calibrate_places_refuses_bad_input_in_one_line(tmp_path, run_cli):
     paths, flows = _zones_and_towns(tmp_path, np.random.default_rng(4))
     towns = pd.read_csv(paths["towns"])
@@ -549,6 +569,10 @@ def test_calibrate_places_refuses_bad_input_in_one_line(tmp_path, run_cli):
         (["--flows", str(paths["flows"]), "--places", str(paths["towns"]), "--model", "production"], ["--model"]),
         (["--flows", str(paths["flows"]), "--places", str(paths["towns"]), "--cost", "km"], ["--cost"]),
         (["--flows", str(paths["flows"]), "--places", str(paths["towns"]), "--near-km", "-1"], ["--near-km = -1"]),
+        (["--flows", str(paths["flows"]), "--places", str(paths["towns"]), "--curve", "0,x"], ["--curve = '0,x'"]),
+        (["--flows", str(paths["flows"]), "--places", str(paths["towns"]), "--curve", "30,10"], ["--curve = '30,10'"]),
+        (["--flows", str(paths["flows"]), "--places", str(paths["towns"]), "--curve", "15"], ["--curve = '15'"]),
+        (["--flows", str(paths["flows"]), "--curve", "0,15"], ["without --places"]),
     ]
     for args, words in cases:
         code, _, err = run_cli(*base, *args)

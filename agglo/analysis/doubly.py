@@ -203,8 +203,9 @@ def fit_free(
     if observed[-1] <= 0:
         raise ValueError("no trip within a place among the fitted rows: the self term's value has no scale")
     f = np.where(observed > 0, 1.0, 0.0)
-    b, error = None, np.inf
-    for rounds in range(1, max_rounds + 1):
+    b, error, rounds = None, np.inf, 0
+    while rounds < max_rounds:
+        rounds += 1
         table = weights.table(f)
         model, b = balanced_flows(table, workers, jobs, b, tol=0.0, max_rounds=5)
         margins = max(_gap(model.sum(axis=1), workers), _gap(model.sum(axis=0), jobs))

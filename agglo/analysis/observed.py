@@ -162,7 +162,8 @@ def place_weighted_files(flows_path: str, zones, places_path: str, decay: str, m
     (:class:`agglo.analysis.doubly.PlaceDeterrence`): every zone's workers and jobs (the flows'
     row and column sums, within-zone flows included) kept, beta and the time of a trip within a
     place fitted to every flow; a zone's people not in ``--places`` (its population less its
-    places') stand at its own point. Returns the fit, its CPC, and a line saying what it saw."""
+    places') stand at its own point. Returns the fit, its CPC, a line saying what it saw, and
+    (the place deterrence, the zone flows) for :func:`place_curve`."""
     from agglo.analysis import doubly
     from agglo.engine.errors import UserError
 
@@ -203,7 +204,49 @@ def place_weighted_files(flows_path: str, zones, places_path: str, decay: str, m
         f"{extra.size} zones' people outside them at the zone's point; {det.pair.size} pairs of places within "
         f"{near_km:g} km"
     )
-    return fit, common, seen
+    return fit, common, seen, (det, table)
+
+
+def parse_edges(text: str) -> list[float]:
+    """``--curve``'s bin edges: increasing minutes >= 0, comma-separated; the last bin open."""
+    from agglo.engine.errors import UserError
+
+    try:
+        edges = [float(x) for x in str(text).split(",")]
+    except ValueError:
+        edges = []
+    if len(edges) < 2 or edges[0] < 0 or any(b <= a for a, b in zip(edges, edges[1:])) or not np.isfinite(edges).all():
+        raise UserError(
+            f"--curve = {text!r}; allowed: two or more increasing minutes >= 0, comma-separated (e.g. 0,15,30,60)"
+        )
+    return edges + [np.inf]
+
+
+def place_curve(fit, zones, edges: list[float]) -> str:
+    """The deterrence measured between the zones' towns (:func:`agglo.analysis.doubly.fit_free`
+    through the same places and margins as ``fit``), a value per bin of ``edges`` against a trip
+    within a town, beside the power law of ``fit`` at the bin's middle, and both models' CPC."""
+    from agglo.analysis import doubly
+
+    det, table = zones
+    workers, jobs = table.sum(axis=1), table.sum(axis=0)
+    weights = det.bin_weights(edges)
+    free = doubly.fit_free(table, weights, workers, jobs, tol=1e-7)
+    common = calibrate.cpc(table, free.flows(weights, workers, jobs))
+    lines = [
+        f"measured deterrence between the towns (a value per bin, log f against a trip within a town; CPC {common:.4f},"
+        f" {free.rounds} rounds) beside the power law above (log f at the bin's middle):",
+        "minutes      measured   power law",
+    ]
+    for k in range(len(edges) - 1):
+        lo, hi = edges[k], edges[k + 1]
+        middle = max((lo + hi) / 2 if np.isfinite(hi) else lo, 1e-9)
+        power = fit.beta * (
+            calibrate.log_f_per_beta(middle, fit.decay) - calibrate.log_f_per_beta(fit.self_cost, fit.decay)
+        )
+        measured = f"{free.log_f[k]:.3f}" if np.isfinite(free.log_f[k]) else "no trips"
+        lines.append(f"{f'{lo:g}-{hi:g}':<12} {measured:>9}   {power:9.3f}")
+    return "\n".join(lines)
 
 
 def place_report(fit, common: float, mode: str) -> str:
