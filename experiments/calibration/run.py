@@ -16,7 +16,8 @@ their residents) applied to the model's flows with the parameters of the other h
 OMB's 2023 metropolitan outlying counties, beside the same rule on the observed flows (the
 ceiling), with the threshold on model shares chosen on the other half's observed flows and with
 jobs as the destination mass, and the doubly-constrained model (workers and jobs kept,
-agglo.analysis.doubly); which threshold on model shares stands for 15 % and 25 % of observed
+agglo.analysis.doubly), and the free deterrence (a value per bin of travel time, measured rather
+than assumed, between the counties' internal points and between their places); which threshold on model shares stands for 15 % and 25 % of observed
 commuters; and the fitted values against the defaults at the place level (experiments/cbsa's
 towns), the evidence behind docs/model.md's defaults. Tables go into this folder's README.
 """
