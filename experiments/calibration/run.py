@@ -1,7 +1,7 @@
 """National calibration on observed flows, held out by states, one command from the
 repository root:
 
-    .venv/bin/python experiments/calibration/run.py        # about 35 minutes on 2 cores
+    .venv/bin/python experiments/calibration/run.py        # about an hour on 2 cores
 
 Every observed US county-to-county commuting flow (ACS 2009-2013, tests/data/us_commuting_flows)
 between the counties of tests/data/us_cbsa (2020 internal points, ACS 2022 populations). The
