@@ -55,6 +55,7 @@ clean:
 
 study-calibration: $(STAMP)
 	$(BIN)/python experiments/calibration/run.py
+	$(BIN)/python experiments/calibration/tail.py
 
 study-parts: $(STAMP)
 	$(BIN)/python experiments/parts/run.py

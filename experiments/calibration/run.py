@@ -193,7 +193,9 @@ def threshold_from_flows(
     return float(best)
 
 
-def omb_rule(counties, observed, t, mass, split, fits) -> list[str]:
+def omb_areas(counties: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, int]:
+    """OMB 2023's metropolitan areas over the counties: each central county's area index (-1
+    for others), each outlying county's (-1 for others), and the number of areas."""
     areas = delineation(ROOT)
     metro = areas[areas["metro"]]
     codes = {c: k for k, c in enumerate(sorted(metro["cbsa"].unique()))}
@@ -202,6 +204,11 @@ def omb_rule(counties, observed, t, mass, split, fits) -> list[str]:
     central_set = set(metro.loc[metro["central"], "GEOID"])
     area_of_central = np.array([codes[cbsa_of[g]] if g in central_set else -1 for g in geoid])
     truth = np.array([codes[cbsa_of[g]] if g in cbsa_of and g not in central_set else -1 for g in geoid])
+    return area_of_central, truth, len(codes)
+
+
+def omb_rule(counties, observed, t, mass, split, fits) -> list[str]:
+    area_of_central, truth, n_areas = omb_areas(counties)
 
     def row(label, predicted, half):
         """The table row of a delineation scored on one half's counties."""
@@ -212,7 +219,7 @@ def omb_rule(counties, observed, t, mass, split, fits) -> list[str]:
     rows_of = {"A": split[0], "B": split[1]}
     out = [
         "OMB's rule (25 % of a county's workers to the central counties of a metropolitan area, or 25 % of "
-        f"its jobs held by their residents; {len(codes)} metropolitan areas, {(truth >= 0).sum()} outlying "
+        f"its jobs held by their residents; {n_areas} metropolitan areas, {(truth >= 0).sum()} outlying "
         "counties in OMB 2023), scored on each half's counties; model flows = population x p_ij with the "
         "parameters fitted on the other half:",
         "",
