@@ -225,7 +225,8 @@ def parse_edges(text: str) -> list[float]:
 def place_curve(fit, zones, edges: list[float]) -> str:
     """The deterrence measured between the zones' towns (:func:`agglo.analysis.doubly.fit_free`
     through the same places and margins as ``fit``), a value per bin of ``edges`` against a trip
-    within a town, beside the power law of ``fit`` at the bin's middle, and both models' CPC."""
+    within a town, beside the power law of ``fit`` at the bin's middle, and its CPC (the power law's is in
+    :func:`place_report`)."""
     from agglo.analysis import doubly
 
     det, table = zones
