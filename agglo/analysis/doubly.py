@@ -40,6 +40,11 @@ class DoublyFit:
         """The model's (N, N) flows, rows summing to ``workers``, columns to ``jobs``."""
         return balanced_flows(deterrence(cost, self.decay, self.beta, self.self_cost), workers, jobs)[0]
 
+    def log_f_against_self(self, cost) -> np.ndarray:
+        """log f(cost) - log f(self cost): the deterrence against a trip within a place, on the
+        scale of :attr:`FreeFit.log_f`."""
+        return self.beta * (log_f_per_beta(cost, self.decay) - log_f_per_beta(self.self_cost, self.decay))
+
 
 def deterrence(cost: np.ndarray, decay: str, beta: float, self_cost: float | None) -> np.ndarray:
     """f(c_ij), power ``c^-beta`` or exponential ``exp(-beta c)``; the diagonal is the self
@@ -164,6 +169,12 @@ class BinWeights:
         """Per bin, Σ_ij ratio_ij f_k W_ijk: the trips of ``ratio`` = T / F in bin k."""
         far = np.bincount(self.bins.ravel(), ratio.ravel(), minlength=self.n_bins + 1)[: self.n_bins]
         return f * (far + ratio.ravel()[self.cell] @ self.weight)
+
+
+def bin_middles(edges) -> np.ndarray:
+    """Each bin's middle, the lower edge for an open last bin."""
+    lo, hi = np.asarray(edges[:-1], dtype=np.float64), np.asarray(edges[1:], dtype=np.float64)
+    return np.where(np.isfinite(hi), (lo + hi) / 2, lo)
 
 
 def free_bin(cost, edges) -> np.ndarray:

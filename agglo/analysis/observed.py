@@ -239,14 +239,10 @@ def place_curve(fit, zones, edges: list[float]) -> str:
         f" {free.rounds} rounds) beside the power law above (log f at the bin's middle):",
         "minutes      measured   power law",
     ]
+    power = fit.log_f_against_self(np.maximum(doubly.bin_middles(edges), 1e-9))
     for k in range(len(edges) - 1):
-        lo, hi = edges[k], edges[k + 1]
-        middle = max((lo + hi) / 2 if np.isfinite(hi) else lo, 1e-9)
-        power = fit.beta * (
-            calibrate.log_f_per_beta(middle, fit.decay) - calibrate.log_f_per_beta(fit.self_cost, fit.decay)
-        )
         measured = f"{free.log_f[k]:.3f}" if np.isfinite(free.log_f[k]) else "no trips"
-        lines.append(f"{f'{lo:g}-{hi:g}':<12} {measured:>9}   {power:9.3f}")
+        lines.append(f"{f'{edges[k]:g}-{edges[k + 1]:g}':<12} {measured:>9}   {power[k]:9.3f}")
     return "\n".join(lines)
 
 

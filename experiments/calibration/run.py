@@ -17,8 +17,8 @@ OMB's 2023 metropolitan outlying counties, beside the same rule on the observed 
 ceiling), with the threshold on model shares chosen on the other half's observed flows and with
 jobs as the destination mass, and the doubly-constrained model (workers and jobs kept,
 agglo.analysis.doubly), and the free deterrence (a value per bin of travel time, measured rather
-than assumed, between the counties' internal points and between their places); which threshold on model shares stands for 15 % and 25 % of observed
-commuters; and the fitted values against the defaults at the place level (experiments/cbsa's
+than assumed, between the counties' internal points and between their places); which threshold
+on model shares stands for 15 % and 25 % of observed commuters; and the fitted values against the defaults at the place level (experiments/cbsa's
 towns), the evidence behind docs/model.md's defaults. Tables go into this folder's README.
 """
 
@@ -349,13 +349,11 @@ def free_curve(log_f, fits) -> list[str]:
         "| minutes | " + " | ".join(f"between {w}, fitted on {h}" for w, h in columns) + " |",
         "| --- |" + " --- |" * len(columns),
     ]
+    middle = np.maximum(doubly.bin_middles(FREE_EDGES), 1.0)
+    against = {c: power[c].log_f_against_self(middle) for c in columns}
     for k in range(len(FREE_EDGES) - 1):
-        lo, hi = FREE_EDGES[k], FREE_EDGES[k + 1]
-        middle = (lo + hi) / 2 if np.isfinite(hi) else lo
-        cells = [
-            f"{log_f[c][k]:.2f} ({-power[c].beta * np.log(max(middle, 1.0) / power[c].self_cost):.2f})" for c in columns
-        ]
-        out.append(f"| {lo:g}-{hi:g} | " + " | ".join(cells) + " |")
+        cells = [f"{log_f[c][k]:.2f} ({against[c][k]:.2f})" for c in columns]
+        out.append(f"| {FREE_EDGES[k]:g}-{FREE_EDGES[k + 1]:g} | " + " | ".join(cells) + " |")
     return out
 
 

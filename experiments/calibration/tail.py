@@ -43,7 +43,8 @@ def main() -> int:
     workers, jobs = observed.sum(axis=1), observed.sum(axis=0)
     edges = R.FREE_EDGES
     weights = R.place_deterrence(counties).bin_weights(edges)
-    middle = np.array([(lo + hi) / 2 if np.isfinite(hi) else lo for lo, hi in zip(edges[:-1], edges[1:])] + [0.0])
+    middle = np.append(doubly.bin_middles(edges), 0.0)  # the self term's slot last
+    fits = power_fits()
     lines = [
         "Between the counties' places, OMB's rule at the threshold from the fitted half's observed flows, scored on "
         "the other half (`tail.py`):",
@@ -54,8 +55,9 @@ def main() -> int:
     for half, other in (("A", "B"), ("B", "A")):
         rows = np.flatnonzero(rows_of[other])
         measured = doubly.fit_free(observed[rows], weights, workers, jobs, origins=rows, tol=1e-6).log_f
-        beta, self_time = power_fits()[other]
-        power = np.append(-beta * np.log(np.maximum(middle[:-1], 1.0) / self_time), 0.0)
+        beta, self_time = fits[other]
+        fit = doubly.DoublyFit("power", beta, self_time, 0.0, 0)
+        power = np.append(fit.log_f_against_self(np.maximum(middle[:-1], 1.0)), 0.0)
         curves = [(f"power law (beta {beta:g}, self {self_time:g} min), per bin", power), ("measured", measured)]
         curves += [
             (f"power law up to {c} min, measured beyond", np.where(middle <= c, power, measured)) for c in (60, 90, 120)
